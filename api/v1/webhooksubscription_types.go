@@ -1,0 +1,112 @@
+package v1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// WebhookSubscriptionSpec declares where a store's events are delivered.
+// +kubebuilder:validation:XValidation:rule="self.targetURL.startsWith('https://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP && self.targetURL.startsWith('http://'))",message="targetURL must use https:// (plain http:// is accepted only with allowInsecureHTTP: true)"
+type WebhookSubscriptionSpec struct {
+	// storeId is the store whose events this subscription receives.
+	// +required
+	StoreID StoreID `json:"storeId"`
+
+	// displayName is the name shown to store admins.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=200
+	// +required
+	DisplayName string `json:"displayName"`
+
+	// targetURL is the endpoint that receives an HTTP POST per event. It must be
+	// https unless allowInsecureHTTP is set.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="targetURL must be an absolute URL with a host, like https://example.com/hooks"
+	// +required
+	TargetURL string `json:"targetURL"`
+
+	// allowInsecureHTTP permits a plain http:// targetURL, for receivers inside a
+	// trusted network. Deliveries are still signed.
+	// +optional
+	AllowInsecureHTTP bool `json:"allowInsecureHTTP,omitempty"`
+
+	// events lists the event types delivered: exact types (`order.placed`) or
+	// resource wildcards (`order.*`).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +required
+	Events []EventType `json:"events"`
+
+	// active turns delivery on or off without deleting the subscription.
+	// +kubebuilder:default=true
+	// +optional
+	Active *bool `json:"active,omitempty"`
+
+	// deliveryTimeout is how long one delivery attempt waits for a response
+	// before it counts as failed. Between 1s and 120s.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('120s')",message="deliveryTimeout must be between 1s and 120s"
+	// +optional
+	DeliveryTimeout *metav1.Duration `json:"deliveryTimeout,omitempty"`
+
+	// signingSecretRef imports the signing secret from a Secret in this
+	// namespace. Without it the operator generates one.
+	// +optional
+	SigningSecretRef *SecretKeyReference `json:"signingSecretRef,omitempty"`
+}
+
+// WebhookSubscriptionStatus reports what the operator made of the spec.
+type WebhookSubscriptionStatus struct {
+	// conditions describe the subscription's state; Ready summarises them.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// observedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// subscriptionId is the id under which the subscription is stored and
+	// delivered (the object's UID).
+	// +optional
+	SubscriptionID string `json:"subscriptionId,omitempty"`
+}
+
+// WebhookSubscription delivers a store's platform events to an HTTPS endpoint,
+// signed, with retries and dead-lettering.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=whsub;whs,categories=ss3;integrations
+// +kubebuilder:printcolumn:name="Store",type=string,JSONPath=`.spec.storeId`
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.targetURL`
+// +kubebuilder:printcolumn:name="Events",type=string,JSONPath=`.spec.events`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type WebhookSubscription struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec declares the subscription.
+	// +required
+	Spec WebhookSubscriptionSpec `json:"spec"`
+
+	// status reports its state.
+	// +optional
+	Status WebhookSubscriptionStatus `json:"status,omitempty"`
+}
+
+// IsActive reports whether deliveries are on (the default).
+func (s *WebhookSubscriptionSpec) IsActive() bool { return isActive(s.Active) }
+
+// WebhookSubscriptionList is a list of WebhookSubscription.
+// +kubebuilder:object:root=true
+type WebhookSubscriptionList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []WebhookSubscription `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&WebhookSubscription{}, &WebhookSubscriptionList{})
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds one test-bed tool (kube-apiserver, etcd, vault) from the Go module
+# proxy into a cache outside the clone, keyed by version, and prints its path.
+# A cached binary is reused, so only the first run on a machine pays the build.
+set -euo pipefail
+
+tool="${1:?usage: build-tool.sh kube-apiserver|etcd|vault}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cache="${INTEGRATION_OPERATOR_CACHE:-$HOME/.cache/integration-operator}"
+
+case "$tool" in
+  kube-apiserver) version=v1.37.2; pkg=k8s.io/kubernetes/cmd/kube-apiserver; flags=() ;;
+  etcd)           version=v3.6.16; pkg=go.etcd.io/etcd/server/v3;            flags=() ;;
+  vault)          version=v1.21.0; pkg=github.com/hashicorp/vault;           flags=(-trimpath -ldflags=-s\ -w) ;;
+  *) echo "unknown tool: $tool" >&2; exit 2 ;;
+esac
+
+out="$cache/bin/$tool-$version/$tool"
+if [[ ! -x "$out" ]]; then
+  mkdir -p "$(dirname "$out")"
+  echo "building $tool $version into $out (first time only)" >&2
+  start=$(date +%s)
+  (cd "$here/tools/$tool" && go build "${flags[@]}" -o "$out.tmp" "$pkg")
+  mv "$out.tmp" "$out"
+  echo "built $tool in $(( $(date +%s) - start ))s" >&2
+fi
+echo "$out"

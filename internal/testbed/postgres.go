@@ -1,0 +1,202 @@
+package testbed
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Postgres is a throwaway PostgreSQL cluster in a temp dir. Stop and Start
+// restart it on the same port and data, for outage tests.
+type Postgres struct {
+	dir    string
+	binDir string
+	port   int
+	cred   *syscall.Credential
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// StartPostgres initialises a cluster in a new temp dir and starts it on a
+// free loopback port. As root it runs the server as the "postgres" user,
+// since initdb refuses root.
+func StartPostgres(ctx context.Context) (*Postgres, error) {
+	binDir, err := postgresBinDir()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "testbed-pg-")
+	if err != nil {
+		return nil, err
+	}
+	pg := &Postgres{dir: dir, binDir: binDir}
+	if os.Geteuid() == 0 {
+		if pg.cred, err = postgresCredential(); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		if err := os.Chown(dir, int(pg.cred.Uid), int(pg.cred.Gid)); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+	}
+	initdb := pg.command(ctx, "initdb", "-D", pg.dataDir(), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
+	if out, err := initdb.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("initdb: %w: %s", err, out)
+	}
+	for attempt := 0; ; attempt++ {
+		if pg.port, err = freePort(); err != nil {
+			break
+		}
+		if err = pg.Start(ctx); err == nil || attempt == 2 {
+			break
+		}
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return pg, nil
+}
+
+func (pg *Postgres) dataDir() string { return filepath.Join(pg.dir, "data") }
+func (pg *Postgres) logFile() string { return filepath.Join(pg.dir, "postgres.log") }
+
+func (pg *Postgres) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(pg.binDir, name), args...)
+	cmd.Dir = pg.dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: pg.cred, Setpgid: true}
+	return cmd
+}
+
+// Start runs the server (again) and waits until it accepts connections.
+func (pg *Postgres) Start(ctx context.Context) error {
+	logf, err := os.OpenFile(pg.logFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	if pg.cred != nil {
+		_ = os.Chown(pg.logFile(), int(pg.cred.Uid), int(pg.cred.Gid))
+	}
+	// Not bound to ctx: the server outlives the call that started it.
+	cmd := pg.command(context.Background(), "postgres", "-D", pg.dataDir(), "-p", strconv.Itoa(pg.port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+pg.dir,
+		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	pg.cmd = cmd
+	pg.exited = make(chan struct{})
+	go func() { _ = cmd.Wait(); close(pg.exited) }()
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := pgx.Connect(ctx, pg.DSN("postgres"))
+		if err == nil {
+			conn.Close(ctx)
+			return nil
+		}
+		select {
+		case <-pg.exited:
+			return fmt.Errorf("postgres exited at start-up:\n%s", tailFile(pg.logFile()))
+		case <-ctx.Done():
+			pg.Stop()
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			pg.Stop()
+			return fmt.Errorf("postgres not ready after 30s:\n%s", tailFile(pg.logFile()))
+		}
+	}
+}
+
+// Stop shuts the server down (fast mode), keeping its data and port.
+func (pg *Postgres) Stop() {
+	if pg.cmd == nil {
+		return
+	}
+	_ = pg.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-pg.exited:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-pg.cmd.Process.Pid, syscall.SIGKILL)
+		<-pg.exited
+	}
+	pg.cmd = nil
+}
+
+// Close stops the server and removes its files.
+func (pg *Postgres) Close() {
+	pg.Stop()
+	_ = os.RemoveAll(pg.dir)
+}
+
+// Port is the server's TCP port on 127.0.0.1.
+func (pg *Postgres) Port() int { return pg.port }
+
+// DSN is a connection URL for database on this server.
+func (pg *Postgres) DSN(database string) string {
+	return fmt.Sprintf("postgres://postgres@%s/%s?sslmode=disable", hostPort(pg.port), database)
+}
+
+// CreateDatabase makes a new empty database with a random name and returns
+// its DSN, so tests sharing a server do not see each other's rows.
+func (pg *Postgres) CreateDatabase(ctx context.Context) (string, error) {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	name := "test_" + hex.EncodeToString(b[:])
+	conn, err := pgx.Connect(ctx, pg.DSN("postgres"))
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", fmt.Errorf("create database: %w", err)
+	}
+	return pg.DSN(name), nil
+}
+
+// postgresBinDir finds the server binaries: $PG_BIN_DIR, else the newest
+// of Debian's /usr/lib/postgresql/<version>/bin, preferring 15.
+func postgresBinDir() (string, error) {
+	if dir := os.Getenv("PG_BIN_DIR"); dir != "" {
+		return dir, nil
+	}
+	candidates, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	sort.Sort(sort.Reverse(sort.StringSlice(candidates)))
+	for _, c := range candidates {
+		if filepath.Base(filepath.Dir(filepath.Dir(c))) == "15" {
+			return filepath.Dir(c), nil
+		}
+	}
+	if len(candidates) > 0 {
+		return filepath.Dir(candidates[0]), nil
+	}
+	return "", errors.New("PostgreSQL server not found: run hack/install-system-deps.sh (apt-get install postgresql) or set PG_BIN_DIR")
+}
+
+func postgresCredential() (*syscall.Credential, error) {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root needs the 'postgres' user that Debian's postgresql package creates: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
