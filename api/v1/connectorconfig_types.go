@@ -71,11 +71,8 @@ type ConnectorConfigSpec struct {
 
 	// settings are the adapter's non-sensitive options (marketplace id,
 	// region, base URL, ...). Credentials belong in credentialsSecretRef.
-	// +kubebuilder:validation:Type=object
-	// +kubebuilder:pruning:PreserveUnknownFields
-	// +kubebuilder:validation:XValidation:rule="!self.exists(k, ['secret', 'password', 'token', 'apikey', 'api_key', 'api-key', 'privatekey', 'private_key'].exists(w, k.lowerAscii().contains(w)))",message="settings must not hold credentials (keys naming a secret, password, token, API key or private key); put them in the Secret named by credentialsSecretRef"
 	// +optional
-	Settings *apiextensionsv1.JSON `json:"settings,omitempty"`
+	Settings map[string]apiextensionsv1.JSON `json:"settings,omitempty"`
 
 	// credentialsSecretRef names the Secret holding the connector's API key and secret.
 	// +required

@@ -212,8 +212,10 @@ func (in *ConnectorConfigSpec) DeepCopyInto(out *ConnectorConfigSpec) {
 	}
 	if in.Settings != nil {
 		in, out := &in.Settings, &out.Settings
-		*out = new(apiextensionsv1.JSON)
-		(*in).DeepCopyInto(*out)
+		*out = make(map[string]apiextensionsv1.JSON, len(*in))
+		for key, val := range *in {
+			(*out)[key] = *val.DeepCopy()
+		}
 	}
 	out.CredentialsSecretRef = in.CredentialsSecretRef
 	if in.PollInterval != nil {

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
+	"github.com/ss3dev/integration-operator/internal/store"
+)
+
+type managerOptions struct {
+	databaseURL     string
+	metricsAddr     string
+	probeAddr       string
+	leaderElect     bool
+	leaderElectNS   string
+	developmentLogs bool
+}
+
+func newManagerCommand() *cobra.Command {
+	var o managerOptions
+	cmd := &cobra.Command{
+		Use:   "manager",
+		Short: "Run the controller manager (one active replica, by leader election)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runManager(cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.databaseURL, "database-url", envDefault("DATABASE_URL", ""), "Postgres connection URL [DATABASE_URL]")
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", envDefault("METRICS_BIND_ADDRESS", ":8080"), "address of the Prometheus metrics endpoint; 0 disables it")
+	f.StringVar(&o.probeAddr, "health-probe-bind-address", envDefault("HEALTH_PROBE_BIND_ADDRESS", ":8081"), "address of /healthz and /readyz")
+	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect one active manager among replicas")
+	f.StringVar(&o.leaderElectNS, "leader-election-namespace", envDefault("POD_NAMESPACE", ""), "namespace of the leader election lease (defaults to the pod's)")
+	f.BoolVar(&o.developmentLogs, "dev-logs", false, "human-readable logs instead of JSON")
+	return cmd
+}
+
+func runManager(cmd *cobra.Command, o managerOptions) error {
+	ctrl.SetLogger(zap.New(zap.UseDevMode(o.developmentLogs)))
+	log := ctrl.Log.WithName("setup")
+	if o.databaseURL == "" {
+		return errors.New("--database-url (or DATABASE_URL) is required")
+	}
+	ctx := cmd.Context()
+
+	applied, err := store.Migrate(ctx, o.databaseURL)
+	if err != nil {
+		return err
+	}
+	log.Info("database schema up to date", "applied", applied)
+	pool, err := store.Open(ctx, o.databaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := integrationsv1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("kubernetes config: %w", err)
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "integration-operator.integrations.ss3.dev",
+		LeaderElectionNamespace: o.leaderElectNS,
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("database", func(req *http.Request) error { return pool.Ping(req.Context()) }); err != nil {
+		return err
+	}
+	log.Info("starting manager")
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the system packages the tests use, from Debian's archive, when they
+# are missing: PostgreSQL 15 (server binaries; the test bed starts its own
+# clusters) and kubectl (kubernetes-client). Needs root or passwordless sudo.
+set -euo pipefail
+
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
+[[ ${#need[@]} -eq 0 ]] && exit 0
+
+sudo=""
+[[ $(id -u) -ne 0 ]] && sudo="sudo"
+echo "installing ${need[*]}" >&2
+$sudo apt-get update -q >/dev/null
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts a system cluster on install; the tests don't use it.
+if [[ " ${need[*]} " == *" postgresql "* ]] && command -v pg_ctlcluster >/dev/null; then
+  $sudo pg_dropcluster --stop 15 main >/dev/null 2>&1 || true
+fi
