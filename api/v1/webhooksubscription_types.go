@@ -50,10 +50,23 @@ type WebhookSubscriptionSpec struct {
 	DeliveryTimeout *metav1.Duration `json:"deliveryTimeout,omitempty"`
 
 	// signingSecretRef imports the signing secret from a Secret in this
-	// namespace. Without it the operator generates one.
+	// namespace (at least 16 characters). Without it the operator generates
+	// one. Changing the referenced value rotates the secret.
 	// +optional
 	SigningSecretRef *SecretKeyReference `json:"signingSecretRef,omitempty"`
+
+	// rotationGracePeriod is how long the previous signing secret stays valid
+	// after a rotation, so receivers can roll over; deliveries carry
+	// signatures for both meanwhile. Between 0s and 720h.
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('720h')",message="rotationGracePeriod must be between 0s and 720h"
+	// +optional
+	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
 }
+
+// RotateSigningSecretAnnotation requests a new generated signing secret when
+// set to a value not handled before (for example a timestamp).
+const RotateSigningSecretAnnotation = "integrations.ss3.dev/rotate-signing-secret"
 
 // WebhookSubscriptionStatus reports what the operator made of the spec.
 type WebhookSubscriptionStatus struct {
@@ -71,6 +84,29 @@ type WebhookSubscriptionStatus struct {
 	// delivered (the object's UID).
 	// +optional
 	SubscriptionID string `json:"subscriptionId,omitempty"`
+
+	// signingSecretName is the Secret (owned by this subscription) that holds
+	// the signing secret to give to the receiver.
+	// +optional
+	SigningSecretName string `json:"signingSecretName,omitempty"`
+
+	// vaultPath is where the dispatcher reads the signing secret.
+	// +optional
+	VaultPath string `json:"vaultPath,omitempty"`
+
+	// vaultVersion is the KV v2 version of the signing secret in Vault.
+	// +optional
+	VaultVersion int `json:"vaultVersion,omitempty"`
+
+	// previousSecretExpiresAt is when the secret replaced by the last
+	// rotation stops being used; empty when there is none.
+	// +optional
+	PreviousSecretExpiresAt *metav1.Time `json:"previousSecretExpiresAt,omitempty"`
+
+	// lastRotationRequest is the rotate-signing-secret annotation value
+	// last acted on.
+	// +optional
+	LastRotationRequest string `json:"lastRotationRequest,omitempty"`
 }
 
 // WebhookSubscription delivers a store's platform events to an HTTPS endpoint,

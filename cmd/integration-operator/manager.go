@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -11,14 +12,20 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
+	"github.com/ss3dev/integration-operator/controllers"
 	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/vault"
 )
 
 type managerOptions struct {
 	databaseURL     string
+	vault           vault.Config
+	resync          time.Duration
+	concurrency     int
 	metricsAddr     string
 	probeAddr       string
 	leaderElect     bool
@@ -42,6 +49,9 @@ func newManagerCommand() *cobra.Command {
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect one active manager among replicas")
 	f.StringVar(&o.leaderElectNS, "leader-election-namespace", envDefault("POD_NAMESPACE", ""), "namespace of the leader election lease (defaults to the pod's)")
 	f.BoolVar(&o.developmentLogs, "dev-logs", false, "human-readable logs instead of JSON")
+	f.DurationVar(&o.resync, "resync-interval", 10*time.Minute, "re-check every resource this often, repairing drift in Vault and Postgres")
+	f.IntVar(&o.concurrency, "max-concurrent-reconciles", 4, "reconciles run in parallel per kind")
+	addVaultFlags(f, &o.vault)
 	return cmd
 }
 
@@ -63,6 +73,10 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 		return err
 	}
 	defer pool.Close()
+	vaultClient, err := vault.New(ctx, o.vault)
+	if err != nil {
+		return err
+	}
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
@@ -85,6 +99,22 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
+	}
+	metrics, err := controllers.NewMetrics(ctrlmetrics.Registry)
+	if err != nil {
+		return err
+	}
+	if err := (&controllers.WebhookSubscriptionReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Store:                   store.New(pool),
+		Vault:                   vaultClient,
+		Recorder:                mgr.GetEventRecorder("integration-operator"),
+		Metrics:                 metrics,
+		ResyncInterval:          o.resync,
+		MaxConcurrentReconciles: o.concurrency,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up webhooksubscription controller: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

@@ -1,0 +1,66 @@
+package controllers
+
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
+)
+
+// Condition reasons a user can act on.
+const (
+	ReasonSynced              = "Synced"
+	ReasonVaultUnavailable    = "VaultUnavailable"
+	ReasonVaultError          = "VaultError"
+	ReasonDatabaseUnavailable = "DatabaseUnavailable"
+	ReasonSecretRefNotFound   = "SecretRefNotFound"
+	ReasonSecretRefKeyMissing = "SecretRefKeyMissing"
+	ReasonSecretRefInvalid    = "SecretRefInvalid"
+	ReasonSecretNameConflict  = "SecretNameConflict"
+	ReasonKubernetesError     = "KubernetesError"
+	ReasonDeleting            = "Deleting"
+	ReasonNotReady            = "NotReady"
+)
+
+// setCondition records c at generation; lastTransitionTime moves only when
+// the status flips (meta.SetStatusCondition keeps it otherwise).
+func setCondition(conditions *[]metav1.Condition, generation int64, c metav1.Condition) {
+	c.ObservedGeneration = generation
+	meta.SetStatusCondition(conditions, c)
+}
+
+func trueCondition(condType, message string) metav1.Condition {
+	return metav1.Condition{Type: condType, Status: metav1.ConditionTrue, Reason: ReasonSynced, Message: message}
+}
+
+func falseCondition(condType, reason, message string) metav1.Condition {
+	return metav1.Condition{Type: condType, Status: metav1.ConditionFalse, Reason: reason, Message: message}
+}
+
+// setReady summarises the given condition types into Ready, kept first in
+// the list: True when all are True, else False with the first failure's
+// reason and message.
+func setReady(conditions *[]metav1.Condition, generation int64, types ...string) {
+	ready := metav1.Condition{Type: integrationsv1.ConditionReady, Status: metav1.ConditionTrue, Reason: ReasonSynced,
+		Message: "everything the spec declares is in place"}
+	for _, t := range types {
+		c := meta.FindStatusCondition(*conditions, t)
+		if c == nil {
+			ready = falseCondition(integrationsv1.ConditionReady, ReasonNotReady, t+" not yet reported")
+			break
+		}
+		if c.Status != metav1.ConditionTrue {
+			ready = falseCondition(integrationsv1.ConditionReady, c.Reason, c.Message)
+			break
+		}
+	}
+	setCondition(conditions, generation, ready)
+	// Ready first, so `kubectl describe` leads with the answer.
+	for i, c := range *conditions {
+		if c.Type == integrationsv1.ConditionReady && i != 0 {
+			r := (*conditions)[i]
+			copy((*conditions)[1:i+1], (*conditions)[0:i])
+			(*conditions)[0] = r
+		}
+	}
+}

@@ -1,0 +1,229 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/ss3dev/integration-operator/controllers"
+	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/testbed"
+	"github.com/ss3dev/integration-operator/internal/vault"
+)
+
+const kvMount = "ss3/kv"
+
+// The package shares one control plane, Postgres and Vault; each test runs
+// its own manager in its own namespace.
+var (
+	kube        *testbed.Kube
+	pg          *testbed.Postgres
+	databaseURL string
+	vaultServer *testbed.Vault
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	ctx := context.Background()
+	var err error
+	if kube, err = testbed.StartKube(); err != nil {
+		fmt.Fprintln(os.Stderr, "testbed:", err)
+		return 1
+	}
+	defer kube.Close()
+	if pg, err = testbed.StartPostgres(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "testbed:", err)
+		return 1
+	}
+	defer pg.Close()
+	if databaseURL, err = pg.CreateDatabase(ctx); err == nil {
+		_, err = store.Migrate(ctx, databaseURL)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testbed:", err)
+		return 1
+	}
+	if vaultServer, err = testbed.StartVault(ctx); err == nil {
+		err = vaultServer.EnableKV2(ctx, kvMount)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "testbed:", err)
+		return 1
+	}
+	defer vaultServer.Close()
+	return m.Run()
+}
+
+// harness is a running manager with the reconcilers, and handles on what
+// they write to.
+type harness struct {
+	client     client.Client
+	store      *store.Store
+	vault      *vault.Client
+	metrics    *controllers.Metrics
+	namespace  string
+	kubeWrites *atomic.Int64
+}
+
+type harnessOptions struct {
+	resync time.Duration
+}
+
+func startManager(t *testing.T, opts harnessOptions) *harness {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pool, err := store.Open(ctx, databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vc, err := vault.New(ctx, vault.Config{Address: vaultServer.Addr(), Token: vaultServer.Token(), Mount: kvMount})
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := controllers.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{client: kube.Client, store: store.New(pool), vault: vc, metrics: metrics, kubeWrites: &atomic.Int64{}}
+	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
+		Scheme:     kube.Scheme,
+		Metrics:    metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		NewClient: func(cfg *rest.Config, o client.Options) (client.Client, error) {
+			c, err := client.New(cfg, o)
+			return countingClient{Client: c, writes: h.kubeWrites}, err
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (&controllers.WebhookSubscriptionReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Store:                   h.store,
+		Vault:                   vc,
+		Recorder:                mgr.GetEventRecorder("integration-operator"),
+		Metrics:                 metrics,
+		ResyncInterval:          opts.resync,
+		MaxConcurrentReconciles: 8,
+	}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+		pool.Close()
+	})
+
+	h.namespace = fmt.Sprintf("t-%d", time.Now().UnixNano())
+	if err := kube.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: h.namespace}}); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// eventually polls cond until it returns nil or the timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// countingClient counts the manager's writes to the API server.
+type countingClient struct {
+	client.Client
+	writes *atomic.Int64
+}
+
+func (c countingClient) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	c.writes.Add(1)
+	return c.Client.Create(ctx, obj, opts...)
+}
+
+func (c countingClient) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	c.writes.Add(1)
+	return c.Client.Update(ctx, obj, opts...)
+}
+
+func (c countingClient) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	c.writes.Add(1)
+	return c.Client.Patch(ctx, obj, patch, opts...)
+}
+
+func (c countingClient) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	c.writes.Add(1)
+	return c.Client.Delete(ctx, obj, opts...)
+}
+
+func (c countingClient) Status() client.SubResourceWriter {
+	return countingStatus{SubResourceWriter: c.Client.Status(), writes: c.writes}
+}
+
+type countingStatus struct {
+	client.SubResourceWriter
+	writes *atomic.Int64
+}
+
+func (s countingStatus) Update(ctx context.Context, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+	s.writes.Add(1)
+	return s.SubResourceWriter.Update(ctx, obj, opts...)
+}
+
+func (s countingStatus) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+	s.writes.Add(1)
+	return s.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+}
+
+// reconcileCount reads controller-runtime's own count of finished
+// WebhookSubscription reconciles, summed over results.
+func reconcileCount(t *testing.T) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == "webhooksubscription" {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
