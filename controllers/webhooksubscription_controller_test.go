@@ -22,6 +22,7 @@ import (
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
 	"github.com/ss3dev/integration-operator/controllers"
+	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/vault"
 )
 
@@ -564,4 +565,41 @@ func (h *harness) countReady(ctx context.Context, want int) error {
 		return fmt.Errorf("%d of %d Ready", ready, want)
 	}
 	return nil
+}
+
+func TestSweepRemovesWhatDeletedSubscriptionsLeftBehind(t *testing.T) {
+	h := startManager(t, harnessOptions{})
+	ctx := context.Background()
+	if err := h.client.Create(ctx, newSubscription(h.namespace, "live")); err != nil {
+		t.Fatal(err)
+	}
+	live := h.waitReady(t, "live")
+	liveID := uuid.MustParse(string(live.UID))
+
+	// What a bypassed finalizer leaves: a Vault secret and an active row.
+	orphan := uuid.New()
+	if _, err := h.vault.Put(ctx, "webhook/"+orphan.String()+"/secret", map[string]string{"secret": "whsec_orphaned"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.UpsertSubscription(ctx, store.Subscription{ID: orphan, StoreID: "s", Name: "n",
+		TargetURL: "https://example.com", Events: []string{"order.placed"}, IsActive: true}); err != nil {
+		t.Fatal(err)
+	}
+
+	sweeper := &controllers.WebhookSubscriptionSweeper{Client: h.client, Store: h.store, Vault: h.vault, Metrics: h.metrics}
+	if err := sweeper.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := h.vault.Get(ctx, "webhook/"+orphan.String()+"/secret"); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("orphaned Vault secret should be gone: %v", err)
+	}
+	if row, _, _ := h.store.GetSubscription(ctx, orphan); row.IsActive {
+		t.Error("orphaned row should be inactive")
+	}
+	if _, err := h.vaultSecret(t, live); err != nil {
+		t.Errorf("a live subscription's secret was swept: %v", err)
+	}
+	if row, _, _ := h.store.GetSubscription(ctx, liveID); !row.IsActive {
+		t.Error("a live subscription's row was deactivated")
+	}
 }

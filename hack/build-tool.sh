@@ -16,8 +16,11 @@ case "$tool" in
 esac
 
 out="$cache/bin/$tool-$version/$tool"
+mkdir -p "$(dirname "$out")"
+# Test packages run in parallel and may ask at once: one builds, the rest wait.
+exec 9>"$out.lock"
+flock 9
 if [[ ! -x "$out" ]]; then
-  mkdir -p "$(dirname "$out")"
   echo "building $tool $version into $out (first time only)" >&2
   start=$(date +%s)
   (cd "$here/tools/$tool" && go build "${flags[@]}" -o "$out.tmp" "$pkg")

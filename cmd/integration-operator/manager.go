@@ -26,6 +26,7 @@ type managerOptions struct {
 	vault           vault.Config
 	resync          time.Duration
 	concurrency     int
+	sweepInterval   time.Duration
 	metricsAddr     string
 	probeAddr       string
 	leaderElect     bool
@@ -51,6 +52,7 @@ func newManagerCommand() *cobra.Command {
 	f.BoolVar(&o.developmentLogs, "dev-logs", false, "human-readable logs instead of JSON")
 	f.DurationVar(&o.resync, "resync-interval", 10*time.Minute, "re-check every resource this often, repairing drift in Vault and Postgres")
 	f.IntVar(&o.concurrency, "max-concurrent-reconciles", 4, "reconciles run in parallel per kind")
+	f.DurationVar(&o.sweepInterval, "orphan-sweep-interval", 30*time.Minute, "how often to remove Vault secrets and deactivate rows of resources that no longer exist")
 	addVaultFlags(f, &o.vault)
 	return cmd
 }
@@ -115,6 +117,12 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 		MaxConcurrentReconciles: o.concurrency,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up webhooksubscription controller: %w", err)
+	}
+	if err := mgr.Add(&controllers.WebhookSubscriptionSweeper{
+		Client: mgr.GetClient(), Store: store.New(pool), Vault: vaultClient, Metrics: metrics,
+		Interval: o.sweepInterval, Log: ctrl.Log.WithName("sweep"),
+	}); err != nil {
+		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
