@@ -25,8 +25,7 @@ type Postgres struct {
 	binDir string
 	port   int
 	cred   *syscall.Credential
-	cmd    *exec.Cmd
-	exited chan struct{}
+	proc   *process
 }
 
 // StartPostgres initialises a cluster in a new temp dir and starts it on a
@@ -78,67 +77,38 @@ func (pg *Postgres) logFile() string { return filepath.Join(pg.dir, "postgres.lo
 func (pg *Postgres) command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, filepath.Join(pg.binDir, name), args...)
 	cmd.Dir = pg.dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: pg.cred, Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: pg.cred}
 	return cmd
 }
 
 // Start runs the server (again) and waits until it accepts connections.
 func (pg *Postgres) Start(ctx context.Context) error {
-	logf, err := os.OpenFile(pg.logFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	if pg.cred != nil {
-		_ = os.Chown(pg.logFile(), int(pg.cred.Uid), int(pg.cred.Gid))
+	if _, err := os.Stat(pg.logFile()); os.IsNotExist(err) && pg.cred != nil {
+		if f, err := os.Create(pg.logFile()); err == nil {
+			f.Close()
+			_ = os.Chown(pg.logFile(), int(pg.cred.Uid), int(pg.cred.Gid))
+		}
 	}
 	// Not bound to ctx: the server outlives the call that started it.
 	cmd := pg.command(context.Background(), "postgres", "-D", pg.dataDir(), "-p", strconv.Itoa(pg.port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+pg.dir,
 		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start postgres: %w", err)
-	}
-	pg.cmd = cmd
-	pg.exited = make(chan struct{})
-	go func() { _ = cmd.Wait(); close(pg.exited) }()
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var err error
+	pg.proc, err = startProcess(ctx, "postgres", cmd, pg.logFile(), 30*time.Second, func() bool {
 		conn, err := pgx.Connect(ctx, pg.DSN("postgres"))
-		if err == nil {
-			conn.Close(ctx)
-			return nil
+		if err != nil {
+			return false
 		}
-		select {
-		case <-pg.exited:
-			return fmt.Errorf("postgres exited at start-up:\n%s", tailFile(pg.logFile()))
-		case <-ctx.Done():
-			pg.Stop()
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			pg.Stop()
-			return fmt.Errorf("postgres not ready after 30s:\n%s", tailFile(pg.logFile()))
-		}
-	}
+		conn.Close(ctx)
+		return true
+	})
+	return err
 }
 
 // Stop shuts the server down (fast mode), keeping its data and port.
 func (pg *Postgres) Stop() {
-	if pg.cmd == nil {
-		return
-	}
-	_ = pg.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-pg.exited:
-	case <-time.After(15 * time.Second):
-		_ = syscall.Kill(-pg.cmd.Process.Pid, syscall.SIGKILL)
-		<-pg.exited
-	}
-	pg.cmd = nil
+	pg.proc.stop(syscall.SIGINT)
+	pg.proc = nil
 }
 
 // Close stops the server and removes its files.

@@ -18,12 +18,11 @@ import (
 // Vault is a real `vault server -dev` on a free loopback port, with a random
 // root token. Dev mode keeps everything in memory.
 type Vault struct {
-	dir    string
-	bin    string
-	port   int
-	token  string
-	cmd    *exec.Cmd
-	exited chan struct{}
+	dir   string
+	bin   string
+	port  int
+	token string
+	proc  *process
 }
 
 // StartVault starts a dev-mode Vault server and waits until it is unsealed.
@@ -56,62 +55,26 @@ func StartVault(ctx context.Context) (*Vault, error) {
 
 // Start runs the server (again: dev mode starts empty) on the same port and token.
 func (v *Vault) Start(ctx context.Context) error {
-	logPath := filepath.Join(v.dir, "vault.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
 	cmd := exec.Command(v.bin, "server", "-dev",
 		"-dev-listen-address="+hostPort(v.port), "-dev-root-token-id="+v.token)
 	// HOME keeps the dev token helper's ~/.vault-token out of the real home.
 	cmd.Env = append(os.Environ(), "HOME="+v.dir, "VAULT_DISABLE_MLOCK=true")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start vault: %w", err)
-	}
-	v.cmd = cmd
-	v.exited = make(chan struct{})
-	go func() { _ = cmd.Wait(); close(v.exited) }()
-
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	var err error
+	v.proc, err = startProcess(ctx, "vault", cmd, filepath.Join(v.dir, "vault.log"), 60*time.Second, func() bool {
 		resp, err := http.Get(v.Addr() + "/v1/sys/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return false
 		}
-		select {
-		case <-v.exited:
-			return fmt.Errorf("vault exited at start-up:\n%s", tailFile(logPath))
-		case <-ctx.Done():
-			v.Stop()
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			v.Stop()
-			return fmt.Errorf("vault not ready after 60s:\n%s", tailFile(logPath))
-		}
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return err
 }
 
 // Stop ends the server; its in-memory data is lost.
 func (v *Vault) Stop() {
-	if v.cmd == nil {
-		return
-	}
-	_ = v.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-v.exited:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL)
-		<-v.exited
-	}
-	v.cmd = nil
+	v.proc.stop(syscall.SIGTERM)
+	v.proc = nil
 }
 
 // Close stops the server and removes its files.
