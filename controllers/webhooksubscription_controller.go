@@ -4,22 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
-	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -41,9 +37,6 @@ const (
 	webhookFinalizer        = "integrations.ss3.dev/webhook-cleanup"
 	signingSecretRefIndex   = "spec.signingSecretRef.name"
 	defaultGracePeriod      = 24 * time.Hour
-	defaultResyncInterval   = 10 * time.Minute
-	managedByLabel          = "app.kubernetes.io/managed-by"
-	managedByValue          = "integration-operator"
 	kindWebhookSubscription = "WebhookSubscription"
 )
 
@@ -85,12 +78,8 @@ func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.
 	if !sub.DeletionTimestamp.IsZero() {
 		return r.finalize(ctx, &sub, id)
 	}
-	if !controllerutil.ContainsFinalizer(&sub, webhookFinalizer) {
-		patch := client.MergeFrom(sub.DeepCopy())
-		controllerutil.AddFinalizer(&sub, webhookFinalizer)
-		if err := r.Client.Patch(ctx, &sub, patch); err != nil {
-			return ctrl.Result{}, fmt.Errorf("add finalizer: %w", err)
-		}
+	if err := ensureFinalizer(ctx, r.Client, &sub, webhookFinalizer); err != nil {
+		return ctrl.Result{}, err
 	}
 
 	original := sub.DeepCopy()
@@ -111,7 +100,7 @@ func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.
 		// Returning the error retries with the controller's exponential backoff.
 		return ctrl.Result{}, err
 	}
-	next := jitter(r.resyncInterval())
+	next := jitter(orDefault(r.ResyncInterval, defaultResyncInterval))
 	if !expiresAt.IsZero() {
 		if until := expiresAt.Sub(r.Clock.Now()); until < next {
 			next = until + time.Second
@@ -334,37 +323,17 @@ func (r *WebhookSubscriptionReconciler) finalize(ctx context.Context, sub *integ
 		}
 		return ctrl.Result{}, errors.Join(errs...)
 	}
-	patch := client.MergeFrom(sub.DeepCopy())
-	controllerutil.RemoveFinalizer(sub, webhookFinalizer)
-	if err := r.Client.Patch(ctx, sub, patch); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{}, releaseFinalizer(ctx, r.Client, sub, webhookFinalizer)
 }
 
-// patchStatus writes the status only when it changed, so steady state
-// costs the API server nothing.
 func (r *WebhookSubscriptionReconciler) patchStatus(ctx context.Context, original, sub *integrationsv1.WebhookSubscription) error {
-	if equality.Semantic.DeepEqual(original.Status, sub.Status) {
-		return nil
-	}
-	if err := r.Client.Status().Patch(ctx, sub, client.MergeFrom(original)); err != nil {
-		return fmt.Errorf("patch status: %w", err)
-	}
-	return nil
+	return patchStatusIfChanged(ctx, r.Client, original, sub, original.Status, sub.Status)
 }
 
 func (r *WebhookSubscriptionReconciler) event(obj *integrationsv1.WebhookSubscription, eventType, reason, action, note string, args ...any) {
 	if r.Recorder != nil {
 		r.Recorder.Eventf(obj, nil, eventType, reason, action, note, args...)
 	}
-}
-
-func (r *WebhookSubscriptionReconciler) resyncInterval() time.Duration {
-	if r.ResyncInterval > 0 {
-		return r.ResyncInterval
-	}
-	return defaultResyncInterval
 }
 
 // SetupWithManager registers the reconciler and its watches: the
@@ -388,12 +357,7 @@ func (r *WebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.subscriptionsImporting), builder.OnlyMetadata).
-		WithOptions(controller.Options{
-			MaxConcurrentReconciles: max(1, r.MaxConcurrentReconciles),
-			// Retry failures quickly at first and at least every 30s, so an
-			// outage of Vault or Postgres heals soon after it ends.
-			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](250*time.Millisecond, 30*time.Second),
-		}).
+		WithOptions(controllerOptions(r.MaxConcurrentReconciles)).
 		Named("webhooksubscription").
 		Complete(r)
 }
@@ -428,9 +392,4 @@ func vaultCondition(condType, doing string, err error) metav1.Condition {
 		reason = ReasonVaultUnavailable
 	}
 	return falseCondition(condType, reason, fmt.Sprintf("%s: %v", doing, err))
-}
-
-// jitter spreads periodic resyncs of many objects over ±10%.
-func jitter(d time.Duration) time.Duration {
-	return d - d/10 + rand.N(d/5+1)
 }

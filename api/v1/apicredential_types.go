@@ -71,7 +71,19 @@ type ApiCredentialSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="secretName cannot be changed; the plain secret was delivered once to the original Secret (rotate to issue a new one)"
 	// +required
 	SecretName string `json:"secretName"`
+
+	// rotationGracePeriod is how long the previous secret stays valid after a
+	// rotation, so holders can switch over. Between 0s and 720h.
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('720h')",message="rotationGracePeriod must be between 0s and 720h"
+	// +optional
+	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
 }
+
+// RotateCredentialAnnotation requests a new secret when set to a value not
+// handled before (for example a timestamp); the new plain secret replaces
+// the old one in the Secret named by secretName.
+const RotateCredentialAnnotation = "integrations.ss3.dev/rotate-credential"
 
 // ApiCredentialStatus reports the issued credential, never its secret.
 type ApiCredentialStatus struct {
@@ -104,6 +116,15 @@ type ApiCredentialStatus struct {
 	// lastUsedAt is when the gateway last accepted the credential (synced periodically).
 	// +optional
 	LastUsedAt *metav1.Time `json:"lastUsedAt,omitempty"`
+
+	// previousSecretExpiresAt is when the secret replaced by the last
+	// rotation stops being accepted; empty when there is none.
+	// +optional
+	PreviousSecretExpiresAt *metav1.Time `json:"previousSecretExpiresAt,omitempty"`
+
+	// lastRotationRequest is the rotate-credential annotation value last acted on.
+	// +optional
+	LastRotationRequest string `json:"lastRotationRequest,omitempty"`
 }
 
 // ApiCredential issues an API key or OAuth client for a store; the credentials

@@ -27,6 +27,8 @@ type managerOptions struct {
 	resync          time.Duration
 	concurrency     int
 	sweepInterval   time.Duration
+	bcryptCost      int
+	credentialSync  time.Duration
 	metricsAddr     string
 	probeAddr       string
 	leaderElect     bool
@@ -53,6 +55,8 @@ func newManagerCommand() *cobra.Command {
 	f.DurationVar(&o.resync, "resync-interval", 10*time.Minute, "re-check every resource this often, repairing drift in Vault and Postgres")
 	f.IntVar(&o.concurrency, "max-concurrent-reconciles", 4, "reconciles run in parallel per kind")
 	f.DurationVar(&o.sweepInterval, "orphan-sweep-interval", 30*time.Minute, "how often to remove Vault secrets and deactivate rows of resources that no longer exist")
+	f.IntVar(&o.bcryptCost, "bcrypt-cost", 12, "bcrypt cost of issued credential secrets")
+	f.DurationVar(&o.credentialSync, "credential-status-sync-interval", 5*time.Minute, "how often last use of each ApiCredential is synced onto its status")
 	addVaultFlags(f, &o.vault)
 	return cmd
 }
@@ -117,6 +121,18 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 		MaxConcurrentReconciles: o.concurrency,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up webhooksubscription controller: %w", err)
+	}
+	if err := (&controllers.ApiCredentialReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Store:                   store.New(pool),
+		Recorder:                mgr.GetEventRecorder("integration-operator"),
+		Metrics:                 metrics,
+		BcryptCost:              o.bcryptCost,
+		StatusSyncInterval:      o.credentialSync,
+		MaxConcurrentReconciles: o.concurrency,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up apicredential controller: %w", err)
 	}
 	if err := mgr.Add(&controllers.WebhookSubscriptionSweeper{
 		Client: mgr.GetClient(), Store: store.New(pool), Vault: vaultClient, Metrics: metrics,

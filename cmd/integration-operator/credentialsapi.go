@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/ss3dev/integration-operator/internal/credentials"
+	"github.com/ss3dev/integration-operator/internal/store"
+)
+
+type credentialsAPIOptions struct {
+	databaseURL     string
+	listenAddr      string
+	metricsAddr     string
+	validator       credentials.ValidatorConfig
+	tokenTTL        time.Duration
+	developmentLogs bool
+}
+
+func newCredentialsAPICommand() *cobra.Command {
+	var o credentialsAPIOptions
+	cmd := &cobra.Command{
+		Use:   "credentials-api",
+		Short: "Serve GET /credentials/validate and POST /oauth/token for the API gateway (stateless; run N replicas)",
+		Long: `Serve the credentials API. The OAuth token signing key is read from
+TOKEN_SIGNING_KEY (base64, at least 32 bytes, the same on every replica);
+without it /oauth/token is disabled.`,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCredentialsAPI(cmd.Context(), o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.databaseURL, "database-url", envDefault("DATABASE_URL", ""), "Postgres connection URL [DATABASE_URL]")
+	f.StringVar(&o.listenAddr, "listen-address", envDefault("LISTEN_ADDRESS", ":8090"), "address of the API and its probes")
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", envDefault("METRICS_BIND_ADDRESS", ":8091"), "address of the Prometheus metrics endpoint")
+	f.DurationVar(&o.validator.CacheTTL, "cache-ttl", 5*time.Minute, "longest a verified credential is served from memory (changes arrive sooner by notification)")
+	f.IntVar(&o.validator.CacheSize, "cache-size", 100_000, "credentials kept in memory")
+	f.Float64Var(&o.validator.FailuresPerMinute, "failures-per-minute", 10, "wrong secrets allowed per client id per minute, after the burst")
+	f.IntVar(&o.validator.FailureBurst, "failure-burst", 10, "wrong secrets allowed per client id at once")
+	f.DurationVar(&o.validator.UsageFlushInterval, "usage-flush-interval", time.Second, "how often last_used_at is written, in one batch")
+	f.DurationVar(&o.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of OAuth access tokens")
+	f.BoolVar(&o.developmentLogs, "dev-logs", false, "human-readable logs instead of JSON")
+	return cmd
+}
+
+func runCredentialsAPI(ctx context.Context, o credentialsAPIOptions) error {
+	ctrl.SetLogger(zap.New(zap.UseDevMode(o.developmentLogs)))
+	log := ctrl.Log.WithName("credentials-api")
+	if o.databaseURL == "" {
+		return errors.New("--database-url (or DATABASE_URL) is required")
+	}
+	pool, err := store.Open(ctx, o.databaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := credentials.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	validator, err := credentials.NewValidator(store.New(pool), o.validator, metrics, log)
+	if err != nil {
+		return err
+	}
+	var tokens *credentials.Tokens
+	if raw := os.Getenv("TOKEN_SIGNING_KEY"); raw != "" {
+		key, err := base64.StdEncoding.DecodeString(raw)
+		if err != nil {
+			return fmt.Errorf("TOKEN_SIGNING_KEY is not base64: %w", err)
+		}
+		if tokens, err = credentials.NewTokens(key, o.tokenTTL); err != nil {
+			return err
+		}
+	} else {
+		log.Info("TOKEN_SIGNING_KEY not set: POST /oauth/token is disabled")
+	}
+	api := &http.Server{Addr: o.listenAddr, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10,
+		Handler: (&credentials.Server{Validator: validator, Tokens: tokens, Metrics: metrics, Log: log}).Handler()}
+	metricsSrv := &http.Server{Addr: o.metricsAddr, ReadHeaderTimeout: 5 * time.Second,
+		Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { validator.Listen(gctx); return nil })
+	g.Go(func() error { validator.FlushUsage(gctx); return nil })
+	for _, srv := range []*http.Server{api, metricsSrv} {
+		g.Go(func() error {
+			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return srv.Shutdown(shutdownCtx)
+		})
+	}
+	log.Info("serving", "address", o.listenAddr)
+	return g.Wait()
+}
