@@ -1,14 +1,17 @@
 package controllers_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -16,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -80,6 +84,25 @@ type harness struct {
 	metrics    *controllers.Metrics
 	namespace  string
 	kubeWrites *atomic.Int64
+	logs       syncBuffer
+}
+
+// syncBuffer collects the manager's logs, to check no secret is in them.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 type harnessOptions struct {
@@ -104,6 +127,7 @@ func startManager(t *testing.T, opts harnessOptions) *harness {
 	h := &harness{client: kube.Client, store: store.New(pool), vault: vc, metrics: metrics, kubeWrites: &atomic.Int64{}}
 	mgr, err := ctrl.NewManager(kube.Config, ctrl.Options{
 		Scheme:     kube.Scheme,
+		Logger:     zap.New(zap.WriteTo(&h.logs)),
 		Metrics:    metricsserver.Options{BindAddress: "0"},
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 		NewClient: func(cfg *rest.Config, o client.Options) (client.Client, error) {
@@ -122,6 +146,18 @@ func startManager(t *testing.T, opts harnessOptions) *harness {
 		Recorder:                mgr.GetEventRecorder("integration-operator"),
 		Metrics:                 metrics,
 		ResyncInterval:          opts.resync,
+		MaxConcurrentReconciles: 8,
+	}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	if err := (&controllers.ApiCredentialReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Store:                   h.store,
+		Recorder:                mgr.GetEventRecorder("integration-operator"),
+		Metrics:                 metrics,
+		BcryptCost:              bcrypt.MinCost,
+		StatusSyncInterval:      opts.resync,
 		MaxConcurrentReconciles: 8,
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

@@ -49,7 +49,7 @@ func TestOAuthClientFormat(t *testing.T) {
 	if !strings.HasPrefix(c.ClientID, "ss3_oc_") || !ValidClientID(c.ClientID) || !ValidClientSecret(c.Secret) {
 		t.Fatal("bad shape")
 	}
-	if ValidClientSecret(c.Secret[:len(c.Secret)-1] + "0") && ValidClientSecret(c.Secret[:len(c.Secret)-1]+"1") {
+	if ValidClientSecret(c.Secret[:len(c.Secret)-1]+"0") && ValidClientSecret(c.Secret[:len(c.Secret)-1]+"1") {
 		t.Fatal("checksum not checked")
 	}
 	if ValidClientID("ss3_xx_0123456789abcdef") || ValidClientID("ss3_oc_0123456789abcde!") {
