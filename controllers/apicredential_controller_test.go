@@ -126,12 +126,11 @@ func TestApiKeyIssuedOnceUsableRotatedRevoked(t *testing.T) {
 	assertPlainSecretOnlyInSecret(t, h, cred, key)
 
 	// Spec changes follow into the row.
-	cred.Spec.Scopes = []integrationsv1.Scope{integrationsv1.ScopeCatalogRead}
 	expires := metav1.NewTime(time.Now().Add(time.Hour).Truncate(time.Second))
-	cred.Spec.ExpiresAt = &expires
-	if err := h.client.Update(ctx, cred); err != nil {
-		t.Fatal(err)
-	}
+	update(t, cred, func() {
+		cred.Spec.Scopes = []integrationsv1.Scope{integrationsv1.ScopeCatalogRead}
+		cred.Spec.ExpiresAt = &expires
+	})
 	eventually(t, 30*time.Second, "row follows", func() error {
 		row, _, err := h.store.GetCredential(ctx, uuid.MustParse(string(cred.UID)))
 		if err != nil {
@@ -145,10 +144,9 @@ func TestApiKeyIssuedOnceUsableRotatedRevoked(t *testing.T) {
 
 	// Rotation: a new key in the Secret, the old one accepted for the grace period only.
 	cred = h.getCredential(t, "warehouse")
-	cred.Annotations = map[string]string{integrationsv1.RotateCredentialAnnotation: "1"}
-	if err := h.client.Update(ctx, cred); err != nil {
-		t.Fatal(err)
-	}
+	update(t, cred, func() {
+		cred.Annotations = map[string]string{integrationsv1.RotateCredentialAnnotation: "1"}
+	})
 	var rotated string
 	eventually(t, 30*time.Second, "rotated key delivered", func() error {
 		rotated = string(h.secretData(t, "warehouse-secret")[controllers.SecretKeyAPIKey])
@@ -157,10 +155,13 @@ func TestApiKeyIssuedOnceUsableRotatedRevoked(t *testing.T) {
 		}
 		return nil
 	})
-	cred = h.waitCredential(t, "warehouse", integrationsv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonSynced)
-	if cred.Status.LastRotationRequest != "1" {
-		t.Errorf("status.lastRotationRequest = %q", cred.Status.LastRotationRequest)
-	}
+	eventually(t, 30*time.Second, "status shows the rotation", func() error {
+		cred = h.getCredential(t, "warehouse")
+		if cred.Status.LastRotationRequest != "1" || cred.Status.PreviousSecretExpiresAt == nil {
+			return fmt.Errorf("status %+v", cred.Status)
+		}
+		return nil
+	})
 	if _, ok := validAPIKey(t, v, rotated); !ok {
 		t.Fatal("the rotated key is refused")
 	}
@@ -187,10 +188,9 @@ func TestApiKeyIssuedOnceUsableRotatedRevoked(t *testing.T) {
 	}
 
 	// Deactivate, then delete: refused, revoked, object gone.
-	cred.Spec.Active = ptr.To(false)
-	if err := h.client.Update(ctx, cred); err != nil {
-		t.Fatal(err)
-	}
+	update(t, cred, func() {
+		cred.Spec.Active = ptr.To(false)
+	})
 	eventually(t, 10*time.Second, "deactivated key refused", func() error {
 		if _, ok := validAPIKey(t, v, rotated); ok {
 			return fmt.Errorf("still accepted")

@@ -133,11 +133,10 @@ func TestSubscriptionLifecycle(t *testing.T) {
 	}
 
 	// Edits follow into the row.
-	sub.Spec.TargetURL = "https://erp.acme.example/v2/hooks"
-	sub.Spec.Events = []integrationsv1.EventType{"order.*"}
-	if err := h.client.Update(ctx, sub); err != nil {
-		t.Fatal(err)
-	}
+	update(t, sub, func() {
+		sub.Spec.TargetURL = "https://erp.acme.example/v2/hooks"
+		sub.Spec.Events = []integrationsv1.EventType{"order.*"}
+	})
 	eventually(t, 30*time.Second, "row follows the edit", func() error {
 		row, _, err := h.store.GetSubscription(ctx, id)
 		if err != nil {
@@ -149,10 +148,9 @@ func TestSubscriptionLifecycle(t *testing.T) {
 		return nil
 	})
 	sub = h.get(t, "acme")
-	sub.Spec.Active = ptr.To(false)
-	if err := h.client.Update(ctx, sub); err != nil {
-		t.Fatal(err)
-	}
+	update(t, sub, func() {
+		sub.Spec.Active = ptr.To(false)
+	})
 	eventually(t, 30*time.Second, "deactivation reaches the row", func() error {
 		row, _, err := h.store.GetSubscription(ctx, id)
 		if err != nil || row.IsActive {
@@ -293,10 +291,9 @@ func TestRotationKeepsThePreviousSecretForTheGracePeriod(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sub.Annotations = map[string]string{integrationsv1.RotateSigningSecretAnnotation: "2026-11-23T08:00:00Z"}
-	if err := h.client.Update(ctx, sub); err != nil {
-		t.Fatal(err)
-	}
+	update(t, sub, func() {
+		sub.Annotations = map[string]string{integrationsv1.RotateSigningSecretAnnotation: "2026-11-23T08:00:00Z"}
+	})
 	var during map[string]string
 	eventually(t, 30*time.Second, "rotated", func() error {
 		during, err = h.vaultSecret(t, sub)
@@ -338,10 +335,9 @@ func TestRotationKeepsThePreviousSecretForTheGracePeriod(t *testing.T) {
 	}
 
 	// A plain re-reconcile (a spec edit) does not rotate again.
-	sub.Spec.DisplayName = "renamed"
-	if err := h.client.Update(ctx, sub); err != nil {
-		t.Fatal(err)
-	}
+	update(t, sub, func() {
+		sub.Spec.DisplayName = "renamed"
+	})
 	h.waitReady(t, "rotate")
 	if again, _ := h.vaultSecret(t, sub); again["secret"] != during["secret"] {
 		t.Error("the secret changed without a rotation request")
@@ -368,26 +364,23 @@ func TestImportedSigningSecret(t *testing.T) {
 	}
 	h.waitCondition(t, "imported", integrationsv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonSecretRefKeyMissing)
 
-	ref.Data = map[string][]byte{"hmac": []byte("short")}
-	if err := h.client.Update(ctx, ref); err != nil {
-		t.Fatal(err)
-	}
+	update(t, ref, func() {
+		ref.Data = map[string][]byte{"hmac": []byte("short")}
+	})
 	h.waitCondition(t, "imported", integrationsv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonSecretRefInvalid)
 
-	ref.Data = map[string][]byte{"hmac": []byte("partner-chosen-secret-0001")}
-	if err := h.client.Update(ctx, ref); err != nil {
-		t.Fatal(err)
-	}
+	update(t, ref, func() {
+		ref.Data = map[string][]byte{"hmac": []byte("partner-chosen-secret-0001")}
+	})
 	sub = h.waitReady(t, "imported")
 	if data, err := h.vaultSecret(t, sub); err != nil || data["secret"] != "partner-chosen-secret-0001" {
 		t.Fatalf("imported secret not in Vault: %v", err)
 	}
 
 	// Changing the referenced value rotates, keeping the old one for the grace period.
-	ref.Data = map[string][]byte{"hmac": []byte("partner-chosen-secret-0002")}
-	if err := h.client.Update(ctx, ref); err != nil {
-		t.Fatal(err)
-	}
+	update(t, ref, func() {
+		ref.Data = map[string][]byte{"hmac": []byte("partner-chosen-secret-0002")}
+	})
 	eventually(t, 30*time.Second, "imported rotation", func() error {
 		data, err := h.vaultSecret(t, sub)
 		if err != nil {
@@ -516,6 +509,17 @@ func TestManySubscriptionsAndAQuietIdlePass(t *testing.T) {
 		return h.countReady(ctx, n)
 	})
 	t.Logf("%d subscriptions applied at once reached Ready in %v", n, time.Since(start).Round(time.Millisecond))
+
+	// Let the reconciles that creation queued (owned Secrets, status) settle.
+	settled := reconcileCount(t)
+	for {
+		time.Sleep(time.Second)
+		now := reconcileCount(t)
+		if now == settled {
+			break
+		}
+		settled = now
+	}
 
 	// An idle pass: poke every object (an annotation the reconciler does not
 	// act on) and count what the manager writes while reconciling them all.
