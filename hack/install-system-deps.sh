@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests use, from Debian's archive, when they
 # are missing: PostgreSQL 15 (server binaries; the test bed starts its own
-# clusters) and kubectl (kubernetes-client). Needs root or passwordless sudo.
+# clusters), kubectl (kubernetes-client) and nginx (the gateway in front of
+# the credentials API in its auth_request test). Needs root or passwordless sudo.
 set -euo pipefail
 
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
+[[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 
 sudo=""
@@ -14,7 +16,10 @@ sudo=""
 echo "installing ${need[*]}" >&2
 $sudo apt-get update -q >/dev/null
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
-# Debian starts a system cluster on install; the tests don't use it.
+# Debian starts system services on install; the tests start their own.
+if [[ " ${need[*]} " == *" nginx-light "* ]]; then
+  $sudo service nginx stop >/dev/null 2>&1 || true
+fi
 if [[ " ${need[*]} " == *" postgresql "* ]] && command -v pg_ctlcluster >/dev/null; then
   $sudo pg_dropcluster --stop 15 main >/dev/null 2>&1 || true
 fi
