@@ -78,9 +78,10 @@ func (h *harness) validator(t *testing.T) *credentials.Validator {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { v.Listen(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	done := make(chan struct{}, 2)
+	go func() { v.Listen(ctx); done <- struct{}{} }()
+	go func() { v.FlushUsage(ctx); done <- struct{}{} }()
+	t.Cleanup(func() { cancel(); <-done; <-done })
 	eventually(t, 10*time.Second, "validator listening", v.Ready)
 	return v
 }
@@ -293,4 +294,25 @@ func assertPlainSecretOnlyInSecret(t *testing.T, h *harness, cred *integrationsv
 		t.Error("no CredentialIssued event")
 	}
 	check("the manager's logs", h.logs.String())
+}
+
+func TestLastUseReachesTheStatus(t *testing.T) {
+	h := startManager(t, harnessOptions{resync: time.Second})
+	v := h.validator(t)
+	if err := h.client.Create(context.Background(), newCredential(h.namespace, "used", integrationsv1.CredentialTypeAPIKey)); err != nil {
+		t.Fatal(err)
+	}
+	cred := h.waitCredential(t, "used", integrationsv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonSynced)
+	if cred.Status.LastUsedAt != nil {
+		t.Fatal("an unused credential shows a last use")
+	}
+	if _, ok := validAPIKey(t, v, string(h.secretData(t, "used-secret")[controllers.SecretKeyAPIKey])); !ok {
+		t.Fatal("the issued key is refused")
+	}
+	eventually(t, 15*time.Second, "status.lastUsedAt synced from Postgres", func() error {
+		if h.getCredential(t, "used").Status.LastUsedAt == nil {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
 }

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ss3dev/integration-operator/internal/credentials"
+	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/testbed"
+)
+
+// TestCredentialsAPICommand runs the subcommand as a deployment would and
+// checks its probes, a validation and its metrics, then a clean shutdown.
+func TestCredentialsAPICommand(t *testing.T) {
+	bed := testbed.Start(t, testbed.Needs{Postgres: true})
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, bed.DatabaseURL); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := store.Open(ctx, bed.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	key, _ := credentials.NewAPIKey()
+	hash, _ := bcrypt.GenerateFromPassword([]byte(key.Secret), bcrypt.MinCost)
+	if err := store.New(pool).InsertCredential(ctx, store.Credential{ID: uuid.New(), StoreID: "store-7", Name: "n",
+		Type: store.CredentialTypeAPIKey, ClientID: key.ClientID, HashedSecret: string(hash),
+		Scopes: []string{"orders:read"}, IsActive: true, IssuedAt: time.Now(), CreatedBy: "test"}); err != nil {
+		t.Fatal(err)
+	}
+
+	apiAddr, metricsAddr := freeAddr(t), freeAddr(t)
+	t.Setenv("TOKEN_SIGNING_KEY", base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32))))
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		root := newRootCommand()
+		root.SetArgs([]string{"credentials-api", "--database-url", bed.DatabaseURL,
+			"--listen-address", apiAddr, "--metrics-bind-address", metricsAddr})
+		done <- root.ExecuteContext(runCtx)
+	}()
+
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + apiAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+apiAddr+"/credentials/validate", nil)
+	req.Header.Set("X-API-Key", key.Presented)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"storeId":"store-7"`) {
+		t.Fatalf("validate: %d %s", resp.StatusCode, body)
+	}
+	resp, err = http.Get("http://" + metricsAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`credentials_validations_total{outcome="valid"} 1`, "credentials_validation_duration_seconds_bucket", `credentials_cache_lookups_total{result="miss"} 1`} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("metrics lack %s", m)
+		}
+	}
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("did not shut down")
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return fmt.Sprint(l.Addr())
+}
