@@ -280,7 +280,7 @@ func (r *WebhookSubscriptionReconciler) syncRow(ctx context.Context, sub *integr
 	}
 	wrote, err := r.Store.UpsertSubscription(ctx, store.Subscription{
 		ID: id, StoreID: string(sub.Spec.StoreID), Name: sub.Spec.DisplayName, TargetURL: sub.Spec.TargetURL,
-		Events: events, IsActive: sub.Spec.IsActive(),
+		Events: events, IsActive: sub.Spec.IsActive(), DeliveryTimeout: deliveryTimeout(sub), SignatureScheme: sub.Spec.SignatureScheme,
 	})
 	if err != nil {
 		return falseCondition(ConditionDatabaseSynced, ReasonDatabaseUnavailable, fmt.Sprintf("writing the webhook_subscriptions row: %v", err)), err
@@ -378,6 +378,13 @@ func (r *WebhookSubscriptionReconciler) subscriptionsImporting(ctx context.Conte
 
 // webhookSecretPath is the design's path, relative to mount and prefix.
 func webhookSecretPath(id uuid.UUID) string { return "webhook/" + id.String() + "/secret" }
+
+func deliveryTimeout(sub *integrationsv1.WebhookSubscription) time.Duration {
+	if sub.Spec.DeliveryTimeout != nil {
+		return sub.Spec.DeliveryTimeout.Duration
+	}
+	return 30 * time.Second
+}
 
 func gracePeriod(sub *integrationsv1.WebhookSubscription) time.Duration {
 	if sub.Spec.RotationGracePeriod != nil {

@@ -55,6 +55,15 @@ type WebhookSubscriptionSpec struct {
 	// +optional
 	SigningSecretRef *SecretKeyReference `json:"signingSecretRef,omitempty"`
 
+	// signatureScheme chooses how deliveries are signed: SS3 sends
+	// X-SS3-Signature (hex HMAC-SHA256 of the body); StandardWebhooks also
+	// sends webhook-id, webhook-timestamp and webhook-signature, which give
+	// receivers replay protection.
+	// +kubebuilder:validation:Enum=SS3;StandardWebhooks
+	// +kubebuilder:default=SS3
+	// +optional
+	SignatureScheme string `json:"signatureScheme,omitempty"`
+
 	// rotationGracePeriod is how long the previous signing secret stays valid
 	// after a rotation, so receivers can roll over; deliveries carry
 	// signatures for both meanwhile. Between 0s and 720h.

@@ -17,22 +17,44 @@ type Subscription struct {
 	TargetURL string
 	Events    []string
 	IsActive  bool
+	// DeliveryTimeout bounds one delivery attempt; SignatureScheme is
+	// "SS3" (X-SS3-Signature) or "StandardWebhooks" (both header sets).
+	DeliveryTimeout time.Duration
+	SignatureScheme string
 }
+
+// Signature schemes a subscription can choose.
+const (
+	SignatureSS3              = "SS3"
+	SignatureStandardWebhooks = "StandardWebhooks"
+)
 
 // UpsertSubscription makes the row match s. It writes only when something
 // differs, and reports whether it wrote, so steady state costs no writes.
 func (s *Store) UpsertSubscription(ctx context.Context, sub Subscription) (bool, error) {
 	events := slices.Clone(sub.Events)
 	slices.Sort(events)
+	timeout := sub.DeliveryTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	scheme := sub.SignatureScheme
+	if scheme == "" {
+		scheme = SignatureSS3
+	}
 	tag, err := s.pool.Exec(ctx, `
-		INSERT INTO webhook_subscriptions AS w (subscription_id, store_id, name, target_url, events, is_active)
-		VALUES ($1, $2, $3, $4, $5, $6)
+		INSERT INTO webhook_subscriptions AS w (subscription_id, store_id, name, target_url, events, is_active,
+			delivery_timeout_ms, signature_scheme)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (subscription_id) DO UPDATE
 		SET store_id = EXCLUDED.store_id, name = EXCLUDED.name, target_url = EXCLUDED.target_url,
-		    events = EXCLUDED.events, is_active = EXCLUDED.is_active, updated_at = now()
-		WHERE (w.store_id, w.name, w.target_url, w.events, w.is_active)
-		      IS DISTINCT FROM (EXCLUDED.store_id, EXCLUDED.name, EXCLUDED.target_url, EXCLUDED.events, EXCLUDED.is_active)`,
-		sub.ID, sub.StoreID, sub.Name, sub.TargetURL, events, sub.IsActive)
+		    events = EXCLUDED.events, is_active = EXCLUDED.is_active,
+		    delivery_timeout_ms = EXCLUDED.delivery_timeout_ms, signature_scheme = EXCLUDED.signature_scheme,
+		    updated_at = now()
+		WHERE (w.store_id, w.name, w.target_url, w.events, w.is_active, w.delivery_timeout_ms, w.signature_scheme)
+		      IS DISTINCT FROM (EXCLUDED.store_id, EXCLUDED.name, EXCLUDED.target_url, EXCLUDED.events,
+		                        EXCLUDED.is_active, EXCLUDED.delivery_timeout_ms, EXCLUDED.signature_scheme)`,
+		sub.ID, sub.StoreID, sub.Name, sub.TargetURL, events, sub.IsActive, timeout.Milliseconds(), scheme)
 	if err != nil {
 		return false, fmt.Errorf("upsert subscription %s: %w", sub.ID, err)
 	}
@@ -52,8 +74,8 @@ func (s *Store) DeactivateSubscription(ctx context.Context, id uuid.UUID) (bool,
 
 // GetSubscription reads one row; ok is false when there is none.
 func (s *Store) GetSubscription(ctx context.Context, id uuid.UUID) (sub Subscription, ok bool, err error) {
-	rows, err := s.pool.Query(ctx, `SELECT subscription_id, store_id, name, target_url, events, is_active
-		FROM webhook_subscriptions WHERE subscription_id = $1`, id)
+	rows, err := s.pool.Query(ctx, `SELECT subscription_id, store_id, name, target_url, events, is_active,
+		delivery_timeout_ms, signature_scheme FROM webhook_subscriptions WHERE subscription_id = $1`, id)
 	if err != nil {
 		return sub, false, fmt.Errorf("get subscription %s: %w", id, err)
 	}
@@ -61,9 +83,11 @@ func (s *Store) GetSubscription(ctx context.Context, id uuid.UUID) (sub Subscrip
 	if !rows.Next() {
 		return sub, false, rows.Err()
 	}
-	if err := rows.Scan(&sub.ID, &sub.StoreID, &sub.Name, &sub.TargetURL, &sub.Events, &sub.IsActive); err != nil {
+	var timeoutMS int64
+	if err := rows.Scan(&sub.ID, &sub.StoreID, &sub.Name, &sub.TargetURL, &sub.Events, &sub.IsActive, &timeoutMS, &sub.SignatureScheme); err != nil {
 		return sub, false, fmt.Errorf("get subscription %s: %w", id, err)
 	}
+	sub.DeliveryTimeout = time.Duration(timeoutMS) * time.Millisecond
 	return sub, true, nil
 }
 
@@ -85,4 +109,37 @@ func (s *Store) ActiveSubscriptionIDsUpdatedBefore(ctx context.Context, cutoff t
 		ids = append(ids, id)
 	}
 	return ids, rows.Err()
+}
+
+// ActiveSubscriptions loads every active subscription, for the dispatcher's
+// routing index.
+func (s *Store) ActiveSubscriptions(ctx context.Context) ([]Subscription, error) {
+	rows, err := s.pool.Query(ctx, `SELECT subscription_id, store_id, name, target_url, events, is_active,
+		delivery_timeout_ms, signature_scheme FROM webhook_subscriptions WHERE is_active`)
+	if err != nil {
+		return nil, fmt.Errorf("load active subscriptions: %w", err)
+	}
+	defer rows.Close()
+	var subs []Subscription
+	for rows.Next() {
+		var sub Subscription
+		var timeoutMS int64
+		if err := rows.Scan(&sub.ID, &sub.StoreID, &sub.Name, &sub.TargetURL, &sub.Events, &sub.IsActive, &timeoutMS, &sub.SignatureScheme); err != nil {
+			return nil, fmt.Errorf("load active subscriptions: %w", err)
+		}
+		sub.DeliveryTimeout = time.Duration(timeoutMS) * time.Millisecond
+		subs = append(subs, sub)
+	}
+	return subs, rows.Err()
+}
+
+// SubscriptionsVersion changes whenever any subscription row changes, so
+// the routing index reloads only when something did.
+func (s *Store) SubscriptionsVersion(ctx context.Context) (string, error) {
+	var version string
+	err := s.pool.QueryRow(ctx, `SELECT count(*)::text || '/' || COALESCE(max(updated_at)::text, '') FROM webhook_subscriptions`).Scan(&version)
+	if err != nil {
+		return "", fmt.Errorf("subscriptions version: %w", err)
+	}
+	return version, nil
 }
