@@ -1,0 +1,145 @@
+package dispatcher
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+)
+
+// DefaultRetrySchedule is the platform's: attempt 1 immediately, then after
+// 1 min, 5 min, 30 min and 2 h; a fifth failure dead-letters.
+var DefaultRetrySchedule = []time.Duration{0, time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour}
+
+// Config is everything the dispatcher needs to know; zero values get defaults.
+type Config struct {
+	Kafka KafkaConfig
+
+	// RetrySchedule[i] is the wait before attempt i+1; its length is the
+	// number of attempts before a delivery is dead-lettered.
+	RetrySchedule []time.Duration
+	// Workers deliver concurrently.
+	Workers int
+	// ClaimLease is how long a replica owns a delivery it is working on; it
+	// must outlive the longest attempt (the largest delivery timeout).
+	ClaimLease time.Duration
+	// PollInterval is how often due retries (and deliveries a dead replica
+	// left claimed) are looked for.
+	PollInterval time.Duration
+	// RouteRefresh is how often the routing index checks for subscription changes.
+	RouteRefresh time.Duration
+	// OutageRetry is the wait before retrying when our own dependency
+	// (Vault, Postgres) failed; such a failure burns no attempt.
+	OutageRetry time.Duration
+	// MaxResponseBody bytes of each answer are stored.
+	MaxResponseBody int
+	// AllowedNetworks may be delivered to even though they are loopback,
+	// private or link-local (trusted receivers inside the cluster).
+	AllowedNetworks []netip.Prefix
+	// SecretCacheTTL bounds how long signing secrets are reused from memory.
+	SecretCacheTTL time.Duration
+}
+
+// KafkaConfig holds the settings a real cluster needs.
+type KafkaConfig struct {
+	Brokers []string
+	GroupID string
+	// Topics the platform's events arrive on.
+	Topics []string
+	// PoisonTopic receives messages that cannot be decoded, unchanged.
+	PoisonTopic string
+	// DeliveredTopic and DeadLetteredTopic receive delivery outcomes.
+	DeliveredTopic    string
+	DeadLetteredTopic string
+	// BatchSize messages at most are persisted together; BatchWait is how
+	// long a batch waits to fill after its first message.
+	BatchSize int
+	BatchWait time.Duration
+
+	TLS *tls.Config
+	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
+	SASLMechanism string
+	SASLUsername  string
+	SASLPassword  string
+}
+
+func (c *Config) defaults() {
+	if len(c.RetrySchedule) == 0 {
+		c.RetrySchedule = DefaultRetrySchedule
+	}
+	if c.Workers == 0 {
+		c.Workers = 64
+	}
+	if c.ClaimLease == 0 {
+		c.ClaimLease = 5 * time.Minute
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 500 * time.Millisecond
+	}
+	if c.RouteRefresh == 0 {
+		c.RouteRefresh = time.Second
+	}
+	if c.OutageRetry == 0 {
+		c.OutageRetry = 10 * time.Second
+	}
+	if c.MaxResponseBody == 0 {
+		c.MaxResponseBody = 4096
+	}
+	if c.SecretCacheTTL == 0 {
+		c.SecretCacheTTL = 30 * time.Second
+	}
+	k := &c.Kafka
+	if k.GroupID == "" {
+		k.GroupID = "integration-dispatcher"
+	}
+	if k.PoisonTopic == "" {
+		k.PoisonTopic = "platform.events.poison"
+	}
+	if k.DeliveredTopic == "" {
+		k.DeliveredTopic = "webhook.delivered"
+	}
+	if k.DeadLetteredTopic == "" {
+		k.DeadLetteredTopic = "webhook.dead_lettered"
+	}
+	if k.BatchSize == 0 {
+		k.BatchSize = 500
+	}
+	if k.BatchWait == 0 {
+		k.BatchWait = 5 * time.Millisecond
+	}
+}
+
+func (k KafkaConfig) saslMechanism() (sasl.Mechanism, error) {
+	switch k.SASLMechanism {
+	case "":
+		return nil, nil
+	case "PLAIN":
+		return plain.Mechanism{Username: k.SASLUsername, Password: k.SASLPassword}, nil
+	case "SCRAM-SHA-256":
+		return scram.Mechanism(scram.SHA256, k.SASLUsername, k.SASLPassword)
+	case "SCRAM-SHA-512":
+		return scram.Mechanism(scram.SHA512, k.SASLUsername, k.SASLPassword)
+	}
+	return nil, fmt.Errorf("unknown SASL mechanism %q (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", k.SASLMechanism)
+}
+
+func (k KafkaConfig) dialer() (*kafka.Dialer, error) {
+	mech, err := k.saslMechanism()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: k.TLS, SASLMechanism: mech}, nil
+}
+
+func (k KafkaConfig) transport() (*kafka.Transport, error) {
+	mech, err := k.saslMechanism()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Transport{TLS: k.TLS, SASL: mech}, nil
+}

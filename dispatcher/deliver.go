@@ -1,0 +1,168 @@
+package dispatcher
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ss3dev/integration-operator/internal/signing"
+	"github.com/ss3dev/integration-operator/internal/store"
+)
+
+// Stage 4, deliver: one HTTP POST of the event's payload, signed, with the
+// subscription's timeout; redirects are not followed, and the destination's
+// address is checked when the connection is made.
+
+// Headers of the platform's contract.
+const (
+	HeaderEvent     = "X-SS3-Event"
+	HeaderDelivery  = "X-SS3-Delivery"
+	HeaderSignature = "X-SS3-Signature"
+)
+
+// errDestinationRefused: the target resolved to an address we do not deliver to.
+var errDestinationRefused = errors.New("destination address refused: loopback, private, link-local or metadata addresses need an allow-list entry")
+
+// attemptResult is what one attempt found, before the retry policy judges it.
+type attemptResult struct {
+	status     int // 0 when there was no answer
+	body       string
+	retryAfter time.Duration
+	err        error
+	// outage: our own dependency failed; the endpoint is not to blame.
+	outage bool
+}
+
+func newHTTPClient(allowed []netip.Prefix) *http.Client {
+	dialer := &net.Dialer{
+		Timeout: 10 * time.Second,
+		// Control runs after name resolution, on the address actually
+		// dialled, so DNS tricks cannot route around the check.
+		Control: func(_, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return err
+			}
+			ip, err := netip.ParseAddr(host)
+			if err != nil {
+				return err
+			}
+			if refusedAddress(ip.Unmap(), allowed) {
+				return errDestinationRefused
+			}
+			return nil
+		},
+	}
+	transport := &http.Transport{
+		DialContext:         dialer.DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
+	return &http.Client{
+		Transport: transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+func refusedAddress(ip netip.Addr, allowed []netip.Prefix) bool {
+	for _, p := range allowed {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || cgnat.Contains(ip)
+}
+
+// attempt makes one delivery attempt.
+func (d *Dispatcher) attempt(ctx context.Context, del store.Delivery) attemptResult {
+	secrets, err := d.secrets.get(ctx, del.SubscriptionID)
+	if err != nil {
+		return attemptResult{err: fmt.Errorf("signing secret unavailable: %w", err), outage: true}
+	}
+	timeout := del.Timeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, del.TargetURL, bytes.NewReader(del.Payload))
+	if err != nil {
+		return attemptResult{err: fmt.Errorf("build request: %w", err)}
+	}
+	h := req.Header
+	h.Set("Content-Type", "application/json")
+	h.Set("User-Agent", "ss3-integration-dispatcher/1")
+	h.Set(HeaderEvent, del.EventType)
+	h.Set(HeaderDelivery, del.ID.String())
+	h.Set(HeaderSignature, signing.SS3(del.Payload, secrets...))
+	if del.SignatureScheme == store.SignatureStandardWebhooks {
+		now := time.Now()
+		h.Set("webhook-id", del.ID.String())
+		h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+		h.Set("webhook-signature", signing.StandardWebhooks(del.ID.String(), now, del.Payload, secrets...))
+	}
+	start := time.Now()
+	resp, err := d.client.Do(req)
+	d.metrics.Latency.Observe(time.Since(start).Seconds())
+	if err != nil {
+		if errors.Is(err, errDestinationRefused) {
+			return attemptResult{err: errDestinationRefused}
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			return attemptResult{err: fmt.Errorf("no answer within %v", timeout)}
+		}
+		return attemptResult{err: fmt.Errorf("request failed: %w", unwrapURLError(err))}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, int64(d.cfg.MaxResponseBody)))
+	// Drain a little more so the connection can be reused; never much.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return attemptResult{status: resp.StatusCode, body: validUTF8(body), retryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+}
+
+func unwrapURLError(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}
+
+// retryAfter reads a Retry-After header in seconds or as an HTTP date.
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return time.Until(t)
+	}
+	return 0
+}
+
+func validUTF8(b []byte) string {
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	return string(bytes.ToValidUTF8(b, []byte("\uFFFD")))
+}

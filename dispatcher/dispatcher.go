@@ -1,0 +1,105 @@
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/vault"
+)
+
+// Dispatcher runs the pipeline: consume -> decode -> route -> persist ->
+// deliver -> retry -> record -> publish.
+type Dispatcher struct {
+	cfg       Config
+	store     *store.Store
+	secrets   *secretCache
+	router    *Router
+	client    *http.Client
+	publisher *kafka.Writer
+	metrics   *Metrics
+	log       logr.Logger
+
+	jobs    chan store.Delivery
+	results chan result
+	// persisted, when set, is told how many deliveries each batch created (tests, benchmarks).
+	persisted func(int)
+}
+
+// New builds a dispatcher; Run starts it.
+func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log logr.Logger) (*Dispatcher, error) {
+	cfg.defaults()
+	if len(cfg.Kafka.Brokers) == 0 || len(cfg.Kafka.Topics) == 0 {
+		return nil, errors.New("dispatcher: Kafka brokers and topics are required")
+	}
+	transport, err := cfg.Kafka.transport()
+	if err != nil {
+		return nil, err
+	}
+	return &Dispatcher{
+		cfg: cfg, store: st, secrets: newSecretCache(v, cfg.SecretCacheTTL), router: newRouter(st, log.WithName("route")),
+		client: newHTTPClient(cfg.AllowedNetworks),
+		publisher: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Balancer: &kafka.Hash{},
+			RequiredAcks: kafka.RequireAll, BatchTimeout: 2e6, AllowAutoTopicCreation: true},
+		metrics: metrics, log: log,
+		jobs:    make(chan store.Delivery, cfg.Workers*2),
+		results: make(chan result, cfg.Workers*2),
+	}, nil
+}
+
+// Run consumes and delivers until ctx ends, then finishes the attempts in
+// flight and records them before returning.
+func (d *Dispatcher) Run(ctx context.Context) error {
+	if err := d.router.Refresh(ctx); err != nil {
+		return fmt.Errorf("dispatcher: load subscriptions: %w", err)
+	}
+	dialer, err := d.cfg.Kafka.dialer()
+	if err != nil {
+		return err
+	}
+	reader := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: d.cfg.Kafka.Brokers, GroupID: d.cfg.Kafka.GroupID, GroupTopics: d.cfg.Kafka.Topics, Dialer: dialer,
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100e6, StartOffset: kafka.FirstOffset, WatchPartitionChanges: true,
+	})
+
+	// Workers and the recorder outlive ctx, to finish what is in flight.
+	var workers sync.WaitGroup
+	for range d.cfg.Workers {
+		workers.Go(func() { d.work(context.WithoutCancel(ctx)) })
+	}
+	recorded := make(chan struct{})
+	go func() { d.record(context.WithoutCancel(ctx)); close(recorded) }()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { d.router.run(gctx, d.cfg.RouteRefresh); return nil })
+	g.Go(func() error { d.schedule(gctx); return nil })
+	g.Go(func() error { return d.consume(gctx, reader) })
+	err = g.Wait()
+
+	close(d.jobs)
+	workers.Wait()
+	close(d.results)
+	<-recorded
+	return errors.Join(err, reader.Close(), d.publisher.Close())
+}
+
+// work delivers jobs until the channel closes.
+func (d *Dispatcher) work(ctx context.Context) {
+	for del := range d.jobs {
+		var r attemptResult
+		if !del.SubscriptionActive {
+			r = attemptResult{err: errors.New("the subscription is inactive; the delivery waits for it"), outage: true}
+		} else {
+			r = d.attempt(ctx, del)
+		}
+		outcome, reason := d.judge(del, r)
+		d.results <- result{delivery: del, outcome: outcome, reason: reason}
+	}
+}

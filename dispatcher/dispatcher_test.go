@@ -1,0 +1,262 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"net/netip"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ss3dev/integration-operator/internal/signing"
+	"github.com/ss3dev/integration-operator/internal/store"
+)
+
+func TestFanOutWildcardsAndTheThreeEventFormats(t *testing.T) {
+	e := startEnv(t)
+	exact := newReceiver(t)
+	wild := newReceiver(t)
+	products := newReceiver(t)
+	otherStore := newReceiver(t)
+	subExact, secretExact := e.subscribe(t, "store-a", exact.URL, []string{"order.placed"}, nil)
+	_, secretWild := e.subscribe(t, "store-a", wild.URL, []string{"order.*"}, func(s *store.Subscription) {
+		s.SignatureScheme = store.SignatureStandardWebhooks
+	})
+	e.subscribe(t, "store-a", products.URL, []string{"product.updated"}, nil)
+	e.subscribe(t, "store-b", otherStore.URL, []string{"order.*"}, nil)
+	e.run(t, Config{})
+
+	placed, placedID := envelopeMessage(t, "store-a", "order.placed", map[string]any{"orderId": "o-1"})
+	structured := kafka.Message{Value: []byte(`{"specversion":"1.0","id":"ce-42","source":"/catalog","type":"product.updated",
+		"storeid":"store-a","datacontenttype":"application/json","data":{"sku":"s-1"}}`)}
+	binary := kafka.Message{Value: []byte(`{"orderId":"o-2"}`), Headers: []kafka.Header{
+		{Key: "ce_specversion", Value: []byte("1.0")}, {Key: "ce_id", Value: []byte(uuid.NewString())},
+		{Key: "ce_source", Value: []byte("/orders")}, {Key: "ce_type", Value: []byte("order.cancelled")},
+		{Key: "ce_storeid", Value: []byte("store-a")}, {Key: "content-type", Value: []byte("application/json")}}}
+	e.produce(t, placed, structured, binary)
+
+	eventually(t, 20*time.Second, "deliveries", func() error {
+		if len(exact.requests()) != 1 || len(wild.requests()) != 2 || len(products.requests()) != 1 {
+			return fmt.Errorf("exact %d wild %d products %d", len(exact.requests()), len(wild.requests()), len(products.requests()))
+		}
+		return nil
+	})
+	if n := len(otherStore.requests()); n != 0 {
+		t.Fatalf("another store's subscription got %d deliveries", n)
+	}
+
+	got := exact.requests()[0]
+	if string(got.body) != `{"orderId":"o-1"}` || got.header.Get(HeaderEvent) != "order.placed" {
+		t.Fatalf("delivered %s %v", got.body, got.header)
+	}
+	if !signing.VerifySS3(secretExact, got.body, got.header.Get(HeaderSignature)) {
+		t.Fatal("X-SS3-Signature does not verify")
+	}
+	var deliveryID uuid.UUID
+	eventually(t, 10*time.Second, "delivery recorded", func() error {
+		return e.store.Pool().QueryRow(context.Background(), `SELECT delivery_id FROM webhook_deliveries
+			WHERE subscription_id = $1 AND event_id = $2 AND status = 'DELIVERED' AND http_status = 200 AND attempt_number = 1
+			  AND response_body = 'receiver says hi' AND delivered_at IS NOT NULL`, subExact.ID, placedID).Scan(&deliveryID)
+	})
+	if got.header.Get(HeaderDelivery) != deliveryID.String() {
+		t.Fatal("X-SS3-Delivery is not the delivery id")
+	}
+	for _, r := range wild.requests() {
+		if !signing.VerifyStandardWebhooks(secretWild, r.header.Get("webhook-id"), r.header.Get("webhook-timestamp"),
+			r.header.Get("webhook-signature"), r.body, time.Now(), 5*time.Minute) {
+			t.Fatal("Standard Webhooks signature does not verify")
+		}
+		if r.header.Get("webhook-id") != r.header.Get(HeaderDelivery) {
+			t.Fatal("webhook-id should be the delivery id")
+		}
+	}
+	if b := string(products.requests()[0].body); b != `{"sku":"s-1"}` {
+		t.Fatalf("structured CloudEvent data: %s", b)
+	}
+	delivered := e.readTopic(t, "webhook.delivered", 4)
+	var msg map[string]string
+	if err := json.Unmarshal(delivered[0].Value, &msg); err != nil || msg["deliveryId"] == "" || msg["storeId"] != "store-a" || msg["eventType"] == "" {
+		t.Fatalf("webhook.delivered payload %s", delivered[0].Value)
+	}
+}
+
+func TestRetryScheduleDeadLetterAndRetrigger(t *testing.T) {
+	e := startEnv(t)
+	recv := newReceiver(t)
+	recv.set(http.StatusInternalServerError, 0)
+	sub, _ := e.subscribe(t, "store-a", recv.URL, []string{"order.*"}, nil)
+	schedule := []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond, 400 * time.Millisecond}
+	e.run(t, Config{RetrySchedule: schedule})
+	msg, eventID := envelopeMessage(t, "store-a", "order.placed", map[string]any{"orderId": "o-9"})
+	e.produce(t, msg)
+
+	var deliveryID uuid.UUID
+	eventually(t, 20*time.Second, "dead-lettered after five attempts", func() error {
+		err := e.store.Pool().QueryRow(context.Background(), `SELECT delivery_id FROM webhook_deliveries
+			WHERE subscription_id = $1 AND event_id = $2 AND status = 'DEAD_LETTERED'`, sub.ID, eventID).Scan(&deliveryID)
+		return err
+	})
+	status, attempts, httpStatus, next, err := e.store.GetDelivery(context.Background(), deliveryID)
+	if err != nil || status != store.DeliveryDeadLettered || attempts != 5 || httpStatus == nil || *httpStatus != 500 || next != nil {
+		t.Fatalf("dead-lettered row: %s %d %v %v %v", status, attempts, httpStatus, next, err)
+	}
+	reqs := recv.requests()
+	if len(reqs) != 5 {
+		t.Fatalf("%d attempts reached the receiver, want 5", len(reqs))
+	}
+	for _, r := range reqs {
+		if r.header.Get(HeaderDelivery) != deliveryID.String() {
+			t.Fatal("the delivery id changed across retries")
+		}
+	}
+	dl := e.readTopic(t, "webhook.dead_lettered", 1)
+	var payload map[string]string
+	if err := json.Unmarshal(dl[0].Value, &payload); err != nil || payload["deliveryId"] != deliveryID.String() ||
+		payload["subscriptionId"] != sub.ID.String() || !strings.Contains(payload["reason"], "5 attempts failed") {
+		t.Fatalf("webhook.dead_lettered: %s", dl[0].Value)
+	}
+
+	// Re-trigger once the receiver is fixed: delivered, same delivery id.
+	recv.set(http.StatusOK, 0)
+	if n, err := e.store.RequeueDeadLettered(context.Background(), sub.ID, nil); err != nil || n != 1 {
+		t.Fatalf("requeue: %d %v", n, err)
+	}
+	eventually(t, 10*time.Second, "re-triggered delivery", func() error {
+		status, _, _, _, err := e.store.GetDelivery(context.Background(), deliveryID)
+		if err != nil || status != store.DeliveryDelivered {
+			return fmt.Errorf("%s %v", status, err)
+		}
+		return nil
+	})
+	last := recv.requests()[len(recv.requests())-1]
+	if last.header.Get(HeaderDelivery) != deliveryID.String() {
+		t.Fatal("a re-triggered delivery must keep its id")
+	}
+}
+
+func TestHangingReceiverTimesOutAnd410StopsRetries(t *testing.T) {
+	e := startEnv(t)
+	hang := newReceiver(t)
+	hang.set(http.StatusOK, 10*time.Second)
+	gone := newReceiver(t)
+	gone.set(http.StatusGone, 0)
+	subHang, _ := e.subscribe(t, "store-a", hang.URL, []string{"order.placed"}, func(s *store.Subscription) { s.DeliveryTimeout = 500 * time.Millisecond })
+	subGone, _ := e.subscribe(t, "store-a", gone.URL, []string{"order.placed"}, nil)
+	e.run(t, Config{RetrySchedule: []time.Duration{0, time.Hour}})
+	msg, eventID := envelopeMessage(t, "store-a", "order.placed", map[string]any{"orderId": "o-3"})
+	e.produce(t, msg)
+
+	eventually(t, 20*time.Second, "timeout recorded", func() error {
+		var status, lastError string
+		err := e.store.Pool().QueryRow(context.Background(), `SELECT status, COALESCE(last_error, '') FROM webhook_deliveries
+			WHERE subscription_id = $1 AND event_id = $2`, subHang.ID, eventID).Scan(&status, &lastError)
+		if err != nil || status != store.DeliveryFailed || !strings.Contains(lastError, "no answer within 500ms") {
+			return fmt.Errorf("%s %q %v", status, lastError, err)
+		}
+		return nil
+	})
+	eventually(t, 20*time.Second, "410 dead-letters at once", func() error {
+		var status, lastError string
+		var attempts int
+		err := e.store.Pool().QueryRow(context.Background(), `SELECT status, attempt_number, COALESCE(last_error, '') FROM webhook_deliveries
+			WHERE subscription_id = $1 AND event_id = $2`, subGone.ID, eventID).Scan(&status, &attempts, &lastError)
+		if err != nil || status != store.DeliveryDeadLettered || attempts != 1 || !strings.Contains(lastError, "410 Gone") {
+			return fmt.Errorf("%s %d %q %v", status, attempts, lastError, err)
+		}
+		return nil
+	})
+}
+
+func TestPoisonMessagesAreSetAsideAndDoNotStopTheFlow(t *testing.T) {
+	e := startEnv(t)
+	recv := newReceiver(t)
+	e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, nil)
+	e.run(t, Config{})
+	good, _ := envelopeMessage(t, "store-a", "order.placed", map[string]any{"orderId": "o-4"})
+	e.produce(t,
+		kafka.Message{Value: []byte("not json at all")},
+		kafka.Message{Value: []byte(`{"eventId":"not-a-uuid","eventType":"order.placed","storeId":"store-a","data":{}}`)},
+		kafka.Message{Value: []byte(`{"specversion":"0.3","id":"x","type":"order.placed"}`)},
+		good)
+	eventually(t, 20*time.Second, "the good event delivered", func() error {
+		if len(recv.requests()) != 1 {
+			return fmt.Errorf("%d", len(recv.requests()))
+		}
+		return nil
+	})
+	poison := e.readTopic(t, "platform.events.poison", 3)
+	if string(poison[0].Value) != "not json at all" && string(poison[1].Value) != "not json at all" && string(poison[2].Value) != "not json at all" {
+		t.Fatal("the poison topic should hold the message unchanged")
+	}
+	for _, p := range poison {
+		if header(p, "poison-reason") == "" || header(p, "poison-source") == "" {
+			t.Fatalf("poison message lacks its reason and source: %v", p.Headers)
+		}
+	}
+}
+
+func TestPrivateDestinationsAreRefused(t *testing.T) {
+	e := startEnv(t)
+	recv := newReceiver(t)
+	sub, _ := e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, nil)
+	e.run(t, Config{AllowedNetworks: []netip.Prefix{}, RetrySchedule: []time.Duration{0, time.Hour}})
+	msg, eventID := envelopeMessage(t, "store-a", "order.placed", map[string]any{})
+	e.produce(t, msg)
+	eventually(t, 20*time.Second, "refusal recorded", func() error {
+		var lastError string
+		err := e.store.Pool().QueryRow(context.Background(), `SELECT COALESCE(last_error, '') FROM webhook_deliveries
+			WHERE subscription_id = $1 AND event_id = $2 AND status = 'FAILED'`, sub.ID, eventID).Scan(&lastError)
+		if err != nil || !strings.Contains(lastError, "destination address refused") {
+			return fmt.Errorf("%q %v", lastError, err)
+		}
+		return nil
+	})
+	if n := len(recv.requests()); n != 0 {
+		t.Fatalf("a loopback receiver got %d requests without an allow-list", n)
+	}
+}
+
+func TestVaultOutageBurnsNoAttempt(t *testing.T) {
+	e := startEnv(t)
+	recv := newReceiver(t)
+	sub, secret := e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, nil)
+	e.bed.Vault.Stop()
+	e.run(t, Config{})
+	msg, eventID := envelopeMessage(t, "store-a", "order.placed", map[string]any{"orderId": "o-5"})
+	e.produce(t, msg)
+	eventually(t, 20*time.Second, "waiting on Vault without burning attempts", func() error {
+		var status, lastError string
+		var attempts int
+		err := e.store.Pool().QueryRow(context.Background(), `SELECT status, attempt_number, COALESCE(last_error, '') FROM webhook_deliveries
+			WHERE subscription_id = $1 AND event_id = $2`, sub.ID, eventID).Scan(&status, &attempts, &lastError)
+		if err != nil || status != store.DeliveryPending || attempts != 0 || !strings.Contains(lastError, "signing secret unavailable") {
+			return fmt.Errorf("%s %d %q %v", status, attempts, lastError, err)
+		}
+		return nil
+	})
+	ctx := context.Background()
+	if err := e.bed.Vault.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.bed.Vault.EnableKV2(ctx, "ss3/kv"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.vault.Put(ctx, "webhook/"+sub.ID.String()+"/secret", map[string]string{"secret": secret}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "delivered once Vault is back", func() error {
+		var attempts int
+		var status string
+		err := e.store.Pool().QueryRow(ctx, `SELECT status, attempt_number FROM webhook_deliveries WHERE subscription_id = $1`, sub.ID).Scan(&status, &attempts)
+		if err != nil || status != store.DeliveryDelivered || attempts != 1 {
+			return fmt.Errorf("%s %d %v", status, attempts, err)
+		}
+		return nil
+	})
+}

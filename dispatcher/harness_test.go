@@ -1,0 +1,218 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ss3dev/integration-operator/internal/signing"
+	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/testbed"
+	"github.com/ss3dev/integration-operator/internal/vault"
+)
+
+const eventsTopic = "platform.events"
+
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+
+type env struct {
+	bed   *testbed.Bed
+	store *store.Store
+	vault *vault.Client
+}
+
+func startEnv(t *testing.T) *env {
+	t.Helper()
+	bed := testbed.Start(t, testbed.Needs{Postgres: true, Vault: true, VaultKVMounts: []string{"ss3/kv"},
+		KafkaTopics: []string{eventsTopic, "platform.events.poison", "webhook.delivered", "webhook.dead_lettered"}, KafkaPartitions: 2})
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, bed.DatabaseURL); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := store.Open(ctx, bed.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	vc, err := vault.New(ctx, vault.Config{Address: bed.Vault.Addr(), Token: bed.Vault.Token()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{bed: bed, store: store.New(pool), vault: vc}
+}
+
+// subscribe creates an active subscription with a signing secret, as the
+// manager would, and returns it with its secret.
+func (e *env) subscribe(t *testing.T, storeID, target string, events []string, mutate func(*store.Subscription)) (store.Subscription, string) {
+	t.Helper()
+	sub := store.Subscription{ID: uuid.New(), StoreID: storeID, Name: "test", TargetURL: target, Events: events,
+		IsActive: true, DeliveryTimeout: 5 * time.Second, SignatureScheme: store.SignatureSS3}
+	if mutate != nil {
+		mutate(&sub)
+	}
+	secret, _ := signing.GenerateSecret()
+	if _, err := e.vault.Put(context.Background(), "webhook/"+sub.ID.String()+"/secret", map[string]string{"secret": secret}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.UpsertSubscription(context.Background(), sub); err != nil {
+		t.Fatal(err)
+	}
+	return sub, secret
+}
+
+// run starts a dispatcher and stops it when the test ends.
+func (e *env) run(t *testing.T, cfg Config) *Dispatcher {
+	t.Helper()
+	cfg.Kafka.Brokers = e.bed.Kafka.Brokers()
+	cfg.Kafka.Topics = []string{eventsTopic}
+	if cfg.AllowedNetworks == nil {
+		cfg.AllowedNetworks = loopback
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 50 * time.Millisecond
+	}
+	if cfg.RouteRefresh == 0 {
+		cfg.RouteRefresh = 100 * time.Millisecond
+	}
+	if cfg.OutageRetry == 0 {
+		cfg.OutageRetry = 200 * time.Millisecond
+	}
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := New(cfg, e.store, e.vault, m, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("dispatcher: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("dispatcher did not stop")
+		}
+	})
+	return d
+}
+
+func (e *env) produce(t *testing.T, msgs ...kafka.Message) {
+	t.Helper()
+	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{}, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	if err := w.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func envelopeMessage(t *testing.T, storeID, eventType string, data any) (kafka.Message, uuid.UUID) {
+	t.Helper()
+	id := uuid.New()
+	value, err := json.Marshal(map[string]any{"eventId": id, "eventType": eventType, "storeId": storeID,
+		"time": time.Now().UTC(), "data": data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kafka.Message{Key: []byte(storeID), Value: value}, id
+}
+
+// received is one request a receiver got.
+type received struct {
+	header http.Header
+	body   []byte
+}
+
+// receiver is a local webhook endpoint that records what it gets and
+// answers with status (settable while running).
+type receiver struct {
+	*httptest.Server
+	mu     sync.Mutex
+	got    []received
+	status int
+	delay  time.Duration
+}
+
+func newReceiver(t *testing.T) *receiver {
+	t.Helper()
+	r := &receiver{status: http.StatusOK}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		r.mu.Lock()
+		r.got = append(r.got, received{header: req.Header.Clone(), body: body})
+		status, delay := r.status, r.delay
+		r.mu.Unlock()
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-req.Context().Done():
+			}
+		}
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte("receiver says hi"))
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+func (r *receiver) set(status int, delay time.Duration) {
+	r.mu.Lock()
+	r.status, r.delay = status, delay
+	r.mu.Unlock()
+}
+
+func (r *receiver) requests() []received {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]received(nil), r.got...)
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v: %v", what, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// readTopic reads n messages from topic from the beginning.
+func (e *env) readTopic(t *testing.T, topic string, n int) []kafka.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: e.bed.Kafka.Brokers(), GroupID: "test-" + uuid.NewString(), GroupTopics: []string{topic},
+		StartOffset: kafka.FirstOffset, MaxWait: 50 * time.Millisecond})
+	defer r.Close()
+	var out []kafka.Message
+	for len(out) < n {
+		m, err := r.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("read %s after %d: %v", topic, len(out), err)
+		}
+		out = append(out, m)
+	}
+	return out
+}

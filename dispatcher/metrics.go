@@ -1,0 +1,38 @@
+package dispatcher
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics of the dispatcher.
+type Metrics struct {
+	Events          prometheus.Counter
+	Poison          prometheus.Counter
+	BatchRetries    prometheus.Counter
+	Outcomes        *prometheus.CounterVec
+	Latency         prometheus.Histogram
+	PublishFailures prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		Events: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatcher_events_total", Help: "Platform events decoded."}),
+		Poison: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatcher_poison_messages_total", Help: "Messages that could not be decoded, set aside on the poison topic."}),
+		BatchRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatcher_batch_retries_total", Help: "Kafka batches retried because persisting them failed."}),
+		Outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatcher_delivery_outcomes_total", Help: "Delivery attempts by resulting status."}, []string{"status"}),
+		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "dispatcher_delivery_duration_seconds", Help: "Time from request to answer of delivery attempts.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
+		PublishFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatcher_publish_failures_total", Help: "Outcome messages that could not be published to Kafka."}),
+	}
+	for _, c := range []prometheus.Collector{m.Events, m.Poison, m.BatchRetries, m.Outcomes, m.Latency, m.PublishFailures} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,63 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/ss3dev/integration-operator/internal/store"
+)
+
+// Stage 7, publish: webhook.delivered and webhook.dead_lettered, as the
+// platform specifies them, keyed by subscription so each subscription's
+// outcomes stay in order.
+
+type deliveredMessage struct {
+	DeliveryID     string `json:"deliveryId"`
+	SubscriptionID string `json:"subscriptionId"`
+	StoreID        string `json:"storeId"`
+	EventType      string `json:"eventType"`
+}
+
+type deadLetteredMessage struct {
+	DeliveryID     string `json:"deliveryId"`
+	SubscriptionID string `json:"subscriptionId"`
+	StoreID        string `json:"storeId"`
+	Reason         string `json:"reason"`
+}
+
+func (d *Dispatcher) publishOutcomes(ctx context.Context, results []result) {
+	var msgs []kafka.Message
+	for _, r := range results {
+		var topic string
+		var payload any
+		switch r.outcome.Status {
+		case store.DeliveryDelivered:
+			topic = d.cfg.Kafka.DeliveredTopic
+			payload = deliveredMessage{DeliveryID: r.delivery.ID.String(), SubscriptionID: r.delivery.SubscriptionID.String(),
+				StoreID: r.delivery.StoreID, EventType: r.delivery.EventType}
+		case store.DeliveryDeadLettered:
+			topic = d.cfg.Kafka.DeadLetteredTopic
+			payload = deadLetteredMessage{DeliveryID: r.delivery.ID.String(), SubscriptionID: r.delivery.SubscriptionID.String(),
+				StoreID: r.delivery.StoreID, Reason: r.reason}
+		default:
+			continue
+		}
+		value, err := json.Marshal(payload)
+		if err != nil {
+			continue
+		}
+		msgs = append(msgs, kafka.Message{Topic: topic, Key: []byte(r.delivery.SubscriptionID.String()), Value: value})
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := d.publisher.WriteMessages(pctx, msgs...); err != nil {
+		d.metrics.PublishFailures.Add(float64(len(msgs)))
+		d.log.Error(err, "publishing delivery outcomes failed", "messages", len(msgs))
+	}
+}

@@ -1,0 +1,223 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Delivery statuses as the platform specifies them.
+const (
+	DeliveryPending      = "PENDING"
+	DeliveryDelivered    = "DELIVERED"
+	DeliveryFailed       = "FAILED"
+	DeliveryDeadLettered = "DEAD_LETTERED"
+)
+
+// NewDelivery is a delivery to create: one event for one subscription.
+type NewDelivery struct {
+	ID             uuid.UUID
+	SubscriptionID uuid.UUID
+	EventID        uuid.UUID
+	StoreID        string
+	EventType      string
+	Payload        []byte
+}
+
+// Delivery is a claimed delivery with what an attempt needs of its subscription.
+type Delivery struct {
+	ID             uuid.UUID
+	SubscriptionID uuid.UUID
+	EventID        uuid.UUID
+	StoreID        string
+	EventType      string
+	Payload        []byte
+	// Attempts already made.
+	Attempts int
+
+	TargetURL          string
+	Timeout            time.Duration
+	SignatureScheme    string
+	SubscriptionActive bool
+}
+
+// Outcome is the result of an attempt (or of not attempting) to record.
+type Outcome struct {
+	DeliveryID   uuid.UUID
+	Status       string
+	Attempts     int
+	HTTPStatus   *int
+	ResponseBody *string
+	// RetryIn sets next_retry_at from the database's clock; nil clears it.
+	RetryIn *time.Duration
+	Error   string
+}
+
+// InsertDeliveries creates deliveries in one statement, claimed by the
+// caller for lease, skipping any (subscription, event) pair that already
+// exists. It returns the ids it inserted.
+func (s *Store) InsertDeliveries(ctx context.Context, ds []NewDelivery, lease time.Duration) ([]uuid.UUID, error) {
+	if len(ds) == 0 {
+		return nil, nil
+	}
+	ids := make([]uuid.UUID, len(ds))
+	subs := make([]uuid.UUID, len(ds))
+	stores := make([]string, len(ds))
+	types := make([]string, len(ds))
+	events := make([]uuid.UUID, len(ds))
+	payloads := make([]string, len(ds))
+	for i, d := range ds {
+		ids[i], subs[i], stores[i], types[i], events[i], payloads[i] = d.ID, d.SubscriptionID, d.StoreID, d.EventType, d.EventID, string(d.Payload)
+	}
+	rows, err := s.pool.Query(ctx, `
+		INSERT INTO webhook_deliveries (delivery_id, subscription_id, store_id, event_type, event_id, event_payload,
+			status, attempt_number, next_retry_at, claimed_until)
+		SELECT d.id, d.sub, d.store, d.type, d.event, d.payload::jsonb, 'PENDING', 0, now(), now() + $7 * interval '1 millisecond'
+		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[]) AS d(id, sub, store, type, event, payload)
+		ON CONFLICT (subscription_id, event_id) DO NOTHING
+		RETURNING delivery_id`,
+		ids, subs, stores, types, events, payloads, lease.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("persist deliveries: %w", err)
+	}
+	defer rows.Close()
+	var inserted []uuid.UUID
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("persist deliveries: %w", err)
+		}
+		inserted = append(inserted, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("persist deliveries: %w", err)
+	}
+	return inserted, nil
+}
+
+// ClaimDue claims up to limit deliveries whose next attempt is due and that
+// no live replica holds, for lease. Replicas share the work without waiting
+// on each other (FOR UPDATE SKIP LOCKED); an expired claim is taken over.
+func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([]Delivery, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH due AS (
+			SELECT delivery_id FROM webhook_deliveries
+			WHERE status IN ('PENDING', 'FAILED') AND next_retry_at <= now()
+			  AND (claimed_until IS NULL OR claimed_until < now())
+			ORDER BY next_retry_at
+			LIMIT $1
+			FOR UPDATE SKIP LOCKED)
+		UPDATE webhook_deliveries d SET claimed_until = now() + $2 * interval '1 millisecond'
+		FROM due, webhook_subscriptions s
+		WHERE d.delivery_id = due.delivery_id AND s.subscription_id = d.subscription_id
+		RETURNING d.delivery_id, d.subscription_id, d.event_id, d.store_id, d.event_type, d.event_payload::text,
+			d.attempt_number, s.target_url, s.delivery_timeout_ms, s.signature_scheme, s.is_active`,
+		limit, lease.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("claim due deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []Delivery
+	for rows.Next() {
+		var d Delivery
+		var payload string
+		var timeoutMS int64
+		if err := rows.Scan(&d.ID, &d.SubscriptionID, &d.EventID, &d.StoreID, &d.EventType, &payload,
+			&d.Attempts, &d.TargetURL, &timeoutMS, &d.SignatureScheme, &d.SubscriptionActive); err != nil {
+			return nil, fmt.Errorf("claim due deliveries: %w", err)
+		}
+		d.Payload = []byte(payload)
+		d.Timeout = time.Duration(timeoutMS) * time.Millisecond
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// RecordOutcomes writes many attempts' results in one statement and
+// releases their claims.
+func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) error {
+	if len(outcomes) == 0 {
+		return nil
+	}
+	n := len(outcomes)
+	ids := make([]uuid.UUID, n)
+	statuses := make([]string, n)
+	attempts := make([]int32, n)
+	httpStatus := make([]*int32, n)
+	bodies := make([]*string, n)
+	retryMS := make([]*int64, n)
+	errs := make([]*string, n)
+	for i, o := range outcomes {
+		ids[i], statuses[i], attempts[i], bodies[i] = o.DeliveryID, o.Status, int32(o.Attempts), o.ResponseBody
+		if o.HTTPStatus != nil {
+			v := int32(*o.HTTPStatus)
+			httpStatus[i] = &v
+		}
+		if o.RetryIn != nil {
+			v := o.RetryIn.Milliseconds()
+			retryMS[i] = &v
+		}
+		if o.Error != "" {
+			e := o.Error
+			errs[i] = &e
+		}
+	}
+	_, err := s.pool.Exec(ctx, `
+		UPDATE webhook_deliveries d SET
+			status = u.status, attempt_number = u.attempts,
+			http_status = COALESCE(u.http_status, d.http_status),
+			response_body = COALESCE(u.body, d.response_body),
+			next_retry_at = CASE WHEN u.retry_ms IS NULL THEN NULL ELSE now() + u.retry_ms * interval '1 millisecond' END,
+			delivered_at = CASE WHEN u.status = 'DELIVERED' THEN now() ELSE d.delivered_at END,
+			last_error = u.err, claimed_until = NULL, updated_at = now()
+		FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::bigint[], $7::text[])
+			AS u(id, status, attempts, http_status, body, retry_ms, err)
+		WHERE d.delivery_id = u.id`,
+		ids, statuses, attempts, httpStatus, bodies, retryMS, errs)
+	if err != nil {
+		return fmt.Errorf("record delivery outcomes: %w", err)
+	}
+	return nil
+}
+
+// GetDelivery reads one delivery's state, for tests and the admin API.
+func (s *Store) GetDelivery(ctx context.Context, id uuid.UUID) (status string, attempts int, httpStatus *int, nextRetryAt *time.Time, err error) {
+	var hs *int32
+	err = s.pool.QueryRow(ctx, `SELECT status, attempt_number, http_status, next_retry_at FROM webhook_deliveries WHERE delivery_id = $1`, id).
+		Scan(&status, &attempts, &hs, &nextRetryAt)
+	if hs != nil {
+		v := int(*hs)
+		httpStatus = &v
+	}
+	if err != nil {
+		err = fmt.Errorf("get delivery %s: %w", id, err)
+	}
+	return
+}
+
+// RequeueDeadLettered puts a subscription's dead-lettered deliveries (those
+// updated at or after since, when given) back to PENDING with a fresh
+// attempt budget, keeping their delivery ids. It returns how many.
+func (s *Store) RequeueDeadLettered(ctx context.Context, subscriptionID uuid.UUID, since *time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries
+		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, last_error = NULL, updated_at = now()
+		WHERE subscription_id = $1 AND status = 'DEAD_LETTERED' AND ($2::timestamptz IS NULL OR updated_at >= $2)`,
+		subscriptionID, since)
+	if err != nil {
+		return 0, fmt.Errorf("requeue dead-lettered deliveries: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// RequeueDelivery puts one dead-lettered delivery back to PENDING, keeping its id.
+func (s *Store) RequeueDelivery(ctx context.Context, id uuid.UUID) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries
+		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, last_error = NULL, updated_at = now()
+		WHERE delivery_id = $1 AND status = 'DEAD_LETTERED'`, id)
+	if err != nil {
+		return false, fmt.Errorf("requeue delivery %s: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
