@@ -60,6 +60,9 @@ type KafkaConfig struct {
 	// long a batch waits to fill after its first message.
 	BatchSize int
 	BatchWait time.Duration
+	// SessionTimeout is how long the group waits for a silent member
+	// before giving its partitions to others.
+	SessionTimeout time.Duration
 
 	TLS *tls.Config
 	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
@@ -108,6 +111,9 @@ func (c *Config) defaults() {
 	}
 	if k.BatchSize == 0 {
 		k.BatchSize = 500
+	}
+	if k.SessionTimeout == 0 {
+		k.SessionTimeout = 30 * time.Second
 	}
 	if k.BatchWait == 0 {
 		k.BatchWait = 5 * time.Millisecond

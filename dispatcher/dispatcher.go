@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/segmentio/kafka-go"
@@ -47,7 +48,7 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 		cfg: cfg, store: st, secrets: newSecretCache(v, cfg.SecretCacheTTL), router: newRouter(st, log.WithName("route")),
 		client: newHTTPClient(cfg.AllowedNetworks),
 		publisher: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Balancer: &kafka.Hash{},
-			RequiredAcks: kafka.RequireAll, BatchTimeout: 2e6, AllowAutoTopicCreation: true},
+			RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond, AllowAutoTopicCreation: true},
 		metrics: metrics, log: log,
 		jobs:    make(chan store.Delivery, cfg.Workers*2),
 		results: make(chan result, cfg.Workers*2),
@@ -66,7 +67,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	reader := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: d.cfg.Kafka.Brokers, GroupID: d.cfg.Kafka.GroupID, GroupTopics: d.cfg.Kafka.Topics, Dialer: dialer,
-		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100e6, StartOffset: kafka.FirstOffset, WatchPartitionChanges: true,
+		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100 * time.Millisecond, StartOffset: kafka.FirstOffset,
+		WatchPartitionChanges: true, SessionTimeout: d.cfg.Kafka.SessionTimeout,
+		RebalanceTimeout: d.cfg.Kafka.SessionTimeout, HeartbeatInterval: d.cfg.Kafka.SessionTimeout / 10,
 	})
 
 	// Workers and the recorder outlive ctx, to finish what is in flight.

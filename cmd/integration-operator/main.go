@@ -1,6 +1,6 @@
 // Command integration-operator is the one binary of the integration layer;
-// its subcommands run the manager, the credentials API (and, as it lands,
-// the dispatcher) and apply database migrations.
+// its subcommands run the manager, the dispatcher and the credentials API,
+// and apply database migrations.
 package main
 
 import (
@@ -25,7 +25,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newManagerCommand(), newMigrateCommand(), newCredentialsAPICommand())
+	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newCredentialsAPICommand(), newMigrateCommand())
 	return root
 }
 

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/ss3dev/integration-operator/dispatcher"
+	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/vault"
+)
+
+type dispatcherOptions struct {
+	databaseURL     string
+	vault           vault.Config
+	cfg             dispatcher.Config
+	brokers         string
+	topics          string
+	allowNetworks   []string
+	retrySchedule   []time.Duration
+	kafkaTLS        bool
+	kafkaCAFile     string
+	metricsAddr     string
+	developmentLogs bool
+}
+
+func newDispatcherCommand() *cobra.Command {
+	var o dispatcherOptions
+	cmd := &cobra.Command{
+		Use:   "dispatcher",
+		Short: "Deliver the platform's Kafka events to webhook subscribers (run N replicas in one consumer group)",
+		Long: `Run the dispatcher. SASL credentials are read from KAFKA_SASL_USERNAME and
+KAFKA_SASL_PASSWORD, never flags.`,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDispatcher(cmd.Context(), o) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.databaseURL, "database-url", envDefault("DATABASE_URL", ""), "Postgres connection URL [DATABASE_URL]")
+	f.StringVar(&o.brokers, "kafka-brokers", envDefault("KAFKA_BROKERS", ""), "comma-separated bootstrap brokers [KAFKA_BROKERS]")
+	f.StringVar(&o.topics, "kafka-topics", envDefault("KAFKA_TOPICS", "platform.events"), "comma-separated topics carrying platform events [KAFKA_TOPICS]")
+	f.StringVar(&o.cfg.Kafka.GroupID, "kafka-group", envDefault("KAFKA_GROUP", "integration-dispatcher"), "consumer group shared by the replicas")
+	f.StringVar(&o.cfg.Kafka.PoisonTopic, "poison-topic", "platform.events.poison", "where undecodable messages are set aside")
+	f.StringVar(&o.cfg.Kafka.DeliveredTopic, "delivered-topic", "webhook.delivered", "where delivery successes are published")
+	f.StringVar(&o.cfg.Kafka.DeadLetteredTopic, "dead-lettered-topic", "webhook.dead_lettered", "where dead-lettered deliveries are published")
+	f.DurationVar(&o.cfg.Kafka.SessionTimeout, "kafka-session-timeout", 30*time.Second, "how long the group waits for a silent replica before reassigning its partitions")
+	f.BoolVar(&o.kafkaTLS, "kafka-tls", false, "connect to Kafka over TLS")
+	f.StringVar(&o.kafkaCAFile, "kafka-ca-file", "", "CA bundle for Kafka's TLS certificates (default: system roots)")
+	f.StringVar(&o.cfg.Kafka.SASLMechanism, "kafka-sasl-mechanism", envDefault("KAFKA_SASL_MECHANISM", ""), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	f.IntVar(&o.cfg.Workers, "workers", 64, "concurrent delivery attempts")
+	f.DurationVar(&o.cfg.ClaimLease, "claim-lease", 5*time.Minute, "how long a replica owns a delivery it works on; must outlive the longest timeout")
+	f.DurationVar(&o.cfg.PollInterval, "poll-interval", 500*time.Millisecond, "how often due retries are looked for")
+	f.DurationSliceVar(&o.retrySchedule, "retry-schedule", dispatcher.DefaultRetrySchedule, "wait before each attempt; its length is the attempts before dead-lettering")
+	f.StringSliceVar(&o.allowNetworks, "allow-networks", nil, "CIDRs that may be delivered to although private or loopback (trusted in-cluster receivers)")
+	f.StringVar(&o.metricsAddr, "metrics-bind-address", envDefault("METRICS_BIND_ADDRESS", ":8082"), "address of /metrics, /healthz and /readyz")
+	f.BoolVar(&o.developmentLogs, "dev-logs", false, "human-readable logs instead of JSON")
+	addVaultFlags(f, &o.vault)
+	return cmd
+}
+
+func runDispatcher(ctx context.Context, o dispatcherOptions) error {
+	ctrl.SetLogger(zap.New(zap.UseDevMode(o.developmentLogs)))
+	log := ctrl.Log.WithName("dispatcher")
+	if o.databaseURL == "" || o.brokers == "" {
+		return errors.New("--database-url and --kafka-brokers are required")
+	}
+	o.cfg.Kafka.Brokers = splitList(o.brokers)
+	o.cfg.Kafka.Topics = splitList(o.topics)
+	o.cfg.RetrySchedule = o.retrySchedule
+	o.cfg.Kafka.SASLUsername, o.cfg.Kafka.SASLPassword = os.Getenv("KAFKA_SASL_USERNAME"), os.Getenv("KAFKA_SASL_PASSWORD")
+	for _, cidr := range o.allowNetworks {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return fmt.Errorf("--allow-networks: %w", err)
+		}
+		o.cfg.AllowedNetworks = append(o.cfg.AllowedNetworks, p)
+	}
+	if o.kafkaTLS {
+		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if o.kafkaCAFile != "" {
+			pem, err := os.ReadFile(o.kafkaCAFile)
+			if err != nil {
+				return fmt.Errorf("--kafka-ca-file: %w", err)
+			}
+			tlsCfg.RootCAs = x509.NewCertPool()
+			if !tlsCfg.RootCAs.AppendCertsFromPEM(pem) {
+				return errors.New("--kafka-ca-file holds no PEM certificate")
+			}
+		}
+		o.cfg.Kafka.TLS = tlsCfg
+	}
+
+	if _, err := store.Migrate(ctx, o.databaseURL); err != nil {
+		return err
+	}
+	pool, err := store.Open(ctx, o.databaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	vc, err := vault.New(ctx, o.vault)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics, err := dispatcher.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	d, err := dispatcher.New(o.cfg, store.New(pool), vc, metrics, log)
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := pool.Ping(r.Context()); err != nil {
+			http.Error(w, "database unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	srv := &http.Server{Addr: o.metricsAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.Run(gctx) })
+	g.Go(func() error {
+		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
+	})
+	log.Info("dispatching", "topics", o.cfg.Kafka.Topics, "group", o.cfg.Kafka.GroupID)
+	return g.Wait()
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
