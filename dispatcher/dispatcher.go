@@ -78,7 +78,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		workers.Go(func() { d.work(context.WithoutCancel(ctx)) })
 	}
 	recorded := make(chan struct{})
-	go func() { d.record(context.WithoutCancel(ctx)); close(recorded) }()
+	go func() { d.record(context.WithoutCancel(ctx), ctx.Done()); close(recorded) }()
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { d.router.run(gctx, d.cfg.RouteRefresh); return nil })

@@ -122,6 +122,12 @@ func TestRetryScheduleDeadLetterAndRetrigger(t *testing.T) {
 		t.Fatalf("webhook.dead_lettered: %s", dl[0].Value)
 	}
 
+	stats, err := e.store.SubscriptionStatsAll(context.Background())
+	if st := stats[sub.ID]; err != nil || st.DeadLettered != 1 || st.FailedAttempts != 5 || st.ConsecutiveFailures != 5 ||
+		st.Delivered != 0 || st.LastHTTPStatus == nil || *st.LastHTTPStatus != 500 || !strings.Contains(st.LastDeadLetterReason, "5 attempts failed") {
+		t.Fatalf("stats after dead-lettering: %+v %v", st, err)
+	}
+
 	// Re-trigger once the receiver is fixed: delivered, same delivery id.
 	recv.set(http.StatusOK, 0)
 	if n, err := e.store.RequeueDeadLettered(context.Background(), sub.ID, nil); err != nil || n != 1 {
@@ -131,6 +137,13 @@ func TestRetryScheduleDeadLetterAndRetrigger(t *testing.T) {
 		status, _, _, _, err := e.store.GetDelivery(context.Background(), deliveryID)
 		if err != nil || status != store.DeliveryDelivered {
 			return fmt.Errorf("%s %v", status, err)
+		}
+		return nil
+	})
+	eventually(t, 5*time.Second, "health recovers", func() error {
+		stats, err := e.store.SubscriptionStatsAll(context.Background())
+		if st := stats[sub.ID]; err != nil || st.Delivered != 1 || st.ConsecutiveFailures != 0 || st.Pending != 0 {
+			return fmt.Errorf("%+v %v", st, err)
 		}
 		return nil
 	})

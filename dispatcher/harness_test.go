@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/testr"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
@@ -92,7 +92,7 @@ func (e *env) run(t *testing.T, cfg Config) *Dispatcher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(cfg, e.store, e.vault, m, logr.Discard())
+	d, err := New(cfg, e.store, e.vault, m, testr.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}

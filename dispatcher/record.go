@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/ss3dev/integration-operator/internal/store"
 )
 
@@ -23,7 +25,10 @@ type result struct {
 	reason   string // dead-letter reason
 }
 
-func (d *Dispatcher) record(ctx context.Context) {
+// record runs until results closes. stopping closes when the dispatcher is
+// shutting down: then a write that keeps failing is given up after a few
+// tries (the claims lapse and another replica redoes the attempts).
+func (d *Dispatcher) record(ctx context.Context, stopping <-chan struct{}) {
 	var pending []result
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -35,11 +40,21 @@ func (d *Dispatcher) record(ctx context.Context) {
 		for i, r := range pending {
 			outcomes[i] = r.outcome
 		}
+		deltas := statsDeltas(pending)
 		backoff := 50 * time.Millisecond
-		for {
-			err := d.store.RecordOutcomes(ctx, outcomes)
+		for try := 1; ; try++ {
+			err := d.store.RecordOutcomesAndStats(ctx, outcomes, deltas)
 			if err == nil {
 				break
+			}
+			select {
+			case <-stopping:
+				if try >= 3 {
+					d.log.Error(err, "recording outcomes failed at shutdown; their claims will lapse and they will be retried", "outcomes", len(outcomes))
+					pending = pending[:0]
+					return
+				}
+			default:
 			}
 			d.log.Error(err, "recording outcomes failed; retrying", "outcomes", len(outcomes))
 			// Keep trying: until recorded, the claims keep others off these
@@ -72,4 +87,43 @@ func (d *Dispatcher) record(ctx context.Context) {
 			flush()
 		}
 	}
+}
+
+// statsDeltas sums a batch's attempts per subscription, in arrival order;
+// outcomes that made no attempt (our own outage) do not count.
+func statsDeltas(results []result) []store.StatsDelta {
+	bySub := map[uuid.UUID]*store.StatsDelta{}
+	var order []uuid.UUID
+	for _, r := range results {
+		if r.outcome.Attempts == r.delivery.Attempts {
+			continue
+		}
+		d := bySub[r.delivery.SubscriptionID]
+		if d == nil {
+			d = &store.StatsDelta{SubscriptionID: r.delivery.SubscriptionID}
+			bySub[r.delivery.SubscriptionID] = d
+			order = append(order, r.delivery.SubscriptionID)
+		}
+		d.LastAttemptAt = time.Now()
+		d.LastHTTPStatus = r.outcome.HTTPStatus
+		d.LastError = r.outcome.Error
+		switch r.outcome.Status {
+		case store.DeliveryDelivered:
+			d.Delivered++
+			d.TrailingFailures = 0
+			d.EndedWithFailure = false
+			continue
+		case store.DeliveryDeadLettered:
+			d.DeadLettered++
+			d.DeadLetterReason = r.reason
+		}
+		d.FailedAttempts++
+		d.TrailingFailures++
+		d.EndedWithFailure = true
+	}
+	out := make([]store.StatsDelta, 0, len(order))
+	for _, id := range order {
+		out = append(out, *bySub[id])
+	}
+	return out
 }

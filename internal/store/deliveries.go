@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Delivery statuses as the platform specifies them.
@@ -138,6 +139,14 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 // RecordOutcomes writes many attempts' results in one statement and
 // releases their claims.
 func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) error {
+	return s.recordOutcomesTx(ctx, s.pool, outcomes)
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func (s *Store) recordOutcomesTx(ctx context.Context, db execer, outcomes []Outcome) error {
 	if len(outcomes) == 0 {
 		return nil
 	}
@@ -164,7 +173,7 @@ func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) error {
 			errs[i] = &e
 		}
 	}
-	_, err := s.pool.Exec(ctx, `
+	_, err := db.Exec(ctx, `
 		UPDATE webhook_deliveries d SET
 			status = u.status, attempt_number = u.attempts,
 			http_status = COALESCE(u.http_status, d.http_status),

@@ -1,0 +1,133 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// StatsDelta is what a batch of outcomes adds to one subscription's stats;
+// the Last* fields describe the batch's newest attempt.
+type StatsDelta struct {
+	SubscriptionID uuid.UUID
+	Delivered      int64
+	FailedAttempts int64
+	DeadLettered   int64
+	// EndedWithFailure says whether the newest attempt failed; Failures in
+	// a row since the last success are added to consecutive_failures.
+	EndedWithFailure bool
+	TrailingFailures int
+	LastAttemptAt    time.Time
+	LastHTTPStatus   *int
+	LastError        string
+	DeadLetterReason string
+}
+
+// SubscriptionStats is a subscription's delivery health.
+type SubscriptionStats struct {
+	SubscriptionID       uuid.UUID
+	Delivered            int64
+	FailedAttempts       int64
+	DeadLettered         int64
+	Pending              int64
+	ConsecutiveFailures  int
+	LastAttemptAt        *time.Time
+	LastHTTPStatus       *int
+	LastError            string
+	LastDeadLetterReason string
+}
+
+// recordStats adds deltas in one statement.
+func recordStatsSQL() string {
+	return `
+		INSERT INTO webhook_subscription_stats AS s (subscription_id, delivered_total, failed_attempts_total, dead_lettered_total,
+			consecutive_failures, last_attempt_at, last_http_status, last_error, last_dead_letter_reason, updated_at)
+		SELECT u.id, u.delivered, u.failed, u.dead, u.trail, u.at, u.http_status, NULLIF(u.err, ''), NULLIF(u.reason, ''), now()
+		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bool[], $6::int[], $7::timestamptz[], $8::int[], $9::text[], $10::text[])
+			AS u(id, delivered, failed, dead, ended_failed, trail, at, http_status, err, reason)
+		ON CONFLICT (subscription_id) DO UPDATE SET
+			delivered_total = s.delivered_total + EXCLUDED.delivered_total,
+			failed_attempts_total = s.failed_attempts_total + EXCLUDED.failed_attempts_total,
+			dead_lettered_total = s.dead_lettered_total + EXCLUDED.dead_lettered_total,
+			consecutive_failures = CASE
+				WHEN EXCLUDED.last_error IS NULL THEN 0
+				WHEN EXCLUDED.delivered_total > 0 THEN EXCLUDED.consecutive_failures
+				ELSE s.consecutive_failures + EXCLUDED.consecutive_failures END,
+			last_attempt_at = GREATEST(s.last_attempt_at, EXCLUDED.last_attempt_at),
+			last_http_status = COALESCE(EXCLUDED.last_http_status, s.last_http_status),
+			last_error = EXCLUDED.last_error,
+			last_dead_letter_reason = COALESCE(EXCLUDED.last_dead_letter_reason, s.last_dead_letter_reason),
+			updated_at = now()`
+}
+
+// RecordOutcomesAndStats writes outcomes and the stats they add up to in
+// one transaction, so health never disagrees with the deliveries.
+func (s *Store) RecordOutcomesAndStats(ctx context.Context, outcomes []Outcome, deltas []StatsDelta) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("record delivery outcomes: %w", err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if err := s.recordOutcomesTx(ctx, tx, outcomes); err != nil {
+		return err
+	}
+	if len(deltas) > 0 {
+		n := len(deltas)
+		ids := make([]uuid.UUID, n)
+		delivered, failed, dead := make([]int64, n), make([]int64, n), make([]int64, n)
+		endedFailed := make([]bool, n)
+		trailing := make([]int32, n)
+		at := make([]time.Time, n)
+		httpStatus := make([]*int32, n)
+		errs, reasons := make([]string, n), make([]string, n)
+		for i, d := range deltas {
+			ids[i], delivered[i], failed[i], dead[i] = d.SubscriptionID, d.Delivered, d.FailedAttempts, d.DeadLettered
+			endedFailed[i], trailing[i], at[i], errs[i], reasons[i] = d.EndedWithFailure, int32(d.TrailingFailures), d.LastAttemptAt, d.LastError, d.DeadLetterReason
+			if d.LastHTTPStatus != nil {
+				v := int32(*d.LastHTTPStatus)
+				httpStatus[i] = &v
+			}
+		}
+		if _, err := tx.Exec(ctx, recordStatsSQL(), ids, delivered, failed, dead, endedFailed, trailing, at, httpStatus, errs, reasons); err != nil {
+			return fmt.Errorf("record delivery stats: %w", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("record delivery outcomes: %w", err)
+	}
+	return nil
+}
+
+// SubscriptionStatsAll reads every subscription's stats with its count of
+// deliveries still to do.
+func (s *Store) SubscriptionStatsAll(ctx context.Context) (map[uuid.UUID]SubscriptionStats, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH open AS (
+			SELECT subscription_id, count(*) AS pending FROM webhook_deliveries
+			WHERE status IN ('PENDING', 'FAILED') GROUP BY subscription_id)
+		SELECT COALESCE(s.subscription_id, o.subscription_id), COALESCE(s.delivered_total, 0), COALESCE(s.failed_attempts_total, 0),
+			COALESCE(s.dead_lettered_total, 0), COALESCE(o.pending, 0), COALESCE(s.consecutive_failures, 0),
+			s.last_attempt_at, s.last_http_status, COALESCE(s.last_error, ''), COALESCE(s.last_dead_letter_reason, '')
+		FROM webhook_subscription_stats s FULL OUTER JOIN open o ON o.subscription_id = s.subscription_id`)
+	if err != nil {
+		return nil, fmt.Errorf("read delivery stats: %w", err)
+	}
+	defer rows.Close()
+	out := map[uuid.UUID]SubscriptionStats{}
+	for rows.Next() {
+		var st SubscriptionStats
+		var hs *int32
+		if err := rows.Scan(&st.SubscriptionID, &st.Delivered, &st.FailedAttempts, &st.DeadLettered, &st.Pending,
+			&st.ConsecutiveFailures, &st.LastAttemptAt, &hs, &st.LastError, &st.LastDeadLetterReason); err != nil {
+			return nil, fmt.Errorf("read delivery stats: %w", err)
+		}
+		if hs != nil {
+			v := int(*hs)
+			st.LastHTTPStatus = &v
+		}
+		out[st.SubscriptionID] = st
+	}
+	return out, rows.Err()
+}
