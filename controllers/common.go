@@ -26,7 +26,9 @@ func patchStatusIfChanged(ctx context.Context, c client.Client, original, obj cl
 	if equality.Semantic.DeepEqual(before, after) {
 		return nil
 	}
-	if err := c.Status().Patch(ctx, obj, client.MergeFrom(original)); err != nil {
+	// Optimistic lock: the delivery reporter writes status too, and a stale
+	// copy must not undo its work.
+	if err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(original, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("patch status: %w", err)
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -86,6 +87,7 @@ type harness struct {
 	namespace  string
 	kubeWrites *atomic.Int64
 	logs       syncBuffer
+	recorder   events.EventRecorder
 }
 
 // syncBuffer collects the manager's logs, to check no secret is in them.
@@ -139,6 +141,7 @@ func startManager(t *testing.T, opts harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.recorder = mgr.GetEventRecorder("integration-operator")
 	if err := (&controllers.WebhookSubscriptionReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),

@@ -73,6 +73,15 @@ type WebhookSubscriptionSpec struct {
 	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
 }
 
+// RetriggerDeadLettersAnnotation re-queues the subscription's dead-lettered
+// deliveries (keeping their delivery ids) when set to a value not handled
+// before; with RetriggerSinceAnnotation (RFC 3339) only those dead-lettered
+// since then.
+const (
+	RetriggerDeadLettersAnnotation = "integrations.ss3.dev/retrigger-dead-letters"
+	RetriggerSinceAnnotation       = "integrations.ss3.dev/retrigger-since"
+)
+
 // RotateSigningSecretAnnotation requests a new generated signing secret when
 // set to a value not handled before (for example a timestamp).
 const RotateSigningSecretAnnotation = "integrations.ss3.dev/rotate-signing-secret"
@@ -116,6 +125,41 @@ type WebhookSubscriptionStatus struct {
 	// last acted on.
 	// +optional
 	LastRotationRequest string `json:"lastRotationRequest,omitempty"`
+
+	// delivery reports how deliveries to targetURL are going, updated at
+	// most every few seconds whatever the traffic.
+	// +optional
+	Delivery *DeliveryStatus `json:"delivery,omitempty"`
+
+	// lastRetrigger is the retrigger-dead-letters annotation value last acted on.
+	// +optional
+	LastRetrigger string `json:"lastRetrigger,omitempty"`
+}
+
+// DeliveryStatus is a subscription's delivery health.
+type DeliveryStatus struct {
+	// delivered counts deliveries the endpoint accepted.
+	Delivered int64 `json:"delivered"`
+	// failed counts failed attempts (each retry counts).
+	Failed int64 `json:"failed"`
+	// deadLettered counts deliveries given up after the last retry.
+	DeadLettered int64 `json:"deadLettered"`
+	// pending counts deliveries still to be made or retried.
+	Pending int64 `json:"pending"`
+	// consecutiveFailures counts failed attempts since the last success.
+	ConsecutiveFailures int `json:"consecutiveFailures"`
+	// lastAttemptTime is when the endpoint was last tried.
+	// +optional
+	LastAttemptTime *metav1.Time `json:"lastAttemptTime,omitempty"`
+	// lastHTTPStatus is the endpoint's last answer (0: none).
+	// +optional
+	LastHTTPStatus int `json:"lastHTTPStatus,omitempty"`
+	// lastError says why the last attempt failed; empty after a success.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
+	// lastDeadLetterReason says why the last dead-lettered delivery was given up.
+	// +optional
+	LastDeadLetterReason string `json:"lastDeadLetterReason,omitempty"`
 }
 
 // WebhookSubscription delivers a store's platform events to an HTTPS endpoint,
@@ -125,8 +169,13 @@ type WebhookSubscriptionStatus struct {
 // +kubebuilder:resource:shortName=whsub;whs,categories=ss3;integrations
 // +kubebuilder:printcolumn:name="Store",type=string,JSONPath=`.spec.storeId`
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.targetURL`
-// +kubebuilder:printcolumn:name="Events",type=string,JSONPath=`.spec.events`
+// +kubebuilder:printcolumn:name="Events",type=string,JSONPath=`.spec.events`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Healthy",type=string,JSONPath=`.status.conditions[?(@.type=="Healthy")].status`
+// +kubebuilder:printcolumn:name="Delivered",type=integer,JSONPath=`.status.delivery.delivered`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.delivery.failed`,priority=1
+// +kubebuilder:printcolumn:name="Dead",type=integer,JSONPath=`.status.delivery.deadLettered`
+// +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.delivery.pending`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type WebhookSubscription struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -1,0 +1,130 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
+	"github.com/ss3dev/integration-operator/internal/store"
+)
+
+// ConditionHealthy says whether deliveries to the endpoint are succeeding.
+const ConditionHealthy = "Healthy"
+
+// Healthy condition reasons.
+const (
+	ReasonDelivering        = "Delivering"
+	ReasonNoDeliveriesYet   = "NoDeliveriesYet"
+	ReasonDeliveriesFailing = "DeliveriesFailing"
+	ReasonEndpointGone      = "EndpointGone"
+)
+
+// DeliveryStatusReporter copies each subscription's delivery health from
+// Postgres (where the dispatchers' batched writes keep it) onto its status,
+// at most once per Interval per subscription and only when it changed, and
+// raises an Event when deliveries are dead-lettered. It runs on the leader.
+type DeliveryStatusReporter struct {
+	Client   client.Client
+	Store    *store.Store
+	Recorder events.EventRecorder
+	Interval time.Duration
+	Log      logr.Logger
+}
+
+// Start reports every Interval until ctx ends.
+func (r *DeliveryStatusReporter) Start(ctx context.Context) error {
+	t := time.NewTicker(orDefault(r.Interval, 10*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := r.Report(ctx); err != nil && ctx.Err() == nil {
+				r.Log.Error(err, "reporting delivery status failed; retrying next interval")
+			}
+		}
+	}
+}
+
+// Report brings every subscription's delivery status up to date once.
+func (r *DeliveryStatusReporter) Report(ctx context.Context) error {
+	stats, err := r.Store.SubscriptionStatsAll(ctx)
+	if err != nil {
+		return err
+	}
+	var subs integrationsv1.WebhookSubscriptionList
+	if err := r.Client.List(ctx, &subs); err != nil {
+		return fmt.Errorf("list subscriptions: %w", err)
+	}
+	for i := range subs.Items {
+		sub := &subs.Items[i]
+		id, err := uuid.Parse(string(sub.UID))
+		if err != nil || !sub.DeletionTimestamp.IsZero() {
+			continue
+		}
+		st, ok := stats[id]
+		if !ok && sub.Status.Delivery == nil {
+			continue
+		}
+		original := sub.DeepCopy()
+		sub.Status.Delivery = deliveryStatus(st)
+		setCondition(&sub.Status.Conditions, sub.Generation, healthyCondition(st, ok))
+		if equality.Semantic.DeepEqual(original.Status, sub.Status) {
+			continue
+		}
+		if err := patchStatusIfChanged(ctx, r.Client, original, sub, original.Status, sub.Status); err != nil {
+			// A conflict means the reconciler just wrote; next interval catches up.
+			r.Log.V(1).Info("delivery status not written this interval", "subscription", client.ObjectKeyFromObject(sub), "error", err.Error())
+			continue
+		}
+		before := int64(0)
+		if original.Status.Delivery != nil {
+			before = original.Status.Delivery.DeadLettered
+		}
+		if n := st.DeadLettered - before; n > 0 && r.Recorder != nil {
+			r.Recorder.Eventf(sub, nil, corev1.EventTypeWarning, "DeliveriesDeadLettered", "DeadLetter",
+				"%d deliveries dead-lettered; last reason: %s. Re-trigger with: kubectl annotate webhooksubscription %s %s=<new value>",
+				n, st.LastDeadLetterReason, sub.Name, integrationsv1.RetriggerDeadLettersAnnotation)
+		}
+	}
+	return nil
+}
+
+func deliveryStatus(st store.SubscriptionStats) *integrationsv1.DeliveryStatus {
+	d := &integrationsv1.DeliveryStatus{Delivered: st.Delivered, Failed: st.FailedAttempts, DeadLettered: st.DeadLettered,
+		Pending: st.Pending, ConsecutiveFailures: st.ConsecutiveFailures, LastError: st.LastError,
+		LastDeadLetterReason: st.LastDeadLetterReason}
+	if st.LastAttemptAt != nil {
+		t := metav1.NewTime(st.LastAttemptAt.UTC().Truncate(time.Second))
+		d.LastAttemptTime = &t
+	}
+	if st.LastHTTPStatus != nil {
+		d.LastHTTPStatus = *st.LastHTTPStatus
+	}
+	return d
+}
+
+func healthyCondition(st store.SubscriptionStats, known bool) metav1.Condition {
+	switch {
+	case !known || st.LastAttemptAt == nil:
+		return metav1.Condition{Type: ConditionHealthy, Status: metav1.ConditionTrue, Reason: ReasonNoDeliveriesYet, Message: "no delivery attempted yet"}
+	case st.ConsecutiveFailures == 0:
+		return metav1.Condition{Type: ConditionHealthy, Status: metav1.ConditionTrue, Reason: ReasonDelivering, Message: "the last delivery succeeded"}
+	case strings.Contains(st.LastError, "410 Gone"):
+		return metav1.Condition{Type: ConditionHealthy, Status: metav1.ConditionFalse, Reason: ReasonEndpointGone,
+			Message: "the endpoint answered 410 Gone and no longer accepts deliveries; fix targetURL or delete the subscription"}
+	}
+	return metav1.Condition{Type: ConditionHealthy, Status: metav1.ConditionFalse, Reason: ReasonDeliveriesFailing,
+		Message: fmt.Sprintf("%d attempts in a row failed; last: %s", st.ConsecutiveFailures, st.LastError)}
+}

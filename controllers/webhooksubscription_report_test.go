@@ -1,0 +1,111 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
+	"github.com/ss3dev/integration-operator/controllers"
+	"github.com/ss3dev/integration-operator/internal/store"
+)
+
+// The dispatcher's side is played here by writing deliveries and outcomes
+// through the store, as its record stage does.
+func TestDeliveryHealthReachesTheStatusAndRetriggerRequeues(t *testing.T) {
+	h := startManager(t, harnessOptions{})
+	ctx := context.Background()
+	if err := h.client.Create(ctx, newSubscription(h.namespace, "health")); err != nil {
+		t.Fatal(err)
+	}
+	sub := h.waitReady(t, "health")
+	subID := uuid.MustParse(string(sub.UID))
+	reporter := &controllers.DeliveryStatusReporter{Client: h.client, Store: h.store, Recorder: h.recorder, Log: logr.Discard()}
+
+	// Three deliveries: one delivered, one dead-lettered after five failures, one pending.
+	ids := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}
+	var news []store.NewDelivery
+	for _, id := range ids {
+		news = append(news, store.NewDelivery{ID: id, SubscriptionID: subID, EventID: uuid.New(), StoreID: "store-1042",
+			EventType: "order.placed", Payload: []byte(`{}`)})
+	}
+	if _, err := h.store.InsertDeliveries(ctx, news, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	s200, s500 := 200, 500
+	reason := "5 attempts failed; last: the endpoint answered 500"
+	if err := h.store.RecordOutcomesAndStats(ctx,
+		[]store.Outcome{
+			{DeliveryID: ids[0], Status: store.DeliveryDelivered, Attempts: 1, HTTPStatus: &s200},
+			{DeliveryID: ids[1], Status: store.DeliveryDeadLettered, Attempts: 5, HTTPStatus: &s500, Error: "the endpoint answered 500"},
+		},
+		[]store.StatsDelta{{SubscriptionID: subID, Delivered: 1, FailedAttempts: 5, DeadLettered: 1, EndedWithFailure: true,
+			TrailingFailures: 5, LastAttemptAt: time.Now(), LastHTTPStatus: &s500, LastError: "the endpoint answered 500", DeadLetterReason: reason}},
+	); err != nil {
+		t.Fatal(err)
+	}
+	if err := reporter.Report(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sub = h.get(t, "health")
+	d := sub.Status.Delivery
+	if d == nil || d.Delivered != 1 || d.Failed != 5 || d.DeadLettered != 1 || d.Pending != 1 || d.ConsecutiveFailures != 5 ||
+		d.LastHTTPStatus != 500 || d.LastAttemptTime == nil || d.LastDeadLetterReason != reason {
+		t.Fatalf("status.delivery: %+v", d)
+	}
+	c := meta.FindStatusCondition(sub.Status.Conditions, controllers.ConditionHealthy)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != controllers.ReasonDeliveriesFailing || !strings.Contains(c.Message, "5 attempts in a row failed") {
+		t.Fatalf("Healthy: %+v", c)
+	}
+	if r := meta.FindStatusCondition(sub.Status.Conditions, integrationsv1.ConditionReady); r == nil || r.Status != metav1.ConditionTrue {
+		t.Fatalf("the reporter must keep the reconciler's conditions: %+v", sub.Status.Conditions)
+	}
+	eventually(t, 10*time.Second, "a dead-letter Event", func() error {
+		var evs eventsv1.EventList
+		if err := h.client.List(ctx, &evs, client.InNamespace(h.namespace)); err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "DeliveriesDeadLettered" && e.Regarding.Name == "health" && strings.Contains(e.Note, reason) {
+				return nil
+			}
+		}
+		return fmt.Errorf("none yet")
+	})
+
+	// An idle report writes nothing.
+	before := h.get(t, "health").ResourceVersion
+	if err := reporter.Report(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if after := h.get(t, "health").ResourceVersion; after != before {
+		t.Fatal("a report with nothing new wrote the status")
+	}
+
+	// Re-trigger the dead letters by annotation: same delivery id, pending again, once per value.
+	update(t, sub, func() {
+		sub.Annotations = map[string]string{integrationsv1.RetriggerDeadLettersAnnotation: "after-fixing-the-endpoint"}
+	})
+	eventually(t, 30*time.Second, "dead letter re-queued", func() error {
+		status, attempts, _, next, err := h.store.GetDelivery(ctx, ids[1])
+		if err != nil || status != store.DeliveryPending || attempts != 0 || next == nil {
+			return fmt.Errorf("%s %d %v %v", status, attempts, next, err)
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, "status records the re-trigger", func() error {
+		if got := h.get(t, "health").Status.LastRetrigger; got != "after-fixing-the-endpoint" {
+			return fmt.Errorf("lastRetrigger %q", got)
+		}
+		return nil
+	})
+}
