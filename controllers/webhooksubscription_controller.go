@@ -284,6 +284,7 @@ func (r *WebhookSubscriptionReconciler) syncRow(ctx context.Context, sub *integr
 	wrote, err := r.Store.UpsertSubscription(ctx, store.Subscription{
 		ID: id, StoreID: string(sub.Spec.StoreID), Name: sub.Spec.DisplayName, TargetURL: sub.Spec.TargetURL,
 		Events: events, IsActive: sub.Spec.IsActive(), DeliveryTimeout: deliveryTimeout(sub), SignatureScheme: sub.Spec.SignatureScheme,
+		MaxConcurrency: int(sub.Spec.MaxConcurrentDeliveries), RateLimit: rateOf(sub.Spec.RateLimit), RateBurst: burstOf(sub.Spec.RateLimit),
 	})
 	if err != nil {
 		return falseCondition(ConditionDatabaseSynced, ReasonDatabaseUnavailable, fmt.Sprintf("writing the webhook_subscriptions row: %v", err)), err
@@ -410,6 +411,23 @@ func (r *WebhookSubscriptionReconciler) subscriptionsImporting(ctx context.Conte
 
 // webhookSecretPath is the design's path, relative to mount and prefix.
 func webhookSecretPath(id uuid.UUID) string { return "webhook/" + id.String() + "/secret" }
+
+func rateOf(l *integrationsv1.RateLimit) float64 {
+	if l == nil {
+		return 0
+	}
+	return float64(l.RequestsPerSecond)
+}
+
+func burstOf(l *integrationsv1.RateLimit) int {
+	if l == nil {
+		return 0
+	}
+	if l.Burst > 0 {
+		return int(l.Burst)
+	}
+	return int(l.RequestsPerSecond)
+}
 
 func deliveryTimeout(sub *integrationsv1.WebhookSubscription) time.Duration {
 	if sub.Spec.DeliveryTimeout != nil {

@@ -104,7 +104,7 @@ func (r *DeliveryStatusReporter) Report(ctx context.Context) error {
 func deliveryStatus(st store.SubscriptionStats) *integrationsv1.DeliveryStatus {
 	d := &integrationsv1.DeliveryStatus{Delivered: st.Delivered, Failed: st.FailedAttempts, DeadLettered: st.DeadLettered,
 		Pending: st.Pending, ConsecutiveFailures: st.ConsecutiveFailures, LastError: st.LastError,
-		LastDeadLetterReason: st.LastDeadLetterReason}
+		LastDeadLetterReason: st.LastDeadLetterReason, CircuitState: st.CircuitState}
 	if st.LastAttemptAt != nil {
 		t := metav1.NewTime(st.LastAttemptAt.UTC().Truncate(time.Second))
 		d.LastAttemptTime = &t

@@ -43,6 +43,10 @@ type Config struct {
 	AllowedNetworks []netip.Prefix
 	// SecretCacheTTL bounds how long signing secrets are reused from memory.
 	SecretCacheTTL time.Duration
+	// BreakerTrips failed attempts in a row open an endpoint's circuit for
+	// BreakerOpen; then one probe is let through.
+	BreakerTrips int
+	BreakerOpen  time.Duration
 }
 
 // KafkaConfig holds the settings a real cluster needs.
@@ -92,6 +96,12 @@ func (c *Config) defaults() {
 	}
 	if c.MaxResponseBody == 0 {
 		c.MaxResponseBody = 4096
+	}
+	if c.BreakerTrips == 0 {
+		c.BreakerTrips = 5
+	}
+	if c.BreakerOpen == 0 {
+		c.BreakerOpen = 30 * time.Second
 	}
 	if c.SecretCacheTTL == 0 {
 		c.SecretCacheTTL = 30 * time.Second

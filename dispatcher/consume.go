@@ -101,7 +101,7 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 			deliveries = append(deliveries, nd)
 			jobs[nd.ID] = store.Delivery{ID: nd.ID, SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type,
 				Payload: e.Data, TargetURL: sub.TargetURL, Timeout: sub.DeliveryTimeout, SignatureScheme: sub.SignatureScheme,
-				SubscriptionActive: true}
+				SubscriptionActive: true, MaxConcurrency: sub.MaxConcurrency, RateLimit: sub.RateLimit, RateBurst: sub.RateBurst}
 		}
 	}
 	if len(poison) > 0 {

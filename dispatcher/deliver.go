@@ -40,6 +40,9 @@ type attemptResult struct {
 	err        error
 	// outage: our own dependency failed; the endpoint is not to blame.
 	outage bool
+	// waitFor: not attempted now (endpoint protection, inactive
+	// subscription); try again after this, with no attempt spent.
+	waitFor time.Duration
 }
 
 func newHTTPClient(allowed []netip.Prefix) *http.Client {

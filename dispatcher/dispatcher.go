@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/go-logr/logr"
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
@@ -28,8 +30,9 @@ type Dispatcher struct {
 	metrics   *Metrics
 	log       logr.Logger
 
-	jobs    chan store.Delivery
-	results chan result
+	endpoints *endpoints
+	jobs      chan store.Delivery
+	results   chan result
 	// persisted, when set, is told how many deliveries each batch created (tests, benchmarks).
 	persisted func(int)
 }
@@ -44,7 +47,7 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 	if err != nil {
 		return nil, err
 	}
-	return &Dispatcher{
+	d := &Dispatcher{
 		cfg: cfg, store: st, secrets: newSecretCache(v, cfg.SecretCacheTTL), router: newRouter(st, log.WithName("route")),
 		client: newHTTPClient(cfg.AllowedNetworks),
 		publisher: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Balancer: &kafka.Hash{},
@@ -52,7 +55,21 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 		metrics: metrics, log: log,
 		jobs:    make(chan store.Delivery, cfg.Workers*2),
 		results: make(chan result, cfg.Workers*2),
-	}, nil
+	}
+	d.endpoints = newEndpoints(cfg.BreakerTrips, cfg.BreakerOpen, d.circuitChanged)
+	return d, nil
+}
+
+// circuitChanged records a breaker's new state for the status, off the hot path.
+func (d *Dispatcher) circuitChanged(subscription uuid.UUID, state string) {
+	d.metrics.CircuitChanges.WithLabelValues(state).Inc()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := d.store.SetCircuitState(ctx, subscription, state); err != nil {
+			d.log.Error(err, "recording circuit state failed", "subscriptionId", subscription, "state", state)
+		}
+	}()
 }
 
 // Run consumes and delivers until ctx ends, then finishes the attempts in
@@ -93,16 +110,29 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	return errors.Join(err, reader.Close(), d.publisher.Close())
 }
 
+// protectedAttempt attempts del if its endpoint admits it now.
+func (d *Dispatcher) protectedAttempt(ctx context.Context, del store.Delivery) attemptResult {
+	if !del.SubscriptionActive {
+		return attemptResult{err: errors.New("the subscription is inactive; the delivery waits for it"), waitFor: time.Minute}
+	}
+	ep := d.endpoints.get(del)
+	done, err := ep.admit(ctx)
+	if err != nil {
+		var w *errWait
+		if errors.As(err, &w) {
+			return attemptResult{err: w, waitFor: w.after}
+		}
+		return attemptResult{err: err, waitFor: d.cfg.OutageRetry}
+	}
+	r := d.attempt(ctx, del)
+	done(r.outage || r.err == nil && r.status < 500 && r.status != 429)
+	return r
+}
+
 // work delivers jobs until the channel closes.
 func (d *Dispatcher) work(ctx context.Context) {
 	for del := range d.jobs {
-		var r attemptResult
-		if !del.SubscriptionActive {
-			r = attemptResult{err: errors.New("the subscription is inactive; the delivery waits for it"), outage: true}
-		} else {
-			r = d.attempt(ctx, del)
-		}
-		outcome, reason := d.judge(del, r)
+		outcome, reason := d.judge(del, d.protectedAttempt(ctx, del))
 		d.results <- result{delivery: del, outcome: outcome, reason: reason}
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -92,7 +94,7 @@ func TestRetryScheduleDeadLetterAndRetrigger(t *testing.T) {
 	recv.set(http.StatusInternalServerError, 0)
 	sub, _ := e.subscribe(t, "store-a", recv.URL, []string{"order.*"}, nil)
 	schedule := []time.Duration{0, 100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond, 400 * time.Millisecond}
-	e.run(t, Config{RetrySchedule: schedule})
+	e.run(t, Config{RetrySchedule: schedule, BreakerOpen: 200 * time.Millisecond})
 	msg, eventID := envelopeMessage(t, "store-a", "order.placed", map[string]any{"orderId": "o-9"})
 	e.produce(t, msg)
 
@@ -269,6 +271,82 @@ func TestVaultOutageBurnsNoAttempt(t *testing.T) {
 		err := e.store.Pool().QueryRow(ctx, `SELECT status, attempt_number FROM webhook_deliveries WHERE subscription_id = $1`, sub.ID).Scan(&status, &attempts)
 		if err != nil || status != store.DeliveryDelivered || attempts != 1 {
 			return fmt.Errorf("%s %d %v", status, attempts, err)
+		}
+		return nil
+	})
+}
+
+func TestEndpointConcurrencyLimit(t *testing.T) {
+	e := startEnv(t)
+	var mu sync.Mutex
+	inFlight, most := 0, 0
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+		mu.Lock()
+		inFlight--
+		mu.Unlock()
+	}))
+	defer recv.Close()
+	sub, _ := e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, func(s *store.Subscription) { s.MaxConcurrency = 2 })
+	e.run(t, Config{})
+	var msgs []kafka.Message
+	for range 20 {
+		m, _ := envelopeMessage(t, "store-a", "order.placed", map[string]any{})
+		msgs = append(msgs, m)
+	}
+	e.produce(t, msgs...)
+	eventually(t, 30*time.Second, "all delivered", func() error {
+		stats, err := e.store.SubscriptionStatsAll(context.Background())
+		if st := stats[sub.ID]; err != nil || st.Delivered != 20 {
+			return fmt.Errorf("%+v %v", st, err)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if most > 2 {
+		t.Fatalf("%d attempts in flight at once, limit 2", most)
+	}
+	if most < 2 {
+		t.Fatalf("the limit should allow 2 at once, saw %d", most)
+	}
+}
+
+func TestCircuitBreakerPausesAFailingEndpoint(t *testing.T) {
+	e := startEnv(t)
+	recv := newReceiver(t)
+	recv.set(http.StatusBadGateway, 0)
+	// One at a time, so the breaker sees each failure before the next attempt.
+	sub, _ := e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, func(s *store.Subscription) { s.MaxConcurrency = 1 })
+	e.run(t, Config{BreakerTrips: 3, BreakerOpen: time.Hour, RetrySchedule: []time.Duration{0, time.Hour}})
+	var msgs []kafka.Message
+	for range 10 {
+		m, _ := envelopeMessage(t, "store-a", "order.placed", map[string]any{})
+		msgs = append(msgs, m)
+	}
+	e.produce(t, msgs...)
+	eventually(t, 20*time.Second, "circuit open, the rest waiting", func() error {
+		var failed, waiting int
+		err := e.store.Pool().QueryRow(context.Background(), `SELECT
+			count(*) FILTER (WHERE attempt_number = 1),
+			count(*) FILTER (WHERE attempt_number = 0 AND last_error LIKE 'waiting: the circuit is open%')
+			FROM webhook_deliveries WHERE subscription_id = $1`, sub.ID).Scan(&failed, &waiting)
+		if err != nil || failed != 3 || waiting != 7 {
+			return fmt.Errorf("failed %d waiting %d %v", failed, waiting, err)
+		}
+		return nil
+	})
+	if n := len(recv.requests()); n != 3 {
+		t.Fatalf("the endpoint got %d requests; the circuit should stop them after 3", n)
+	}
+	eventually(t, 5*time.Second, "circuit state recorded", func() error {
+		stats, err := e.store.SubscriptionStatsAll(context.Background())
+		if st := stats[sub.ID]; err != nil || st.CircuitState != "open" {
+			return fmt.Errorf("%q %v", st.CircuitState, err)
 		}
 		return nil
 	})

@@ -10,6 +10,7 @@ type Metrics struct {
 	Outcomes        *prometheus.CounterVec
 	Latency         prometheus.Histogram
 	PublishFailures prometheus.Counter
+	CircuitChanges  *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -28,8 +29,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12)}),
 		PublishFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dispatcher_publish_failures_total", Help: "Outcome messages that could not be published to Kafka."}),
+		CircuitChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatcher_circuit_transitions_total", Help: "Endpoint circuit breaker transitions, by new state."}, []string{"state"}),
 	}
-	for _, c := range []prometheus.Collector{m.Events, m.Poison, m.BatchRetries, m.Outcomes, m.Latency, m.PublishFailures} {
+	for _, c := range []prometheus.Collector{m.Events, m.Poison, m.BatchRetries, m.Outcomes, m.Latency, m.PublishFailures, m.CircuitChanges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -16,6 +16,12 @@ import (
 // judge turns an attempt's result into the outcome to record.
 func (d *Dispatcher) judge(del store.Delivery, r attemptResult) (store.Outcome, string) {
 	o := store.Outcome{DeliveryID: del.ID, Attempts: del.Attempts}
+	if r.waitFor > 0 {
+		o.Status = pendingOrFailed(del.Attempts)
+		o.RetryIn = ptr(r.waitFor)
+		o.Error = r.err.Error()
+		return o, ""
+	}
 	if r.outage {
 		// Not the endpoint's fault: no attempt is burnt.
 		o.Status = pendingOrFailed(del.Attempts)

@@ -64,6 +64,19 @@ type WebhookSubscriptionSpec struct {
 	// +optional
 	SignatureScheme string `json:"signatureScheme,omitempty"`
 
+	// maxConcurrentDeliveries bounds the attempts in flight to targetURL at
+	// once (per dispatcher replica); more wait their turn.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=256
+	// +kubebuilder:default=10
+	// +optional
+	MaxConcurrentDeliveries int32 `json:"maxConcurrentDeliveries,omitempty"`
+
+	// rateLimit bounds the request rate to targetURL (per dispatcher
+	// replica); deliveries over it wait, they are not dropped.
+	// +optional
+	RateLimit *RateLimit `json:"rateLimit,omitempty"`
+
 	// rotationGracePeriod is how long the previous signing secret stays valid
 	// after a rotation, so receivers can roll over; deliveries carry
 	// signatures for both meanwhile. Between 0s and 720h.
@@ -136,6 +149,20 @@ type WebhookSubscriptionStatus struct {
 	LastRetrigger string `json:"lastRetrigger,omitempty"`
 }
 
+// RateLimit is a token bucket.
+type RateLimit struct {
+	// requestsPerSecond is the sustained rate.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +required
+	RequestsPerSecond int32 `json:"requestsPerSecond"`
+	// burst is how many requests may go at once; defaults to requestsPerSecond.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	// +optional
+	Burst int32 `json:"burst,omitempty"`
+}
+
 // DeliveryStatus is a subscription's delivery health.
 type DeliveryStatus struct {
 	// delivered counts deliveries the endpoint accepted.
@@ -160,6 +187,11 @@ type DeliveryStatus struct {
 	// lastDeadLetterReason says why the last dead-lettered delivery was given up.
 	// +optional
 	LastDeadLetterReason string `json:"lastDeadLetterReason,omitempty"`
+	// circuitState is the circuit breaker's state for the endpoint: closed
+	// (delivering), open (paused after repeated failures; deliveries wait)
+	// or half-open (probing).
+	// +optional
+	CircuitState string `json:"circuitState,omitempty"`
 }
 
 // WebhookSubscription delivers a store's platform events to an HTTPS endpoint,

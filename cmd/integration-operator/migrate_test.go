@@ -20,7 +20,7 @@ func TestMigrateCommand(t *testing.T) {
 		return out.String(), err
 	}
 	out, err := run("migrate", "--database-url", bed.DatabaseURL)
-	if err != nil || !strings.Contains(out, "applied 4 migration(s) [1 2 3 4]") {
+	if err != nil || !strings.Contains(out, "applied 5 migration(s) [1 2 3 4 5]") {
 		t.Fatalf("first run: %q, %v", out, err)
 	}
 	out, err = run("migrate", "--database-url", bed.DatabaseURL)

@@ -42,6 +42,9 @@ type Delivery struct {
 	Timeout            time.Duration
 	SignatureScheme    string
 	SubscriptionActive bool
+	MaxConcurrency     int
+	RateLimit          float64
+	RateBurst          int
 }
 
 // Outcome is the result of an attempt (or of not attempting) to record.
@@ -114,7 +117,8 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 		FROM due, webhook_subscriptions s
 		WHERE d.delivery_id = due.delivery_id AND s.subscription_id = d.subscription_id
 		RETURNING d.delivery_id, d.subscription_id, d.event_id, d.store_id, d.event_type, d.event_payload::text,
-			d.attempt_number, s.target_url, s.delivery_timeout_ms, s.signature_scheme, s.is_active`,
+			d.attempt_number, s.target_url, s.delivery_timeout_ms, s.signature_scheme, s.is_active,
+			s.max_concurrency, COALESCE(s.rate_limit_per_second, 0), COALESCE(s.rate_limit_burst, 0)`,
 		limit, lease.Milliseconds())
 	if err != nil {
 		return nil, fmt.Errorf("claim due deliveries: %w", err)
@@ -126,7 +130,8 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 		var payload string
 		var timeoutMS int64
 		if err := rows.Scan(&d.ID, &d.SubscriptionID, &d.EventID, &d.StoreID, &d.EventType, &payload,
-			&d.Attempts, &d.TargetURL, &timeoutMS, &d.SignatureScheme, &d.SubscriptionActive); err != nil {
+			&d.Attempts, &d.TargetURL, &timeoutMS, &d.SignatureScheme, &d.SubscriptionActive,
+			&d.MaxConcurrency, &d.RateLimit, &d.RateBurst); err != nil {
 			return nil, fmt.Errorf("claim due deliveries: %w", err)
 		}
 		d.Payload = []byte(payload)

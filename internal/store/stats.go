@@ -37,6 +37,7 @@ type SubscriptionStats struct {
 	LastHTTPStatus       *int
 	LastError            string
 	LastDeadLetterReason string
+	CircuitState         string
 }
 
 // recordStats adds deltas in one statement.
@@ -109,7 +110,8 @@ func (s *Store) SubscriptionStatsAll(ctx context.Context) (map[uuid.UUID]Subscri
 			WHERE status IN ('PENDING', 'FAILED') GROUP BY subscription_id)
 		SELECT COALESCE(s.subscription_id, o.subscription_id), COALESCE(s.delivered_total, 0), COALESCE(s.failed_attempts_total, 0),
 			COALESCE(s.dead_lettered_total, 0), COALESCE(o.pending, 0), COALESCE(s.consecutive_failures, 0),
-			s.last_attempt_at, s.last_http_status, COALESCE(s.last_error, ''), COALESCE(s.last_dead_letter_reason, '')
+			s.last_attempt_at, s.last_http_status, COALESCE(s.last_error, ''), COALESCE(s.last_dead_letter_reason, ''),
+			COALESCE(s.circuit_state, 'closed')
 		FROM webhook_subscription_stats s FULL OUTER JOIN open o ON o.subscription_id = s.subscription_id`)
 	if err != nil {
 		return nil, fmt.Errorf("read delivery stats: %w", err)
@@ -120,7 +122,7 @@ func (s *Store) SubscriptionStatsAll(ctx context.Context) (map[uuid.UUID]Subscri
 		var st SubscriptionStats
 		var hs *int32
 		if err := rows.Scan(&st.SubscriptionID, &st.Delivered, &st.FailedAttempts, &st.DeadLettered, &st.Pending,
-			&st.ConsecutiveFailures, &st.LastAttemptAt, &hs, &st.LastError, &st.LastDeadLetterReason); err != nil {
+			&st.ConsecutiveFailures, &st.LastAttemptAt, &hs, &st.LastError, &st.LastDeadLetterReason, &st.CircuitState); err != nil {
 			return nil, fmt.Errorf("read delivery stats: %w", err)
 		}
 		if hs != nil {

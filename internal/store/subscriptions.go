@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 )
 
 // Subscription is a webhook_subscriptions row.
@@ -21,6 +22,11 @@ type Subscription struct {
 	// "SS3" (X-SS3-Signature) or "StandardWebhooks" (both header sets).
 	DeliveryTimeout time.Duration
 	SignatureScheme string
+	// MaxConcurrency bounds attempts in flight to the endpoint per replica;
+	// RateLimit (per second, 0: none) and RateBurst bound their rate.
+	MaxConcurrency int
+	RateLimit      float64
+	RateBurst      int
 }
 
 // Signature schemes a subscription can choose.
@@ -42,19 +48,34 @@ func (s *Store) UpsertSubscription(ctx context.Context, sub Subscription) (bool,
 	if scheme == "" {
 		scheme = SignatureSS3
 	}
+	concurrency := sub.MaxConcurrency
+	if concurrency <= 0 {
+		concurrency = 10
+	}
+	var rateLimit *float64
+	var rateBurst *int32
+	if sub.RateLimit > 0 {
+		rateLimit = &sub.RateLimit
+		b := int32(max(sub.RateBurst, 1))
+		rateBurst = &b
+	}
 	tag, err := s.pool.Exec(ctx, `
 		INSERT INTO webhook_subscriptions AS w (subscription_id, store_id, name, target_url, events, is_active,
-			delivery_timeout_ms, signature_scheme)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			delivery_timeout_ms, signature_scheme, max_concurrency, rate_limit_per_second, rate_limit_burst)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (subscription_id) DO UPDATE
 		SET store_id = EXCLUDED.store_id, name = EXCLUDED.name, target_url = EXCLUDED.target_url,
 		    events = EXCLUDED.events, is_active = EXCLUDED.is_active,
 		    delivery_timeout_ms = EXCLUDED.delivery_timeout_ms, signature_scheme = EXCLUDED.signature_scheme,
-		    updated_at = now()
-		WHERE (w.store_id, w.name, w.target_url, w.events, w.is_active, w.delivery_timeout_ms, w.signature_scheme)
+		    max_concurrency = EXCLUDED.max_concurrency, rate_limit_per_second = EXCLUDED.rate_limit_per_second,
+		    rate_limit_burst = EXCLUDED.rate_limit_burst, updated_at = now()
+		WHERE (w.store_id, w.name, w.target_url, w.events, w.is_active, w.delivery_timeout_ms, w.signature_scheme,
+		       w.max_concurrency, w.rate_limit_per_second, w.rate_limit_burst)
 		      IS DISTINCT FROM (EXCLUDED.store_id, EXCLUDED.name, EXCLUDED.target_url, EXCLUDED.events,
-		                        EXCLUDED.is_active, EXCLUDED.delivery_timeout_ms, EXCLUDED.signature_scheme)`,
-		sub.ID, sub.StoreID, sub.Name, sub.TargetURL, events, sub.IsActive, timeout.Milliseconds(), scheme)
+		                        EXCLUDED.is_active, EXCLUDED.delivery_timeout_ms, EXCLUDED.signature_scheme,
+		                        EXCLUDED.max_concurrency, EXCLUDED.rate_limit_per_second, EXCLUDED.rate_limit_burst)`,
+		sub.ID, sub.StoreID, sub.Name, sub.TargetURL, events, sub.IsActive, timeout.Milliseconds(), scheme,
+		concurrency, rateLimit, rateBurst)
 	if err != nil {
 		return false, fmt.Errorf("upsert subscription %s: %w", sub.ID, err)
 	}
@@ -74,8 +95,7 @@ func (s *Store) DeactivateSubscription(ctx context.Context, id uuid.UUID) (bool,
 
 // GetSubscription reads one row; ok is false when there is none.
 func (s *Store) GetSubscription(ctx context.Context, id uuid.UUID) (sub Subscription, ok bool, err error) {
-	rows, err := s.pool.Query(ctx, `SELECT subscription_id, store_id, name, target_url, events, is_active,
-		delivery_timeout_ms, signature_scheme FROM webhook_subscriptions WHERE subscription_id = $1`, id)
+	rows, err := s.pool.Query(ctx, `SELECT `+subscriptionColumns+` FROM webhook_subscriptions WHERE subscription_id = $1`, id)
 	if err != nil {
 		return sub, false, fmt.Errorf("get subscription %s: %w", id, err)
 	}
@@ -83,11 +103,9 @@ func (s *Store) GetSubscription(ctx context.Context, id uuid.UUID) (sub Subscrip
 	if !rows.Next() {
 		return sub, false, rows.Err()
 	}
-	var timeoutMS int64
-	if err := rows.Scan(&sub.ID, &sub.StoreID, &sub.Name, &sub.TargetURL, &sub.Events, &sub.IsActive, &timeoutMS, &sub.SignatureScheme); err != nil {
+	if sub, err = scanSubscription(rows); err != nil {
 		return sub, false, fmt.Errorf("get subscription %s: %w", id, err)
 	}
-	sub.DeliveryTimeout = time.Duration(timeoutMS) * time.Millisecond
 	return sub, true, nil
 }
 
@@ -114,20 +132,17 @@ func (s *Store) ActiveSubscriptionIDsUpdatedBefore(ctx context.Context, cutoff t
 // ActiveSubscriptions loads every active subscription, for the dispatcher's
 // routing index.
 func (s *Store) ActiveSubscriptions(ctx context.Context) ([]Subscription, error) {
-	rows, err := s.pool.Query(ctx, `SELECT subscription_id, store_id, name, target_url, events, is_active,
-		delivery_timeout_ms, signature_scheme FROM webhook_subscriptions WHERE is_active`)
+	rows, err := s.pool.Query(ctx, `SELECT `+subscriptionColumns+` FROM webhook_subscriptions WHERE is_active`)
 	if err != nil {
 		return nil, fmt.Errorf("load active subscriptions: %w", err)
 	}
 	defer rows.Close()
 	var subs []Subscription
 	for rows.Next() {
-		var sub Subscription
-		var timeoutMS int64
-		if err := rows.Scan(&sub.ID, &sub.StoreID, &sub.Name, &sub.TargetURL, &sub.Events, &sub.IsActive, &timeoutMS, &sub.SignatureScheme); err != nil {
+		sub, err := scanSubscription(rows)
+		if err != nil {
 			return nil, fmt.Errorf("load active subscriptions: %w", err)
 		}
-		sub.DeliveryTimeout = time.Duration(timeoutMS) * time.Millisecond
 		subs = append(subs, sub)
 	}
 	return subs, rows.Err()
@@ -142,4 +157,27 @@ func (s *Store) SubscriptionsVersion(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("subscriptions version: %w", err)
 	}
 	return version, nil
+}
+
+const subscriptionColumns = `subscription_id, store_id, name, target_url, events, is_active, delivery_timeout_ms,
+	signature_scheme, max_concurrency, COALESCE(rate_limit_per_second, 0), COALESCE(rate_limit_burst, 0)`
+
+func scanSubscription(row pgx.Row) (Subscription, error) {
+	var sub Subscription
+	var timeoutMS int64
+	err := row.Scan(&sub.ID, &sub.StoreID, &sub.Name, &sub.TargetURL, &sub.Events, &sub.IsActive, &timeoutMS,
+		&sub.SignatureScheme, &sub.MaxConcurrency, &sub.RateLimit, &sub.RateBurst)
+	sub.DeliveryTimeout = time.Duration(timeoutMS) * time.Millisecond
+	return sub, err
+}
+
+// SetCircuitState records the circuit breaker's state for a subscription.
+func (s *Store) SetCircuitState(ctx context.Context, id uuid.UUID, state string) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO webhook_subscription_stats (subscription_id, circuit_state) VALUES ($1, $2)
+		ON CONFLICT (subscription_id) DO UPDATE SET circuit_state = EXCLUDED.circuit_state, updated_at = now()
+		WHERE webhook_subscription_stats.circuit_state <> EXCLUDED.circuit_state`, id, state)
+	if err != nil {
+		return fmt.Errorf("record circuit state: %w", err)
+	}
+	return nil
 }
