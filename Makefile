@@ -53,8 +53,9 @@ test: testbed lint ## Unit and integration tests against the real test bed.
 	go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: testbed ## Benchmarks.
-	go test -run '^$$' -bench . -benchmem ./...
+bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable, ephemeral ceiling, latency).
+	go test -run '^$$' -bench . -benchtime 3s ./internal/credentials/
+	go test -run '^$$' -bench . -benchtime 1x ./dispatcher/
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when generated files are out of date.

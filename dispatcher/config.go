@@ -47,6 +47,9 @@ type Config struct {
 	// BreakerOpen; then one probe is let through.
 	BreakerTrips int
 	BreakerOpen  time.Duration
+	// Ephemeral skips Postgres entirely (nothing persisted, no retries): for
+	// benchmarks only, to show what durability costs.
+	Ephemeral bool
 }
 
 // KafkaConfig holds the settings a real cluster needs.

@@ -83,6 +83,7 @@ func (d *Dispatcher) fetchBatch(ctx context.Context, reader *kafka.Reader) ([]ka
 }
 
 func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, batch []kafka.Message) error {
+	var err error
 	var poison []kafka.Message
 	var deliveries []store.NewDelivery
 	jobs := map[uuid.UUID]store.Delivery{}
@@ -105,12 +106,16 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 		}
 	}
 	if len(poison) > 0 {
-		if err := d.publisher.WriteMessages(ctx, poison...); err != nil {
+		if err = d.publisher.WriteMessages(ctx, poison...); err != nil {
 			return fmt.Errorf("set poison aside: %w", err)
 		}
 	}
-	inserted, err := d.store.InsertDeliveries(ctx, deliveries, d.cfg.ClaimLease)
-	if err != nil {
+	var inserted []uuid.UUID
+	if d.cfg.Ephemeral {
+		for _, nd := range deliveries {
+			inserted = append(inserted, nd.ID)
+		}
+	} else if inserted, err = d.store.InsertDeliveries(ctx, deliveries, d.cfg.ClaimLease); err != nil {
 		return err
 	}
 	if d.persisted != nil {

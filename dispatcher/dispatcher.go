@@ -99,7 +99,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { d.router.run(gctx, d.cfg.RouteRefresh); return nil })
-	g.Go(func() error { d.schedule(gctx); return nil })
+	if !d.cfg.Ephemeral {
+		g.Go(func() error { d.schedule(gctx); return nil })
+	}
 	g.Go(func() error { return d.consume(gctx, reader) })
 	err = g.Wait()
 

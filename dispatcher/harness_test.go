@@ -32,7 +32,7 @@ type env struct {
 	vault *vault.Client
 }
 
-func startEnv(t *testing.T) *env {
+func startEnv(t testing.TB) *env {
 	t.Helper()
 	bed := testbed.Start(t, testbed.Needs{Postgres: true, Vault: true, VaultKVMounts: []string{"ss3/kv"},
 		KafkaTopics: []string{eventsTopic, "platform.events.poison", "webhook.delivered", "webhook.dead_lettered"}, KafkaPartitions: 2})
@@ -54,7 +54,7 @@ func startEnv(t *testing.T) *env {
 
 // subscribe creates an active subscription with a signing secret, as the
 // manager would, and returns it with its secret.
-func (e *env) subscribe(t *testing.T, storeID, target string, events []string, mutate func(*store.Subscription)) (store.Subscription, string) {
+func (e *env) subscribe(t testing.TB, storeID, target string, events []string, mutate func(*store.Subscription)) (store.Subscription, string) {
 	t.Helper()
 	sub := store.Subscription{ID: uuid.New(), StoreID: storeID, Name: "test", TargetURL: target, Events: events,
 		IsActive: true, DeliveryTimeout: 5 * time.Second, SignatureScheme: store.SignatureSS3}
@@ -72,7 +72,7 @@ func (e *env) subscribe(t *testing.T, storeID, target string, events []string, m
 }
 
 // run starts a dispatcher and stops it when the test ends.
-func (e *env) run(t *testing.T, cfg Config) *Dispatcher {
+func (e *env) run(t testing.TB, cfg Config) *Dispatcher {
 	t.Helper()
 	cfg.Kafka.Brokers = e.bed.Kafka.Brokers()
 	cfg.Kafka.Topics = []string{eventsTopic}
@@ -92,7 +92,7 @@ func (e *env) run(t *testing.T, cfg Config) *Dispatcher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(cfg, e.store, e.vault, m, testr.New(t))
+	d, err := New(cfg, e.store, e.vault, m, testr.NewWithInterface(t, testr.Options{}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,7 +42,7 @@ func (d *Dispatcher) record(ctx context.Context, stopping <-chan struct{}) {
 		}
 		deltas := statsDeltas(pending)
 		backoff := 50 * time.Millisecond
-		for try := 1; ; try++ {
+		for try := 1; !d.cfg.Ephemeral; try++ {
 			err := d.store.RecordOutcomesAndStats(ctx, outcomes, deltas)
 			if err == nil {
 				break

@@ -1,0 +1,182 @@
+package dispatcher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/kafka-go"
+)
+
+// BenchmarkDispatcher drives the whole pipeline with Postgres, Vault and
+// kfake local: events spread over 10 stores, each with a subscription to
+// its own loopback receiver, so each event is one delivery. It reports
+// sustained deliveries/s, the same with persistence off (the ceiling, so the
+// cost of durability shows), and produce-to-receipt latency at a fixed
+// 1,000 events/s. Run once per size:
+//
+//	go test -run '^$' -bench Dispatcher -benchtime 1x ./dispatcher/
+//
+// BENCH_EVENTS (default 100000) sets the events of the throughput runs.
+func BenchmarkDispatcher(b *testing.B) {
+	events := 100_000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_EVENTS")); err == nil && v > 0 {
+		events = v
+	}
+	const receivers = 10
+	b.Run("durable-throughput", func(b *testing.B) { benchThroughput(b, events, receivers, false) })
+	b.Run("ephemeral-ceiling", func(b *testing.B) { benchThroughput(b, events, receivers, true) })
+	b.Run("durable-latency-1000eps", func(b *testing.B) { benchLatency(b, 1000, 10*time.Second, receivers) })
+}
+
+// benchReceivers starts n receivers that count deliveries and note
+// produce-to-receipt latency from the event's producedAt.
+type benchReceivers struct {
+	servers   []*httptest.Server
+	delivered atomic.Int64
+	mu        sync.Mutex
+	latencies []time.Duration
+}
+
+func startBenchReceivers(b *testing.B, n int) *benchReceivers {
+	br := &benchReceivers{}
+	for range n {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, _ := io.ReadAll(r.Body)
+			var data struct {
+				ProducedAt int64 `json:"producedAt"`
+			}
+			if json.Unmarshal(body, &data) == nil && data.ProducedAt > 0 {
+				lat := time.Since(time.Unix(0, data.ProducedAt))
+				br.mu.Lock()
+				br.latencies = append(br.latencies, lat)
+				br.mu.Unlock()
+			}
+			br.delivered.Add(1)
+		}))
+		b.Cleanup(srv.Close)
+		br.servers = append(br.servers, srv)
+	}
+	return br
+}
+
+func benchEnv(b *testing.B, receivers int) (*env, *benchReceivers) {
+	e := startEnv(b)
+	br := startBenchReceivers(b, receivers)
+	for i, srv := range br.servers {
+		e.subscribe(b, fmt.Sprint("bench-store-", i), srv.URL, []string{"order.*"}, nil)
+	}
+	return e, br
+}
+
+const benchStores = 10
+
+func benchMessages(from, to int) []kafka.Message {
+	msgs := make([]kafka.Message, 0, to-from)
+	for i := from; i < to; i++ {
+		value, _ := json.Marshal(map[string]any{"eventId": uuid.New(), "eventType": "order.placed", "storeId": fmt.Sprint("bench-store-", i%benchStores),
+			"data": map[string]any{"orderId": i, "producedAt": time.Now().UnixNano()}})
+		msgs = append(msgs, kafka.Message{Key: []byte(strconv.Itoa(i)), Value: value})
+	}
+	return msgs
+}
+
+func benchThroughput(b *testing.B, events, receivers int, ephemeral bool) {
+	e, br := benchEnv(b, receivers)
+	// Produce everything first, so the run measures the dispatcher alone.
+	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{},
+		BatchSize: 1000, BatchTimeout: time.Millisecond}
+	for from := 0; from < events; from += 5000 {
+		if err := w.WriteMessages(context.Background(), benchMessages(from, min(from+5000, events))...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w.Close()
+	want := int64(events)
+	b.ResetTimer()
+	start := time.Now()
+	e.run(b, Config{Ephemeral: ephemeral, Workers: 128})
+	for br.delivered.Load() < want {
+		if time.Since(start) > 15*time.Minute {
+			b.Fatalf("only %d of %d delivered", br.delivered.Load(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if !ephemeral {
+		// Durable means recorded: wait for the outcomes to be written too.
+		for {
+			var n int64
+			_ = e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries WHERE status = 'DELIVERED'`).Scan(&n)
+			if n >= want {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		elapsed = time.Since(start)
+	}
+	b.ReportMetric(float64(want)/elapsed.Seconds(), "deliveries/s")
+	b.ReportMetric(float64(events), "events")
+	b.ReportMetric(0, "ns/op")
+}
+
+func benchLatency(b *testing.B, rate int, duration time.Duration, receivers int) {
+	e, br := benchEnv(b, receivers)
+	e.run(b, Config{Workers: 128})
+	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{},
+		BatchTimeout: time.Millisecond}
+	defer w.Close()
+	// Warm up the consumer group before measuring.
+	if err := w.WriteMessages(context.Background(), benchMessages(0, 1)...); err != nil {
+		b.Fatal(err)
+	}
+	for br.delivered.Load() < 1 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	br.mu.Lock()
+	br.latencies = nil
+	br.mu.Unlock()
+	base := br.delivered.Load()
+
+	b.ResetTimer()
+	tick := time.NewTicker(10 * time.Millisecond) // rate/100 events every 10 ms
+	defer tick.Stop()
+	perTick := rate / 100
+	total := 0
+	for deadline := time.Now().Add(duration); time.Now().Before(deadline); {
+		<-tick.C
+		if err := w.WriteMessages(context.Background(), benchMessages(total, total+perTick)...); err != nil {
+			b.Fatal(err)
+		}
+		total += perTick
+	}
+	want := base + int64(total)
+	for wait := time.Now(); br.delivered.Load() < want; {
+		if time.Since(wait) > time.Minute {
+			b.Fatalf("only %d of %d delivered", br.delivered.Load()-base, total)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.StopTimer()
+	br.mu.Lock()
+	lat := slices.Clone(br.latencies)
+	br.mu.Unlock()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(total)/duration.Seconds(), "events/s")
+	b.ReportMetric(0, "ns/op")
+	fmt.Fprintf(os.Stderr, "latency run: %d events, %d deliveries\n", total, len(lat))
+}
