@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -56,8 +57,12 @@ type Config struct {
 type KafkaConfig struct {
 	Brokers []string
 	GroupID string
-	// Topics the platform's events arrive on.
-	Topics []string
+	// Topics the platform's events arrive on; TopicPattern adds every
+	// topic whose name matches, including ones created later (checked every
+	// TopicRefresh).
+	Topics       []string
+	TopicPattern *regexp.Regexp
+	TopicRefresh time.Duration
 	// PoisonTopic receives messages that cannot be decoded, unchanged.
 	PoisonTopic string
 	// DeliveredTopic and DeadLetteredTopic receive delivery outcomes.
@@ -124,6 +129,9 @@ func (c *Config) defaults() {
 	}
 	if k.BatchSize == 0 {
 		k.BatchSize = 500
+	}
+	if k.TopicRefresh == 0 {
+		k.TopicRefresh = 30 * time.Second
 	}
 	if k.SessionTimeout == 0 {
 		k.SessionTimeout = 30 * time.Second

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,7 +33,10 @@ type Dispatcher struct {
 
 	endpoints *endpoints
 	jobs      chan store.Delivery
-	results   chan result
+
+	topicsMu      sync.Mutex
+	currentTopics []string
+	results       chan result
 	// persisted, when set, is told how many deliveries each batch created (tests, benchmarks).
 	persisted func(int)
 }
@@ -40,8 +44,8 @@ type Dispatcher struct {
 // New builds a dispatcher; Run starts it.
 func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log logr.Logger) (*Dispatcher, error) {
 	cfg.defaults()
-	if len(cfg.Kafka.Brokers) == 0 || len(cfg.Kafka.Topics) == 0 {
-		return nil, errors.New("dispatcher: Kafka brokers and topics are required")
+	if len(cfg.Kafka.Brokers) == 0 || (len(cfg.Kafka.Topics) == 0 && cfg.Kafka.TopicPattern == nil) {
+		return nil, errors.New("dispatcher: Kafka brokers and topics (or a topic pattern) are required")
 	}
 	transport, err := cfg.Kafka.transport()
 	if err != nil {
@@ -78,16 +82,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err := d.router.Refresh(ctx); err != nil {
 		return fmt.Errorf("dispatcher: load subscriptions: %w", err)
 	}
-	dialer, err := d.cfg.Kafka.dialer()
+	transport, err := d.cfg.Kafka.transport()
 	if err != nil {
 		return err
 	}
-	reader := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: d.cfg.Kafka.Brokers, GroupID: d.cfg.Kafka.GroupID, GroupTopics: d.cfg.Kafka.Topics, Dialer: dialer,
-		MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100 * time.Millisecond, StartOffset: kafka.FirstOffset,
-		WatchPartitionChanges: true, SessionTimeout: d.cfg.Kafka.SessionTimeout,
-		RebalanceTimeout: d.cfg.Kafka.SessionTimeout, HeartbeatInterval: d.cfg.Kafka.SessionTimeout / 10,
-	})
+	client := &kafka.Client{Addr: kafka.TCP(d.cfg.Kafka.Brokers...), Transport: transport, Timeout: 10 * time.Second}
 
 	// Workers and the recorder outlive ctx, to finish what is in flight.
 	var workers sync.WaitGroup
@@ -102,14 +101,89 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if !d.cfg.Ephemeral {
 		g.Go(func() error { d.schedule(gctx); return nil })
 	}
-	g.Go(func() error { return d.consume(gctx, reader) })
+	g.Go(func() error { d.observe(gctx, client, 5*time.Second); return nil })
+	g.Go(func() error { return d.consumeTopics(gctx, client) })
 	err = g.Wait()
 
 	close(d.jobs)
 	workers.Wait()
 	close(d.results)
 	<-recorded
-	return errors.Join(err, reader.Close(), d.publisher.Close())
+	return errors.Join(err, d.publisher.Close())
+}
+
+// consumeTopics runs the consumer on the current topic set, and starts it
+// afresh (same group, committed offsets kept) when a topic matching the
+// pattern appears or goes.
+func (d *Dispatcher) consumeTopics(ctx context.Context, client *kafka.Client) error {
+	dialer, err := d.cfg.Kafka.dialer()
+	if err != nil {
+		return err
+	}
+	for ctx.Err() == nil {
+		topics, err := d.resolveTopics(ctx, client)
+		if err != nil {
+			d.log.Error(err, "resolving topics failed; retrying")
+			if !sleep(ctx, d.cfg.OutageRetry) {
+				return nil
+			}
+			continue
+		}
+		if len(topics) == 0 {
+			d.log.Info("no topic to consume yet; waiting for one matching the pattern")
+			if !sleep(ctx, d.cfg.Kafka.TopicRefresh) {
+				return nil
+			}
+			continue
+		}
+		d.setTopics(topics)
+		runCtx, stop := context.WithCancel(ctx)
+		if d.cfg.Kafka.TopicPattern != nil {
+			go func() {
+				t := time.NewTicker(d.cfg.Kafka.TopicRefresh)
+				defer t.Stop()
+				for {
+					select {
+					case <-runCtx.Done():
+						return
+					case <-t.C:
+						if now, err := d.resolveTopics(runCtx, client); err == nil && !slices.Equal(now, topics) {
+							d.log.Info("topic set changed; rejoining the group", "topics", now)
+							stop()
+							return
+						}
+					}
+				}
+			}()
+		}
+		reader := kafka.NewReader(kafka.ReaderConfig{
+			Brokers: d.cfg.Kafka.Brokers, GroupID: d.cfg.Kafka.GroupID, GroupTopics: topics, Dialer: dialer,
+			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100 * time.Millisecond, StartOffset: kafka.FirstOffset,
+			WatchPartitionChanges: true, SessionTimeout: d.cfg.Kafka.SessionTimeout,
+			RebalanceTimeout: d.cfg.Kafka.SessionTimeout, HeartbeatInterval: d.cfg.Kafka.SessionTimeout / 10,
+		})
+		err = d.consume(runCtx, reader)
+		stop()
+		if cerr := reader.Close(); cerr != nil && err == nil && ctx.Err() == nil {
+			d.log.Error(cerr, "closing the Kafka reader")
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Dispatcher) setTopics(topics []string) {
+	d.topicsMu.Lock()
+	d.currentTopics = topics
+	d.topicsMu.Unlock()
+}
+
+func (d *Dispatcher) topics() []string {
+	d.topicsMu.Lock()
+	defer d.topicsMu.Unlock()
+	return d.currentTopics
 }
 
 // protectedAttempt attempts del if its endpoint admits it now.

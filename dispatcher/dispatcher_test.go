@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -350,4 +352,76 @@ func TestCircuitBreakerPausesAFailingEndpoint(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestTopicPatternPicksUpNewTopics(t *testing.T) {
+	e := startEnv(t)
+	recv := newReceiver(t)
+	e.subscribe(t, "store-a", recv.URL, []string{"order.*"}, nil)
+	cfg := Config{}
+	cfg.Kafka.TopicPattern = regexp.MustCompile(`^platform\.events(\..+)?$`)
+	cfg.Kafka.TopicRefresh = 200 * time.Millisecond
+	cfg.Kafka.SessionTimeout = 6 * time.Second
+	d := e.runWith(t, cfg, nil)
+
+	first, _ := envelopeMessage(t, "store-a", "order.placed", map[string]any{"n": 1})
+	e.produce(t, first)
+	eventually(t, 20*time.Second, "delivered from the existing topic", func() error {
+		if len(recv.requests()) != 1 {
+			return fmt.Errorf("%d", len(recv.requests()))
+		}
+		return nil
+	})
+
+	// A topic created later is picked up; our own output topics are not consumed.
+	admin := &kafka.Client{Addr: kafka.TCP(e.bed.Kafka.Brokers()...)}
+	if _, err := admin.CreateTopics(context.Background(), &kafka.CreateTopicsRequest{
+		Topics: []kafka.TopicConfig{{Topic: "platform.events.returns", NumPartitions: 1, ReplicationFactor: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: "platform.events.returns", BatchTimeout: time.Millisecond}
+	defer w.Close()
+	later, _ := envelopeMessage(t, "store-a", "order.returned", map[string]any{"n": 2})
+	eventually(t, 20*time.Second, "produced to the new topic", func() error { return w.WriteMessages(context.Background(), later) })
+	eventually(t, 30*time.Second, "delivered from the new topic", func() error {
+		if len(recv.requests()) != 2 {
+			return fmt.Errorf("%d", len(recv.requests()))
+		}
+		return nil
+	})
+	if topics := d.topics(); slices.Contains(topics, "platform.events.poison") || !slices.Contains(topics, "platform.events.returns") {
+		t.Fatalf("consumed topics: %v", topics)
+	}
+}
+
+func TestRedirectsAreNotFollowedAndBodiesAreTruncated(t *testing.T) {
+	e := startEnv(t)
+	elsewhere := newReceiver(t)
+	redirect := httptest.NewServer(http.RedirectHandler(elsewhere.URL, http.StatusFound))
+	defer redirect.Close()
+	chatty := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(strings.Repeat("x", 100_000)))
+	}))
+	defer chatty.Close()
+	subRedirect, _ := e.subscribe(t, "store-a", redirect.URL, []string{"order.placed"}, nil)
+	subChatty, _ := e.subscribe(t, "store-a", chatty.URL, []string{"order.placed"}, nil)
+	e.run(t, Config{RetrySchedule: []time.Duration{0, time.Hour}})
+	msg, _ := envelopeMessage(t, "store-a", "order.placed", map[string]any{})
+	e.produce(t, msg)
+	eventually(t, 20*time.Second, "outcomes", func() error {
+		var redirectStatus, chattyStatus string
+		var bodyLen int
+		err := e.store.Pool().QueryRow(context.Background(), `SELECT
+			(SELECT status || '/' || http_status FROM webhook_deliveries WHERE subscription_id = $1),
+			(SELECT status FROM webhook_deliveries WHERE subscription_id = $2),
+			(SELECT length(response_body) FROM webhook_deliveries WHERE subscription_id = $2)`,
+			subRedirect.ID, subChatty.ID).Scan(&redirectStatus, &chattyStatus, &bodyLen)
+		if err != nil || redirectStatus != "FAILED/302" || chattyStatus != "DELIVERED" || bodyLen != 4096 {
+			return fmt.Errorf("%s %s %d %v", redirectStatus, chattyStatus, bodyLen, err)
+		}
+		return nil
+	})
+	if n := len(elsewhere.requests()); n != 0 {
+		t.Fatalf("the redirect was followed (%d requests)", n)
+	}
 }

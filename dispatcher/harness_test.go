@@ -71,11 +71,16 @@ func (e *env) subscribe(t testing.TB, storeID, target string, events []string, m
 	return sub, secret
 }
 
-// run starts a dispatcher and stops it when the test ends.
+// run starts a dispatcher on the events topic and stops it when the test ends.
 func (e *env) run(t testing.TB, cfg Config) *Dispatcher {
 	t.Helper()
+	return e.runWith(t, cfg, []string{eventsTopic})
+}
+
+func (e *env) runWith(t testing.TB, cfg Config, topics []string) *Dispatcher {
+	t.Helper()
 	cfg.Kafka.Brokers = e.bed.Kafka.Brokers()
-	cfg.Kafka.Topics = []string{eventsTopic}
+	cfg.Kafka.Topics = topics
 	if cfg.AllowedNetworks == nil {
 		cfg.AllowedNetworks = loopback
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ type dispatcherOptions struct {
 	cfg             dispatcher.Config
 	brokers         string
 	topics          string
+	topicPattern    string
 	allowNetworks   []string
 	retrySchedule   []time.Duration
 	kafkaTLS        bool
@@ -52,6 +54,7 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.StringVar(&o.databaseURL, "database-url", envDefault("DATABASE_URL", ""), "Postgres connection URL [DATABASE_URL]")
 	f.StringVar(&o.brokers, "kafka-brokers", envDefault("KAFKA_BROKERS", ""), "comma-separated bootstrap brokers [KAFKA_BROKERS]")
 	f.StringVar(&o.topics, "kafka-topics", envDefault("KAFKA_TOPICS", "platform.events"), "comma-separated topics carrying platform events [KAFKA_TOPICS]")
+	f.StringVar(&o.topicPattern, "kafka-topic-pattern", envDefault("KAFKA_TOPIC_PATTERN", ""), "regular expression: also consume every topic whose name matches, including ones created later")
 	f.StringVar(&o.cfg.Kafka.GroupID, "kafka-group", envDefault("KAFKA_GROUP", "integration-dispatcher"), "consumer group shared by the replicas")
 	f.StringVar(&o.cfg.Kafka.PoisonTopic, "poison-topic", "platform.events.poison", "where undecodable messages are set aside")
 	f.StringVar(&o.cfg.Kafka.DeliveredTopic, "delivered-topic", "webhook.delivered", "where delivery successes are published")
@@ -79,6 +82,13 @@ func runDispatcher(ctx context.Context, o dispatcherOptions) error {
 	}
 	o.cfg.Kafka.Brokers = splitList(o.brokers)
 	o.cfg.Kafka.Topics = splitList(o.topics)
+	if o.topicPattern != "" {
+		re, err := regexp.Compile(o.topicPattern)
+		if err != nil {
+			return fmt.Errorf("--kafka-topic-pattern: %w", err)
+		}
+		o.cfg.Kafka.TopicPattern = re
+	}
 	o.cfg.RetrySchedule = o.retrySchedule
 	o.cfg.Kafka.SASLUsername, o.cfg.Kafka.SASLPassword = os.Getenv("KAFKA_SASL_USERNAME"), os.Getenv("KAFKA_SASL_PASSWORD")
 	for _, cidr := range o.allowNetworks {

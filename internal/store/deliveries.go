@@ -235,3 +235,14 @@ func (s *Store) RequeueDelivery(ctx context.Context, id uuid.UUID) (bool, error)
 	}
 	return tag.RowsAffected() == 1, nil
 }
+
+// DueCount counts deliveries whose next attempt is due, for the queue-depth gauge.
+func (s *Store) DueCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries
+		WHERE status IN ('PENDING', 'FAILED') AND next_retry_at <= now()`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count due deliveries: %w", err)
+	}
+	return n, nil
+}
