@@ -425,3 +425,102 @@ func TestRedirectsAreNotFollowedAndBodiesAreTruncated(t *testing.T) {
 		t.Fatalf("the redirect was followed (%d requests)", n)
 	}
 }
+
+func TestRotationOverlapSignsWithBothSecrets(t *testing.T) {
+	e := startEnv(t)
+	recv := newReceiver(t)
+	sub, oldSecret := e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, func(s *store.Subscription) {
+		s.SignatureScheme = store.SignatureStandardWebhooks
+	})
+	newSecret, _ := signing.GenerateSecret()
+	if _, err := e.vault.Put(context.Background(), "webhook/"+sub.ID.String()+"/secret", map[string]string{
+		"secret": newSecret, "previous": oldSecret, "previous-expires-at": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)}); err != nil {
+		t.Fatal(err)
+	}
+	e.run(t, Config{})
+	msg, _ := envelopeMessage(t, "store-a", "order.placed", map[string]any{"orderId": "o-7"})
+	e.produce(t, msg)
+	eventually(t, 20*time.Second, "delivered", func() error {
+		if len(recv.requests()) != 1 {
+			return fmt.Errorf("%d", len(recv.requests()))
+		}
+		return nil
+	})
+	r := recv.requests()[0]
+	for name, secret := range map[string]string{"new": newSecret, "old": oldSecret} {
+		if !signing.VerifySS3(secret, r.body, r.header.Get(HeaderSignature)) {
+			t.Errorf("X-SS3-Signature does not verify with the %s secret", name)
+		}
+		if !signing.VerifyStandardWebhooks(secret, r.header.Get("webhook-id"), r.header.Get("webhook-timestamp"),
+			r.header.Get("webhook-signature"), r.body, time.Now(), 5*time.Minute) {
+			t.Errorf("webhook-signature does not verify with the %s secret", name)
+		}
+	}
+}
+
+func TestSubscriptionChangesTakeEffectWithinSeconds(t *testing.T) {
+	e := startEnv(t)
+	recv := newReceiver(t)
+	sub, _ := e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, nil)
+	e.run(t, Config{RouteRefresh: time.Second})
+	refunded, _ := envelopeMessage(t, "store-a", "order.refunded", map[string]any{})
+	e.produce(t, refunded)
+	time.Sleep(time.Second)
+	if n := len(recv.requests()); n != 0 {
+		t.Fatalf("an unsubscribed event was delivered")
+	}
+	sub.Events = []string{"order.*"}
+	if _, err := e.store.UpsertSubscription(context.Background(), sub); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // two refresh intervals
+	again, _ := envelopeMessage(t, "store-a", "order.refunded", map[string]any{})
+	e.produce(t, again)
+	eventually(t, 10*time.Second, "the widened subscription receives it", func() error {
+		if len(recv.requests()) != 1 {
+			return fmt.Errorf("%d", len(recv.requests()))
+		}
+		return nil
+	})
+}
+
+func TestPostgresRestartDoesNotStallTheQueue(t *testing.T) {
+	e := startEnv(t)
+	recv := newReceiver(t)
+	sub, _ := e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, nil)
+	e.run(t, Config{OutageRetry: 200 * time.Millisecond})
+	produceN := func(n int) {
+		var msgs []kafka.Message
+		for range n {
+			m, _ := envelopeMessage(t, "store-a", "order.placed", map[string]any{})
+			msgs = append(msgs, m)
+		}
+		e.produce(t, msgs...)
+	}
+	produceN(50)
+	eventually(t, 20*time.Second, "first deliveries", func() error {
+		if len(recv.requests()) < 50 {
+			return fmt.Errorf("%d", len(recv.requests()))
+		}
+		return nil
+	})
+	e.bed.Postgres.Stop()
+	produceN(50) // arrive while the database is down
+	time.Sleep(time.Second)
+	if err := e.bed.Postgres.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	produceN(50)
+	eventually(t, 60*time.Second, "every event delivered and recorded after the restart", func() error {
+		stats, err := e.store.SubscriptionStatsAll(context.Background())
+		if st := stats[sub.ID]; err != nil || st.Delivered < 150 || st.Pending != 0 {
+			return fmt.Errorf("%+v %v", st, err)
+		}
+		return nil
+	})
+	var rows int
+	_ = e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries WHERE subscription_id = $1`, sub.ID).Scan(&rows)
+	if rows != 150 {
+		t.Fatalf("%d delivery rows for 150 events", rows)
+	}
+}
