@@ -65,8 +65,14 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 }
 
 // circuitChanged records a breaker's new state for the status, off the hot path.
-func (d *Dispatcher) circuitChanged(subscription uuid.UUID, state string) {
+func (d *Dispatcher) circuitChanged(subscription uuid.UUID, from, state string) {
 	d.metrics.CircuitChanges.WithLabelValues(state).Inc()
+	switch {
+	case from == "closed":
+		d.metrics.OpenCircuits.Inc()
+	case state == "closed":
+		d.metrics.OpenCircuits.Dec()
+	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -11,6 +11,7 @@ type Metrics struct {
 	Latency         prometheus.Histogram
 	PublishFailures prometheus.Counter
 	CircuitChanges  *prometheus.CounterVec
+	OpenCircuits    prometheus.Gauge
 	QueueDepth      prometheus.Gauge
 	ConsumerLag     prometheus.Gauge
 }
@@ -33,13 +34,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "dispatcher_publish_failures_total", Help: "Outcome messages that could not be published to Kafka."}),
 		CircuitChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatcher_circuit_transitions_total", Help: "Endpoint circuit breaker transitions, by new state."}, []string{"state"}),
+		OpenCircuits: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "dispatcher_open_circuits", Help: "Endpoints whose circuit is open or half-open on this replica."}),
 		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dispatcher_due_deliveries", Help: "Deliveries whose next attempt is due (queue depth), all replicas."}),
 		ConsumerLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dispatcher_consumer_lag_messages", Help: "Messages on the event topics not yet committed by the consumer group."}),
 	}
 	for _, c := range []prometheus.Collector{m.Events, m.Poison, m.BatchRetries, m.Outcomes, m.Latency, m.PublishFailures,
-		m.CircuitChanges, m.QueueDepth, m.ConsumerLag} {
+		m.CircuitChanges, m.OpenCircuits, m.QueueDepth, m.ConsumerLag} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -53,10 +53,10 @@ type endpoints struct {
 	openFor time.Duration
 	mu      sync.Mutex
 	byID    map[uuid.UUID]*endpoint
-	onState func(subscription uuid.UUID, state string)
+	onState func(subscription uuid.UUID, from, to string)
 }
 
-func newEndpoints(trips int, openFor time.Duration, onState func(uuid.UUID, string)) *endpoints {
+func newEndpoints(trips int, openFor time.Duration, onState func(subscription uuid.UUID, from, to string)) *endpoints {
 	return &endpoints{trips: trips, openFor: openFor, byID: map[uuid.UUID]*endpoint{}, onState: onState}
 }
 
@@ -75,9 +75,9 @@ func (e *endpoints) get(d store.Delivery) *endpoint {
 		Name:        d.SubscriptionID.String(),
 		Timeout:     e.openFor,
 		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= uint32(e.trips) },
-		OnStateChange: func(_ string, _, to gobreaker.State) {
+		OnStateChange: func(_ string, from, to gobreaker.State) {
 			if e.onState != nil {
-				e.onState(d.SubscriptionID, to.String())
+				e.onState(d.SubscriptionID, from.String(), to.String())
 			}
 		},
 	})
