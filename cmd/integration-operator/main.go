@@ -25,7 +25,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newCredentialsAPICommand(), newMigrateCommand(), newRetriggerCommand())
+	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newCredentialsAPICommand(), newMigrateCommand(), newRetriggerCommand(), newProduceCommand())
 	return root
 }
 
