@@ -24,7 +24,8 @@ generate: controller-gen ## Generate deepcopy code for the API types.
 manifests: controller-gen ## Generate CRDs and RBAC from markers; copy CRDs into the chart.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:generateEmbeddedObjectMeta=false paths=./... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	mkdir -p $(CHART_DIR)/crds && cp config/crd/bases/*.yaml $(CHART_DIR)/crds/
+	mkdir -p $(CHART_DIR)/crds $(CHART_DIR)/files && cp config/crd/bases/*.yaml $(CHART_DIR)/crds/
+	cp config/rbac/role.yaml $(CHART_DIR)/files/manager-role.yaml
 
 .PHONY: fmt
 fmt: ## gofmt the tree.
@@ -47,6 +48,7 @@ testbed: ## Install/build everything the tests need (Postgres, kubectl, kube-api
 	hack/build-tool.sh etcd >/dev/null
 	hack/build-tool.sh kube-apiserver >/dev/null
 	hack/build-tool.sh vault >/dev/null
+	hack/build-tool.sh helm >/dev/null
 
 .PHONY: test
 test: testbed lint ## Unit and integration tests against the real test bed.
@@ -56,6 +58,10 @@ test: testbed lint ## Unit and integration tests against the real test bed.
 bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable, ephemeral ceiling, latency).
 	go test -run '^$$' -bench . -benchtime 3s ./internal/credentials/
 	go test -run '^$$' -bench . -benchtime 1x ./dispatcher/
+
+.PHONY: helm-lint
+helm-lint: ## Lint the chart.
+	$$(hack/build-tool.sh helm) lint $(CHART_DIR) --strict
 
 .PHONY: verify-generated
 verify-generated: generate manifests ## Fail when generated files are out of date.

@@ -31,6 +31,10 @@ func RepoRoot() (string, error) {
 	}
 }
 
+// Tool returns the path of a test-bed tool (kube-apiserver, etcd, vault,
+// helm), building it into the cache on first use; envVar overrides it.
+func Tool(tool, envVar string) (string, error) { return toolPath(tool, envVar) }
+
 // toolPath returns the binary for tool: envVar when set, else the cached
 // build from hack/build-tool.sh (built on first use).
 func toolPath(tool, envVar string) (string, error) {

@@ -1,0 +1,103 @@
+// Package chart_test checks the Helm chart as a user installs it: helm lint
+// passes, and what helm template renders is accepted by a real API server
+// (server-side dry-run apply against envtest).
+package chart_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/ss3dev/integration-operator/internal/testbed"
+)
+
+func helm(t *testing.T, args ...string) string {
+	t.Helper()
+	bin, err := testbed.Tool("helm", "HELM_BIN")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = root
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
+func TestHelmLint(t *testing.T) {
+	out := helm(t, "lint", filepath.Join("charts", "integration-operator"), "--strict")
+	if !strings.Contains(out, "0 chart(s) failed") {
+		t.Fatalf("helm lint:\n%s", out)
+	}
+}
+
+func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
+	kube := testbed.Start(t, testbed.Needs{Kube: true}).Kube
+	ctx := context.Background()
+	const ns = "integrations"
+	if err := kube.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, extra := range map[string][]string{
+		"defaults": nil,
+		"everything on": {"--set", "networkPolicy.enabled=true", "--set", "kafka.tls.enabled=true",
+			"--set", "kafka.tls.caConfigMap=kafka-ca", "--set", "kafka.sasl.mechanism=SCRAM-SHA-512",
+			"--set", "kafka.sasl.existingSecret=kafka-user", "--set", "credentialsApi.tokenSigningSecret=signing",
+			"--set", "dispatcher.allowNetworks={10.0.0.0/8,192.168.0.0/16}", "--set", "vault.authMethod=token",
+			"--set", "vault.tokenSecret.name=vault-token"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := append([]string{"template", "io", filepath.Join("charts", "integration-operator"), "--namespace", ns, "--include-crds"}, extra...)
+			rendered := helm(t, args...)
+			kinds := map[string]int{}
+			dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(rendered), 4096)
+			for {
+				obj := &unstructured.Unstructured{}
+				if err := dec.Decode(&obj.Object); err != nil {
+					if errors.Is(err, io.EOF) {
+						break
+					}
+					t.Fatal(err)
+				}
+				if len(obj.Object) == 0 {
+					continue
+				}
+				if obj.GetNamespace() == "" && obj.GetKind() != "CustomResourceDefinition" && !strings.HasPrefix(obj.GetKind(), "Cluster") {
+					obj.SetNamespace(ns)
+				}
+				err := kube.Client.Patch(ctx, obj, client.Apply, client.DryRunAll, client.FieldOwner("chart-test"), client.ForceOwnership)
+				if err != nil {
+					t.Errorf("%s %s refused: %v", obj.GetKind(), obj.GetName(), err)
+				}
+				kinds[obj.GetKind()]++
+			}
+			for kind, want := range map[string]int{"CustomResourceDefinition": 3, "Deployment": 3, "Service": 2, "ClusterRole": 1,
+				"ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "ServiceAccount": 1, "PodDisruptionBudget": 3} {
+				if kinds[kind] != want {
+					t.Errorf("%d %s rendered, want %d (all: %v)", kinds[kind], kind, want, kinds)
+				}
+			}
+			if name == "everything on" && kinds["NetworkPolicy"] != 1 {
+				t.Errorf("networkPolicy.enabled rendered no NetworkPolicy")
+			}
+		})
+	}
+}
