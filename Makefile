@@ -54,6 +54,10 @@ testbed: ## Install/build everything the tests need (Postgres, kubectl, kube-api
 test: testbed lint ## Unit and integration tests against the real test bed.
 	go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: e2e
+e2e: testbed ## End-to-end: the built binary driven through kubectl and curl (also part of make test).
+	go test $(GO_TEST_FLAGS) -v ./test/e2e/
+
 .PHONY: bench
 bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable, ephemeral ceiling, latency).
 	go test -run '^$$' -bench . -benchtime 3s ./internal/credentials/

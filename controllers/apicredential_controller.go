@@ -127,6 +127,9 @@ func (r *ApiCredentialReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	cred.Status.ObservedGeneration = cred.Generation
 	if perr := patchStatusIfChanged(ctx, r.Client, original, &cred, original.Status, cred.Status); perr != nil {
+		if err == nil {
+			return conflictRetry(perr)
+		}
 		return ctrl.Result{}, errors.Join(err, perr)
 	}
 	if err != nil {

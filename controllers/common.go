@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -32,6 +34,15 @@ func patchStatusIfChanged(ctx context.Context, c client.Client, original, obj cl
 		return fmt.Errorf("patch status: %w", err)
 	}
 	return nil
+}
+
+// conflictRetry turns a write conflict (someone wrote the object since we
+// read it) into a quiet, prompt retry; other errors back off as usual.
+func conflictRetry(err error) (ctrl.Result, error) {
+	if apierrors.IsConflict(err) {
+		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
+	}
+	return ctrl.Result{}, err
 }
 
 // ensureFinalizer adds finalizer by patch when missing.

@@ -97,7 +97,7 @@ func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.
 	sub.Status.ObservedGeneration = sub.Generation
 
 	if err := r.patchStatus(ctx, original, &sub); err != nil {
-		return ctrl.Result{}, err
+		return conflictRetry(err)
 	}
 	if err := errors.Join(secretErr, dbErr); err != nil {
 		// Returning the error retries with the controller's exponential backoff.

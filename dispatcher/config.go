@@ -32,8 +32,6 @@ type Config struct {
 	// PollInterval is how often due retries (and deliveries a dead replica
 	// left claimed) are looked for.
 	PollInterval time.Duration
-	// RouteRefresh is how often the routing index checks for subscription changes.
-	RouteRefresh time.Duration
 	// OutageRetry is the wait before retrying when our own dependency
 	// (Vault, Postgres) failed; such a failure burns no attempt.
 	OutageRetry time.Duration
@@ -95,9 +93,6 @@ func (c *Config) defaults() {
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 500 * time.Millisecond
-	}
-	if c.RouteRefresh == 0 {
-		c.RouteRefresh = time.Second
 	}
 	if c.OutageRetry == 0 {
 		c.OutageRetry = 10 * time.Second

@@ -83,7 +83,13 @@ func (d *Dispatcher) fetchBatch(ctx context.Context, reader *kafka.Reader) ([]ka
 }
 
 func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, batch []kafka.Message) error {
-	var err error
+	// Route with the subscriptions as they are now: an event consumed after
+	// a subscription's row was written reaches it. Unchanged, this costs one
+	// small query per batch.
+	err := d.router.Refresh(ctx)
+	if err != nil {
+		return fmt.Errorf("route: %w", err)
+	}
 	var poison []kafka.Message
 	var deliveries []store.NewDelivery
 	jobs := map[uuid.UUID]store.Delivery{}

@@ -103,7 +103,6 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	go func() { d.record(context.WithoutCancel(ctx), ctx.Done()); close(recorded) }()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { d.router.run(gctx, d.cfg.RouteRefresh); return nil })
 	if !d.cfg.Ephemeral {
 		g.Go(func() error { d.schedule(gctx); return nil })
 	}

@@ -87,9 +87,6 @@ func (e *env) runWith(t testing.TB, cfg Config, topics []string) *Dispatcher {
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 50 * time.Millisecond
 	}
-	if cfg.RouteRefresh == 0 {
-		cfg.RouteRefresh = 100 * time.Millisecond
-	}
 	if cfg.OutageRetry == 0 {
 		cfg.OutageRetry = 200 * time.Millisecond
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/go-logr/logr"
 
@@ -13,7 +12,8 @@ import (
 
 // Stage 2, route: each event goes to the active subscriptions of its store
 // whose event list matches, exactly or as `resource.*`. The index lives in
-// memory and reloads from Postgres when a subscription changes.
+// memory; before each batch a one-row query says whether any subscription
+// changed, and only then is it reloaded.
 
 type route struct {
 	sub      store.Subscription
@@ -35,7 +35,8 @@ func (r *route) matches(eventType string) bool {
 
 type routes map[string][]*route // by store id
 
-// Router holds the current index; Match is safe for concurrent use.
+// Router holds the current index; Match is safe for concurrent use,
+// Refresh is called by the one consume loop.
 type Router struct {
 	store   *store.Store
 	current atomic.Pointer[routes]
@@ -84,21 +85,6 @@ func (r *Router) Refresh(ctx context.Context) error {
 	}
 	r.current.Store(&idx)
 	r.version = version
+	r.log.Info("routing index reloaded", "activeSubscriptions", len(subs), "stores", len(idx))
 	return nil
-}
-
-// run keeps the index fresh until ctx ends.
-func (r *Router) run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := r.Refresh(ctx); err != nil && ctx.Err() == nil {
-				r.log.Error(err, "refreshing the routing index failed; routing with the previous one")
-			}
-		}
-	}
 }

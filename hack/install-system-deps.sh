@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests use, from Debian's archive, when they
 # are missing: PostgreSQL 15 (server binaries; the test bed starts its own
-# clusters), kubectl (kubernetes-client) and nginx (the gateway in front of
-# the credentials API in its auth_request test). Needs root or passwordless sudo.
+# clusters), kubectl (kubernetes-client), nginx (the gateway in front of
+# the credentials API in its auth_request test) and curl (the e2e test). Needs root or passwordless sudo.
 set -euo pipefail
 
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 
 sudo=""

@@ -25,7 +25,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newCredentialsAPICommand(), newMigrateCommand(), newRetriggerCommand(), newProduceCommand())
+	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newCredentialsAPICommand(), newMigrateCommand(), newRetriggerCommand(), newProduceCommand(), newReceiveCommand())
 	return root
 }
 
