@@ -36,6 +36,10 @@ lint: ## gofmt check and go vet.
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 
+.PHONY: dev
+dev: testbed ## Run the whole stack locally (control plane, Postgres, Vault, Kafka protocol, all components); Ctrl-C stops it.
+	go run ./hack/dev
+
 .PHONY: build
 build: ## Build the binary into bin/.
 	go build -o bin/integration-operator ./cmd/integration-operator

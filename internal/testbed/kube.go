@@ -59,6 +59,8 @@ func StartKube() (*Kube, error) {
 	env.ControlPlane.Etcd = &envtest.Etcd{Path: etcd}
 	cfg, err := env.Start()
 	if err != nil {
+		// Start can fail after the control plane is up (a bad CRD); stop it.
+		_ = env.Stop()
 		return nil, fmt.Errorf("start envtest: %w", err)
 	}
 	k := &Kube{env: env, Config: cfg, Scheme: scheme}

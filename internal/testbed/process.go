@@ -29,6 +29,9 @@ func startProcess(ctx context.Context, name string, cmd *exec.Cmd, logPath strin
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Setpgid = true
+	// If the test process dies without cleaning up (a panic, kill -9), the
+	// server dies with it instead of lingering.
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
