@@ -95,7 +95,7 @@ func benchMessages(from, to int) []kafka.Message {
 func benchThroughput(b *testing.B, events, receivers int, ephemeral bool) {
 	e, br := benchEnv(b, receivers)
 	// Produce everything first, so the run measures the dispatcher alone.
-	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{},
+	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchSize: 1000, BatchTimeout: time.Millisecond}
 	for from := 0; from < events; from += 5000 {
 		if err := w.WriteMessages(context.Background(), benchMessages(from, min(from+5000, events))...); err != nil {
@@ -135,7 +135,7 @@ func benchThroughput(b *testing.B, events, receivers int, ephemeral bool) {
 func benchLatency(b *testing.B, rate int, duration time.Duration, receivers int) {
 	e, br := benchEnv(b, receivers)
 	e.run(b, Config{Workers: 128})
-	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{},
+	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond}
 	defer w.Close()
 	// Warm up the consumer group before measuring.

@@ -379,7 +379,7 @@ func TestTopicPatternPicksUpNewTopics(t *testing.T) {
 		Topics: []kafka.TopicConfig{{Topic: "platform.events.returns", NumPartitions: 1, ReplicationFactor: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: "platform.events.returns", BatchTimeout: time.Millisecond}
+	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: "platform.events.returns", BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
 	defer w.Close()
 	later, _ := envelopeMessage(t, "store-a", "order.returned", map[string]any{"n": 2})
 	eventually(t, 20*time.Second, "produced to the new topic", func() error { return w.WriteMessages(context.Background(), later) })

@@ -19,10 +19,12 @@ import (
 
 	"github.com/ss3dev/integration-operator/internal/credentials"
 	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/vault"
 )
 
 type credentialsAPIOptions struct {
 	databaseURL     string
+	vault           vault.Config
 	listenAddr      string
 	metricsAddr     string
 	validator       credentials.ValidatorConfig
@@ -51,16 +53,18 @@ without it /oauth/token is disabled.`,
 	f.DurationVar(&o.validator.UsageFlushInterval, "usage-flush-interval", time.Second, "how often last_used_at is written, in one batch")
 	f.DurationVar(&o.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of OAuth access tokens")
 	f.BoolVar(&o.developmentLogs, "dev-logs", false, "human-readable logs instead of JSON")
+	addVaultFlags(f, &o.vault)
 	return cmd
 }
 
 func runCredentialsAPI(ctx context.Context, o credentialsAPIOptions) error {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(o.developmentLogs)))
 	log := ctrl.Log.WithName("credentials-api")
-	if o.databaseURL == "" {
-		return errors.New("--database-url (or DATABASE_URL) is required")
+	dbURL, err := databaseURLOrVault(ctx, o.databaseURL, o.vault)
+	if err != nil {
+		return err
 	}
-	pool, err := store.Open(ctx, o.databaseURL)
+	pool, err := store.Open(ctx, dbURL)
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/ss3dev/integration-operator/dispatcher"
+	"github.com/ss3dev/integration-operator/internal/settings"
 	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/vault"
 )
@@ -52,7 +53,7 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.databaseURL, "database-url", envDefault("DATABASE_URL", ""), "Postgres connection URL [DATABASE_URL]")
-	f.StringVar(&o.brokers, "kafka-brokers", envDefault("KAFKA_BROKERS", ""), "comma-separated bootstrap brokers [KAFKA_BROKERS]")
+	f.StringVar(&o.brokers, "kafka-brokers", envDefault("KAFKA_BROKERS", ""), "comma-separated bootstrap brokers [KAFKA_BROKERS]; default: shared/kafka in Vault")
 	f.StringVar(&o.topics, "kafka-topics", envDefault("KAFKA_TOPICS", "platform.events"), "comma-separated topics carrying platform events [KAFKA_TOPICS]")
 	f.StringVar(&o.topicPattern, "kafka-topic-pattern", envDefault("KAFKA_TOPIC_PATTERN", ""), "regular expression: also consume every topic whose name matches, including ones created later")
 	f.StringVar(&o.cfg.Kafka.GroupID, "kafka-group", envDefault("KAFKA_GROUP", "integration-dispatcher"), "consumer group shared by the replicas")
@@ -77,8 +78,15 @@ KAFKA_SASL_PASSWORD, never flags.`,
 func runDispatcher(ctx context.Context, o dispatcherOptions) error {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(o.developmentLogs)))
 	log := ctrl.Log.WithName("dispatcher")
-	if o.databaseURL == "" || o.brokers == "" {
-		return errors.New("--database-url and --kafka-brokers are required")
+	vc, err := vault.New(ctx, o.vault)
+	if err != nil {
+		return err
+	}
+	if o.databaseURL, err = settings.DatabaseURL(ctx, vc, o.databaseURL); err != nil {
+		return fmt.Errorf("%w (or set --database-url / DATABASE_URL)", err)
+	}
+	if o.brokers, err = settings.KafkaBrokers(ctx, vc, o.brokers); err != nil {
+		return fmt.Errorf("%w (or set --kafka-brokers / KAFKA_BROKERS)", err)
 	}
 	o.cfg.Kafka.Brokers = splitList(o.brokers)
 	o.cfg.Kafka.Topics = splitList(o.topics)
@@ -121,10 +129,6 @@ func runDispatcher(ctx context.Context, o dispatcherOptions) error {
 		return err
 	}
 	defer pool.Close()
-	vc, err := vault.New(ctx, o.vault)
-	if err != nil {
-		return err
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics, err := dispatcher.NewMetrics(reg)

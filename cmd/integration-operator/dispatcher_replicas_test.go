@@ -103,7 +103,8 @@ func TestDispatcherReplicasSurviveKill9(t *testing.T) {
 	start("b")
 
 	const events = 3000
-	w := &kafka.Writer{Addr: kafka.TCP(bed.Kafka.Brokers()...), Topic: "platform.events", Balancer: &kafka.Hash{}, BatchTimeout: time.Millisecond}
+	w := &kafka.Writer{Addr: kafka.TCP(bed.Kafka.Brokers()...), Topic: "platform.events", Balancer: &kafka.Hash{},
+		BatchTimeout: time.Millisecond, RequiredAcks: kafka.RequireAll}
 	defer w.Close()
 	produce := func(from, to int) {
 		msgs := make([]kafka.Message, 0, to-from)
@@ -148,6 +149,24 @@ func TestDispatcherReplicasSurviveKill9(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
+			rows, _ := pool.Query(ctx, `SELECT status, attempt_number, COALESCE(last_error, ''), claimed_until IS NOT NULL, count(*)
+				FROM webhook_deliveries GROUP BY 1, 2, 3, 4`)
+			for rows.Next() {
+				var status, lastError string
+				var attempts, n int
+				var claimed bool
+				_ = rows.Scan(&status, &attempts, &lastError, &claimed, &n)
+				t.Logf("%d deliveries %s attempts=%d claimed=%v %s", n, status, attempts, claimed, lastError)
+			}
+			rows.Close()
+			client := &kafka.Client{Addr: kafka.TCP(bed.Kafka.Brokers()...)}
+			parts := map[string][]int{"platform.events": {0, 1, 2, 3}}
+			committed, _ := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: "integration-dispatcher", Topics: parts})
+			ends, _ := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{"platform.events": {
+				kafka.LastOffsetOf(0), kafka.LastOffsetOf(1), kafka.LastOffsetOf(2), kafka.LastOffsetOf(3)}}})
+			if committed != nil && ends != nil {
+				t.Logf("committed %+v; ends %+v", committed.Topics, ends.Topics)
+			}
 			t.Fatalf("after the kill: %d rows delivered, %d (subscription, event) pairs received; want %d", delivered(), complete, events*subscribers)
 		}
 		time.Sleep(100 * time.Millisecond)

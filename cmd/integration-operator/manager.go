@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
 	"github.com/ss3dev/integration-operator/controllers"
+	"github.com/ss3dev/integration-operator/internal/settings"
 	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/vault"
 )
@@ -47,7 +47,7 @@ func newManagerCommand() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.databaseURL, "database-url", envDefault("DATABASE_URL", ""), "Postgres connection URL [DATABASE_URL]")
+	f.StringVar(&o.databaseURL, "database-url", envDefault("DATABASE_URL", ""), "Postgres connection URL [DATABASE_URL]; default: db.url, db.username, db.password from Vault")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", envDefault("METRICS_BIND_ADDRESS", ":8080"), "address of the Prometheus metrics endpoint; 0 disables it")
 	f.StringVar(&o.probeAddr, "health-probe-bind-address", envDefault("HEALTH_PROBE_BIND_ADDRESS", ":8081"), "address of /healthz and /readyz")
 	f.BoolVar(&o.leaderElect, "leader-elect", false, "elect one active manager among replicas")
@@ -66,10 +66,14 @@ func newManagerCommand() *cobra.Command {
 func runManager(cmd *cobra.Command, o managerOptions) error {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(o.developmentLogs)))
 	log := ctrl.Log.WithName("setup")
-	if o.databaseURL == "" {
-		return errors.New("--database-url (or DATABASE_URL) is required")
-	}
 	ctx := cmd.Context()
+	vaultClient, err := vault.New(ctx, o.vault)
+	if err != nil {
+		return err
+	}
+	if o.databaseURL, err = settings.DatabaseURL(ctx, vaultClient, o.databaseURL); err != nil {
+		return fmt.Errorf("%w (or set --database-url / DATABASE_URL)", err)
+	}
 
 	applied, err := store.Migrate(ctx, o.databaseURL)
 	if err != nil {
@@ -81,10 +85,6 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 		return err
 	}
 	defer pool.Close()
-	vaultClient, err := vault.New(ctx, o.vault)
-	if err != nil {
-		return err
-	}
 
 	scheme := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {

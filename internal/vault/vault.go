@@ -168,6 +168,30 @@ func (c *Client) Get(ctx context.Context, name string) (map[string]string, int, 
 	return data, version, nil
 }
 
+// GetShared reads the newest version of a secret at name under the mount
+// but outside our prefix (e.g. "shared/kafka"), for settings the platform
+// shares between services.
+func (c *Client) GetShared(ctx context.Context, name string) (map[string]string, error) {
+	var s *vaultapi.KVSecret
+	err := c.withRelogin(ctx, func() (err error) {
+		s, err = c.kv.Get(ctx, name)
+		return err
+	})
+	if errors.Is(err, vaultapi.ErrSecretNotFound) || err == nil && (s == nil || s.Data == nil) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vault read %s: %w", path.Join(c.cfg.Mount, name), scrub(err))
+	}
+	data := make(map[string]string, len(s.Data))
+	for k, v := range s.Data {
+		if str, ok := v.(string); ok {
+			data[k] = str
+		}
+	}
+	return data, nil
+}
+
 // Put writes a new version of the secret at name and returns its version.
 func (c *Client) Put(ctx context.Context, name string, data map[string]string) (int, error) {
 	payload := make(map[string]any, len(data))
