@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -100,20 +99,8 @@ func runCredentialsAPI(ctx context.Context, o credentialsAPIOptions) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { validator.Listen(gctx); return nil })
 	g.Go(func() error { validator.FlushUsage(gctx); return nil })
-	for _, srv := range []*http.Server{api, metricsSrv} {
-		g.Go(func() error {
-			if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
-		g.Go(func() error {
-			<-gctx.Done()
-			shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return srv.Shutdown(shutdownCtx)
-		})
-	}
+	serve(g, gctx, api)
+	serve(g, gctx, metricsSrv)
 	log.Info("serving", "address", o.listenAddr)
 	return g.Wait()
 }

@@ -154,18 +154,7 @@ func runDispatcher(ctx context.Context, o dispatcherOptions) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.Run(gctx) })
-	g.Go(func() error {
-		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(shutdownCtx)
-	})
+	serve(g, gctx, srv)
 	log.Info("dispatching", "topics", o.cfg.Kafka.Topics, "group", o.cfg.Kafka.GroupID)
 	return g.Wait()
 }

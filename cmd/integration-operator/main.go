@@ -4,10 +4,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 	ctrl "sigs.k8s.io/controller-runtime"
 )
 
@@ -36,4 +41,20 @@ func envDefault(name, fallback string) string {
 		return v
 	}
 	return fallback
+}
+
+// serve runs srv in g until ctx ends, then shuts it down gracefully.
+func serve(g *errgroup.Group, ctx context.Context, srv *http.Server) {
+	g.Go(func() error {
+		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
+	})
 }
