@@ -15,7 +15,9 @@ import (
 
 	"net/netip"
 
+	"github.com/go-logr/logr/testr"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ss3dev/integration-operator/internal/signing"
@@ -522,4 +524,47 @@ func TestPostgresRestartDoesNotStallTheQueue(t *testing.T) {
 	if rows != 150 {
 		t.Fatalf("%d delivery rows for 150 events", rows)
 	}
+}
+
+func TestShutdownFinishesInFlightDeliveries(t *testing.T) {
+	e := startEnv(t)
+	recv := newReceiver(t)
+	recv.set(http.StatusOK, 1500*time.Millisecond)
+	sub, _ := e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, nil)
+	cfg := Config{AllowedNetworks: loopback, PollInterval: 50 * time.Millisecond, OutageRetry: 200 * time.Millisecond}
+	cfg.Kafka.Brokers, cfg.Kafka.Topics = e.bed.Kafka.Brokers(), []string{eventsTopic}
+	m, _ := NewMetrics(prometheus.NewRegistry())
+	d, err := New(cfg, e.store, e.vault, m, testr.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	msg, _ := envelopeMessage(t, "store-a", "order.placed", map[string]any{})
+	e.produce(t, msg)
+	eventually(t, 20*time.Second, "attempt in flight", func() error {
+		if len(recv.requests()) != 1 {
+			return fmt.Errorf("%d", len(recv.requests()))
+		}
+		return nil
+	})
+	cancel() // SIGTERM while the receiver is still answering
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Run returned only after the attempt finished and was recorded.
+	status, attempts, _, _, err := e.store.GetDelivery(context.Background(), deliveryOf(t, e, sub.ID))
+	if err != nil || status != store.DeliveryDelivered || attempts != 1 {
+		t.Fatalf("after shutdown: %s %d %v", status, attempts, err)
+	}
+}
+
+func deliveryOf(t *testing.T, e *env, sub uuid.UUID) uuid.UUID {
+	t.Helper()
+	var id uuid.UUID
+	if err := e.store.Pool().QueryRow(context.Background(), `SELECT delivery_id FROM webhook_deliveries WHERE subscription_id = $1`, sub).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
