@@ -154,6 +154,18 @@ func startManager(t *testing.T, opts harnessOptions) *harness {
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
+	if err := (&controllers.ConnectorConfigReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Store:                   h.store,
+		Vault:                   vc,
+		Recorder:                h.recorder,
+		Metrics:                 metrics,
+		ResyncInterval:          opts.resync,
+		MaxConcurrentReconciles: 4,
+	}).SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
 	if err := (&controllers.ApiCredentialReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),

@@ -124,6 +124,18 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up webhooksubscription controller: %w", err)
 	}
+	if err := (&controllers.ConnectorConfigReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Store:                   store.New(pool),
+		Vault:                   vaultClient,
+		Recorder:                mgr.GetEventRecorder("integration-operator"),
+		Metrics:                 metrics,
+		ResyncInterval:          o.resync,
+		MaxConcurrentReconciles: o.concurrency,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up connectorconfig controller: %w", err)
+	}
 	if err := (&controllers.ApiCredentialReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),

@@ -1,0 +1,126 @@
+package controllers_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
+	"github.com/ss3dev/integration-operator/controllers"
+	"github.com/ss3dev/integration-operator/internal/vault"
+)
+
+func (h *harness) waitConnector(t *testing.T, name, condType string, status metav1.ConditionStatus, reason string) *integrationsv1.ConnectorConfig {
+	t.Helper()
+	var cc integrationsv1.ConnectorConfig
+	eventually(t, 30*time.Second, fmt.Sprintf("%s %s=%s/%s", name, condType, status, reason), func() error {
+		if err := h.client.Get(context.Background(), client.ObjectKey{Namespace: h.namespace, Name: name}, &cc); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(cc.Status.Conditions, condType)
+		if c == nil || c.Status != status || c.Reason != reason || c.ObservedGeneration != cc.Generation {
+			return fmt.Errorf("condition is %+v", c)
+		}
+		return nil
+	})
+	return &cc
+}
+
+func TestConnectorConfigRowAndCredentials(t *testing.T) {
+	h := startManager(t, harnessOptions{})
+	ctx := context.Background()
+	cc := &integrationsv1.ConnectorConfig{
+		ObjectMeta: metav1.ObjectMeta{Name: "amazon-eu", Namespace: h.namespace},
+		Spec: integrationsv1.ConnectorConfigSpec{
+			StoreID: "store-1042", ConnectorType: integrationsv1.ConnectorAmazon, DisplayName: "Amazon EU",
+			EventSubscriptions:   []integrationsv1.EventType{"product.updated", "inventory.updated"},
+			Settings:             map[string]apiextensionsv1.JSON{"marketplaceId": {Raw: []byte(`"A1PA6795UKMFR9"`)}},
+			CredentialsSecretRef: integrationsv1.ConnectorCredentialsReference{Name: "amazon-creds"},
+		},
+	}
+	if err := h.client.Create(ctx, cc); err != nil {
+		t.Fatal(err)
+	}
+	h.waitConnector(t, "amazon-eu", integrationsv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonCredentialsNotFound)
+
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "amazon-creds", Namespace: h.namespace},
+		Data: map[string][]byte{"api-key": []byte("lwa-client-id"), "api-secret": []byte("lwa-client-secret-1")}}
+	if err := h.client.Create(ctx, creds); err != nil {
+		t.Fatal(err)
+	}
+	cc = h.waitConnector(t, "amazon-eu", integrationsv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonSynced)
+	id := uuid.MustParse(string(cc.UID))
+	if cc.Status.ConfigID != id.String() {
+		t.Errorf("status.configId = %q", cc.Status.ConfigID)
+	}
+	row, ok, err := h.store.GetConnectorConfig(ctx, id)
+	if err != nil || !ok || row.ConnectorType != "amazon" || !row.IsActive || strings.Join(row.EventSubscriptions, ",") != "inventory.updated,product.updated" ||
+		!strings.Contains(string(row.Settings), "A1PA6795UKMFR9") {
+		t.Fatalf("row: %+v %v %v", row, ok, err)
+	}
+	if strings.Contains(string(row.Settings), "lwa-client") {
+		t.Fatal("credentials leaked into the row")
+	}
+	read := func(leaf string) string {
+		data, _, err := h.vault.Get(ctx, "connector/"+id.String()+"/"+leaf)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		return data["value"]
+	}
+	if read("api-key") != "lwa-client-id" || read("api-secret") != "lwa-client-secret-1" {
+		t.Fatal("credentials not at the design's Vault paths")
+	}
+
+	// The Secret changes: Vault follows.
+	update(t, creds, func() { creds.Data["api-secret"] = []byte("lwa-client-secret-2") })
+	eventually(t, 30*time.Second, "Vault follows the Secret", func() error {
+		if got := read("api-secret"); got != "lwa-client-secret-2" {
+			return fmt.Errorf("api-secret is %q", got)
+		}
+		return nil
+	})
+
+	// A credential put in settings is refused, and the row keeps the last good settings.
+	update(t, cc, func() {
+		cc.Spec.Settings = map[string]apiextensionsv1.JSON{"region": {Raw: []byte(`"eu"`)}, "auth": {Raw: []byte(`{"refreshToken":"x"}`)}}
+	})
+	cc = h.waitConnector(t, "amazon-eu", integrationsv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonSettingsRejected)
+	if c := meta.FindStatusCondition(cc.Status.Conditions, controllers.ConditionDatabaseSynced); !strings.Contains(c.Message, "auth.refreshToken") {
+		t.Errorf("the condition should name the key: %q", c.Message)
+	}
+	if row, _, _ := h.store.GetConnectorConfig(ctx, id); strings.Contains(string(row.Settings), "refreshToken") {
+		t.Fatal("rejected settings reached the row")
+	}
+
+	// Deletion removes the credentials and deactivates the row.
+	if err := h.client.Delete(ctx, cc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "object released", func() error {
+		err := h.client.Get(ctx, client.ObjectKeyFromObject(cc), &integrationsv1.ConnectorConfig{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("still there: %v", err)
+	})
+	for _, leaf := range []string{"api-key", "api-secret"} {
+		if _, _, err := h.vault.Get(ctx, "connector/"+id.String()+"/"+leaf); !errors.Is(err, vault.ErrNotFound) {
+			t.Errorf("%s still in Vault: %v", leaf, err)
+		}
+	}
+	if row, ok, _ := h.store.GetConnectorConfig(ctx, id); !ok || row.IsActive {
+		t.Errorf("row should be kept, inactive: %v %v", ok, row.IsActive)
+	}
+}

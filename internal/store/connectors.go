@@ -1,0 +1,81 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// ConnectorConfig is a connector_configs row; Settings holds only
+// non-sensitive options, as JSON.
+type ConnectorConfig struct {
+	ID                 uuid.UUID
+	StoreID            string
+	ConnectorType      string
+	DisplayName        string
+	IsActive           bool
+	EventSubscriptions []string
+	Settings           json.RawMessage
+}
+
+// UpsertConnectorConfig makes the row match c, writing only when something
+// differs; it reports whether it wrote.
+func (s *Store) UpsertConnectorConfig(ctx context.Context, c ConnectorConfig) (bool, error) {
+	events := slices.Clone(c.EventSubscriptions)
+	slices.Sort(events)
+	if events == nil {
+		events = []string{}
+	}
+	settings := c.Settings
+	if len(settings) == 0 {
+		settings = json.RawMessage(`{}`)
+	}
+	tag, err := s.pool.Exec(ctx, `
+		INSERT INTO connector_configs AS c (config_id, store_id, connector_type, display_name, is_active, event_subscriptions, settings)
+		VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+		ON CONFLICT (config_id) DO UPDATE
+		SET store_id = EXCLUDED.store_id, connector_type = EXCLUDED.connector_type, display_name = EXCLUDED.display_name,
+		    is_active = EXCLUDED.is_active, event_subscriptions = EXCLUDED.event_subscriptions, settings = EXCLUDED.settings,
+		    updated_at = now()
+		WHERE (c.store_id, c.connector_type, c.display_name, c.is_active, c.event_subscriptions, c.settings)
+		      IS DISTINCT FROM (EXCLUDED.store_id, EXCLUDED.connector_type, EXCLUDED.display_name, EXCLUDED.is_active,
+		                        EXCLUDED.event_subscriptions, EXCLUDED.settings)`,
+		c.ID, c.StoreID, c.ConnectorType, c.DisplayName, c.IsActive, events, string(settings))
+	if err != nil {
+		return false, fmt.Errorf("upsert connector config %s: %w", c.ID, err)
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+// DeactivateConnectorConfig marks the row inactive, keeping it and its sync
+// log for audit.
+func (s *Store) DeactivateConnectorConfig(ctx context.Context, id uuid.UUID) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE connector_configs SET is_active = false, updated_at = now()
+		WHERE config_id = $1 AND is_active`, id)
+	if err != nil {
+		return false, fmt.Errorf("deactivate connector config %s: %w", id, err)
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+// GetConnectorConfig reads one row; ok is false when there is none.
+func (s *Store) GetConnectorConfig(ctx context.Context, id uuid.UUID) (ConnectorConfig, bool, error) {
+	var c ConnectorConfig
+	var settings string
+	err := s.pool.QueryRow(ctx, `SELECT config_id, store_id, connector_type, display_name, is_active, event_subscriptions, settings::text
+		FROM connector_configs WHERE config_id = $1`, id).Scan(&c.ID, &c.StoreID, &c.ConnectorType, &c.DisplayName, &c.IsActive,
+		&c.EventSubscriptions, &settings)
+	if err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return c, false, nil
+		}
+		return c, false, fmt.Errorf("get connector config %s: %w", id, err)
+	}
+	c.Settings = json.RawMessage(settings)
+	return c, true, nil
+}
