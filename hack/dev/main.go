@@ -109,16 +109,19 @@ func run() error {
 		"--retry-schedule", "0s,5s,10s,20s,30s", "--poll-interval", "200ms", "--kafka-session-timeout", "6s", "--dev-logs")
 	s.start("credentials-api", "credentials-api", "--listen-address", credAPI, "--metrics-bind-address", freeAddr(), "--dev-logs")
 
-	step("applying a subscription for the sample receiver and the ApiCredential sample")
+	step("applying the samples: a subscription for the sample receiver, the ApiCredential and the ConnectorConfig")
 	receiver := freeAddr()
 	manifest := filepath.Join(s.dir, "dev.yaml")
 	if err := os.WriteFile(manifest, []byte(fmt.Sprintf(devManifest, receiver)), 0o644); err != nil {
 		return err
 	}
-	if out, err := s.output("kubectl", "apply", "-f", manifest, "-f", filepath.Join(root, "config", "samples", "integrations_v1_apicredential.yaml")); err != nil {
+	samples := filepath.Join(root, "config", "samples")
+	if out, err := s.output("kubectl", "apply", "-f", manifest, "-f", filepath.Join(samples, "integrations_v1_apicredential.yaml"),
+		"-f", filepath.Join(samples, "integrations_v1_connectorconfig.yaml")); err != nil {
 		return fmt.Errorf("kubectl apply: %w: %s", err, out)
 	}
-	if out, err := s.output("kubectl", "wait", "--for=condition=Ready", "whsub/demo-orders", "apicred/warehouse-sync", "--timeout=120s"); err != nil {
+	if out, err := s.output("kubectl", "wait", "--for=condition=Ready", "whsub/demo-orders", "apicred/warehouse-sync",
+		"conncfg/amazon-eu", "--timeout=120s"); err != nil {
 		return fmt.Errorf("waiting for Ready: %w: %s", err, out)
 	}
 
@@ -146,7 +149,7 @@ func run() error {
 integration-operator is running locally (ready in %s). In another shell:
 
   export KUBECONFIG=%s
-  kubectl get webhooksubscriptions,apicredentials
+  kubectl get webhooksubscriptions,apicredentials,connectorconfigs
   kubectl describe webhooksubscription demo-orders
   tail -f %s                      # what the sample receiver got
   %s produce --kafka-brokers %s --store store-1042 --type order.shipped --count 5
@@ -164,7 +167,16 @@ Logs are in %s. Ctrl-C tears everything down.
 	return nil
 }
 
-const devManifest = `apiVersion: integrations.ss3.dev/v1
+const devManifest = `apiVersion: v1
+kind: Secret
+metadata:
+  name: amazon-sp-api
+  namespace: default
+stringData:
+  api-key: demo-lwa-client-id
+  api-secret: demo-lwa-client-secret
+---
+apiVersion: integrations.ss3.dev/v1
 kind: WebhookSubscription
 metadata:
   name: demo-orders

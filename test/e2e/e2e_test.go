@@ -181,11 +181,34 @@ spec:
   type: ApiKey
   scopes: [orders:read, inventory:read]
   secretName: warehouse-key
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: ebay-creds
+  namespace: default
+stringData:
+  api-key: ebay-client-id
+  api-secret: ebay-client-secret
+---
+apiVersion: integrations.ss3.dev/v1
+kind: ConnectorConfig
+metadata:
+  name: ebay-uk
+  namespace: default
+spec:
+  storeId: store-1042
+  connectorType: ebay
+  displayName: eBay UK
+  eventSubscriptions: [product.updated]
+  settings: {marketplaceId: EBAY_GB}
+  credentialsSecretRef: {name: ebay-creds}
 `, receiverAddr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w.kubectl("apply", "-f", manifest)
-	w.kubectl("wait", "--for=condition=Ready", "webhooksubscription/erp-orders", "apicredential/warehouse", "--timeout=60s")
+	w.kubectl("wait", "--for=condition=Ready", "webhooksubscription/erp-orders", "apicredential/warehouse",
+		"connectorconfig/ebay-uk", "--timeout=60s")
 
 	// The partner's receiver gets the signing secret from the subscription's Secret.
 	secret, err := base64.StdEncoding.DecodeString(w.kubectl("get", "secret", "erp-orders-signing-secret", "-o", "jsonpath={.data.secret}"))
