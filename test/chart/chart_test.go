@@ -49,6 +49,30 @@ func TestHelmLint(t *testing.T) {
 	}
 }
 
+// TestKustomizeConfigIsAcceptedByTheAPIServer keeps config/ usable for
+// those who prefer kustomize to the chart.
+func TestKustomizeConfigIsAcceptedByTheAPIServer(t *testing.T) {
+	kube := testbed.Start(t, testbed.Needs{Kube: true}).Kube
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("kubectl", "kustomize", filepath.Join(root, "config", "default")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl kustomize: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	if err := kube.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "integration-operator"}}); err != nil {
+		t.Fatal(err)
+	}
+	kinds := applyDryRun(t, kube, string(out), "")
+	for kind, want := range map[string]int{"CustomResourceDefinition": 3, "Deployment": 3, "Service": 1, "ClusterRole": 1} {
+		if kinds[kind] != want {
+			t.Errorf("%d %s, want %d (all: %v)", kinds[kind], kind, want, kinds)
+		}
+	}
+}
+
 func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
 	kube := testbed.Start(t, testbed.Needs{Kube: true}).Kube
 	ctx := context.Background()
@@ -66,29 +90,7 @@ func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"template", "io", filepath.Join("charts", "integration-operator"), "--namespace", ns, "--include-crds"}, extra...)
-			rendered := helm(t, args...)
-			kinds := map[string]int{}
-			dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(rendered), 4096)
-			for {
-				obj := &unstructured.Unstructured{}
-				if err := dec.Decode(&obj.Object); err != nil {
-					if errors.Is(err, io.EOF) {
-						break
-					}
-					t.Fatal(err)
-				}
-				if len(obj.Object) == 0 {
-					continue
-				}
-				if obj.GetNamespace() == "" && obj.GetKind() != "CustomResourceDefinition" && !strings.HasPrefix(obj.GetKind(), "Cluster") {
-					obj.SetNamespace(ns)
-				}
-				err := kube.Client.Patch(ctx, obj, client.Apply, client.DryRunAll, client.FieldOwner("chart-test"), client.ForceOwnership)
-				if err != nil {
-					t.Errorf("%s %s refused: %v", obj.GetKind(), obj.GetName(), err)
-				}
-				kinds[obj.GetKind()]++
-			}
+			kinds := applyDryRun(t, kube, helm(t, args...), ns)
 			for kind, want := range map[string]int{"CustomResourceDefinition": 3, "Deployment": 3, "Service": 2, "ClusterRole": 1,
 				"ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "ServiceAccount": 1, "PodDisruptionBudget": 3} {
 				if kinds[kind] != want {
@@ -100,4 +102,34 @@ func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// applyDryRun server-side applies every object of a YAML stream with
+// dry-run, placing namespaced objects without a namespace in ns, and counts
+// them by kind.
+func applyDryRun(t *testing.T, kube *testbed.Kube, stream, ns string) map[string]int {
+	t.Helper()
+	kinds := map[string]int{}
+	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(stream), 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := dec.Decode(&obj.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			t.Fatal(err)
+		}
+		if len(obj.Object) == 0 {
+			continue
+		}
+		if ns != "" && obj.GetNamespace() == "" && obj.GetKind() != "CustomResourceDefinition" && !strings.HasPrefix(obj.GetKind(), "Cluster") {
+			obj.SetNamespace(ns)
+		}
+		err := kube.Client.Patch(context.Background(), obj, client.Apply, client.DryRunAll, client.FieldOwner("chart-test"), client.ForceOwnership)
+		if err != nil {
+			t.Errorf("%s %s refused: %v", obj.GetKind(), obj.GetName(), err)
+		}
+		kinds[obj.GetKind()]++
+	}
+	return kinds
 }
