@@ -37,19 +37,12 @@ func startEnv(t testing.TB) *env {
 	bed := testbed.Start(t, testbed.Needs{Postgres: true, Vault: true, VaultKVMounts: []string{"ss3/kv"},
 		KafkaTopics: []string{eventsTopic, "platform.events.poison", "webhook.delivered", "webhook.dead_lettered"}, KafkaPartitions: 2})
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, bed.DatabaseURL); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := store.Open(ctx, bed.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	st := bed.Store(t)
 	vc, err := vault.New(ctx, vault.Config{Address: bed.Vault.Addr(), Token: bed.Vault.Token()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{bed: bed, store: store.New(pool), vault: vc}
+	return &env{bed: bed, store: st, vault: vc}
 }
 
 // subscribe creates an active subscription with a signing secret, as the

@@ -24,17 +24,10 @@ import (
 func TestCredentialsAPICommand(t *testing.T) {
 	bed := testbed.Start(t, testbed.Needs{Postgres: true})
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, bed.DatabaseURL); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := store.Open(ctx, bed.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	st := bed.Store(t)
 	key, _ := credentials.NewAPIKey()
 	hash, _ := bcrypt.GenerateFromPassword([]byte(key.Secret), bcrypt.MinCost)
-	if err := store.New(pool).InsertCredential(ctx, store.Credential{ID: uuid.New(), StoreID: "store-7", Name: "n",
+	if err := st.InsertCredential(ctx, store.Credential{ID: uuid.New(), StoreID: "store-7", Name: "n",
 		Type: store.CredentialTypeAPIKey, ClientID: key.ClientID, HashedSecret: string(hash),
 		Scopes: []string{"orders:read"}, IsActive: true, IssuedAt: time.Now(), CreatedBy: "test"}); err != nil {
 		t.Fatal(err)

@@ -32,15 +32,8 @@ func TestDispatcherReplicasSurviveKill9(t *testing.T) {
 	bed := testbed.Start(t, testbed.Needs{Postgres: true, Vault: true, VaultKVMounts: []string{"ss3/kv"},
 		KafkaTopics: []string{"platform.events", "platform.events.poison", "webhook.delivered", "webhook.dead_lettered"}, KafkaPartitions: 4})
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, bed.DatabaseURL); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := store.Open(ctx, bed.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	st := store.New(pool)
+	st := bed.Store(t)
+	pool := st.Pool()
 	vc, err := vault.New(ctx, vault.Config{Address: bed.Vault.Addr(), Token: bed.Vault.Token()})
 	if err != nil {
 		t.Fatal(err)

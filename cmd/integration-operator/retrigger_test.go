@@ -16,15 +16,7 @@ import (
 func TestRetriggerCommandRequeuesOneDeadLetter(t *testing.T) {
 	bed := testbed.Start(t, testbed.Needs{Postgres: true})
 	ctx := context.Background()
-	if _, err := store.Migrate(ctx, bed.DatabaseURL); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := store.Open(ctx, bed.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	st := store.New(pool)
+	st := bed.Store(t)
 	sub := store.Subscription{ID: uuid.New(), StoreID: "s", Name: "n", TargetURL: "https://example.com", Events: []string{"order.placed"}, IsActive: true}
 	if _, err := st.UpsertSubscription(ctx, sub); err != nil {
 		t.Fatal(err)

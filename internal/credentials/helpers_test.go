@@ -63,17 +63,7 @@ func startReplica(t testing.TB, st *store.Store, cfg ValidatorConfig) *replica {
 
 func startStore(t testing.TB) *store.Store {
 	t.Helper()
-	bed := testbed.Start(t, testbed.Needs{Postgres: true})
-	ctx := context.Background()
-	if _, err := store.Migrate(ctx, bed.DatabaseURL); err != nil {
-		t.Fatal(err)
-	}
-	pool, err := store.Open(ctx, bed.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	return store.New(pool)
+	return testbed.Start(t, testbed.Needs{Postgres: true}).Store(t)
 }
 
 // seed issues a credential straight into the store, as the reconciler would.

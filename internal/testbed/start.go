@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ss3dev/integration-operator/internal/store"
 )
 
 // Needs says which dependencies a test wants.
@@ -95,4 +97,20 @@ func (b *Bed) Close() {
 	if b.Kube != nil {
 		b.Kube.Close()
 	}
+}
+
+// Store migrates the bed's database and returns a store over a pool that
+// is closed when the test ends.
+func (b *Bed) Store(t testing.TB) *store.Store {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := store.Migrate(ctx, b.DatabaseURL); err != nil {
+		t.Fatalf("testbed: %v", err)
+	}
+	pool, err := store.Open(ctx, b.DatabaseURL)
+	if err != nil {
+		t.Fatalf("testbed: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return store.New(pool)
 }
