@@ -8,7 +8,8 @@ export INTEGRATION_OPERATOR_CACHE := $(CACHE)
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(CACHE)/bin/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
 
-GO_TEST_FLAGS ?= -timeout 30m
+# -count=1: these tests talk to real servers; a cached pass proves nothing.
+GO_TEST_FLAGS ?= -timeout 30m -count=1
 CHART_DIR := charts/integration-operator
 
 .PHONY: all
