@@ -195,20 +195,10 @@ func startManager(t *testing.T, opts harnessOptions) *harness {
 	return h
 }
 
-// eventually polls cond until it returns nil or the timeout passes.
+// eventually polls cond, as the test bed does, every 100 ms.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testbed.Eventually(t, timeout, 100*time.Millisecond, what, cond)
 }
 
 // countingClient counts the manager's writes to the API server.

@@ -181,17 +181,7 @@ func (r *receiver) requests() []received {
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testbed.Eventually(t, timeout, 20*time.Millisecond, what, cond)
 }
 
 // readTopic reads n messages from topic from the beginning.

@@ -238,17 +238,13 @@ func TestKubectlExplainShowsFieldDocs(t *testing.T) {
 	}
 	// The API server publishes CRD schemas asynchronously; allow it a moment.
 	var out []byte
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	testbed.Eventually(t, 30*time.Second, 500*time.Millisecond, "kubectl explain", func() error {
 		out, err = exec.Command(kubectl, "--kubeconfig", kubeconfig, "explain", "webhooksubscription.spec.targetURL").CombinedOutput()
-		if err == nil || time.Now().After(deadline) {
-			break
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
 		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("kubectl explain: %v: %s", err, out)
-	}
+		return nil
+	})
 	if !strings.Contains(string(out), "endpoint that receives an HTTP POST per event") {
 		t.Fatalf("kubectl explain lacks the field doc:\n%s", out)
 	}

@@ -44,20 +44,17 @@ func TestCredentialsAPICommand(t *testing.T) {
 		done <- root.ExecuteContext(runCtx)
 	}()
 
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	testbed.Eventually(t, 15*time.Second, 50*time.Millisecond, "credentials API ready", func() error {
 		resp, err := http.Get("http://" + apiAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never ready: %v", err)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz answered %d", resp.StatusCode)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	req, _ := http.NewRequest(http.MethodGet, "http://"+apiAddr+"/credentials/validate", nil)
 	req.Header.Set("X-API-Key", key.Presented)
 	resp, err := http.DefaultClient.Do(req)

@@ -51,13 +51,7 @@ func startReplica(t testing.TB, st *store.Store, cfg ValidatorConfig) *replica {
 		<-done
 		<-done
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for v.Ready() != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("validator never started listening")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testbed.Eventually(t, 10*time.Second, 10*time.Millisecond, "validator listening", v.Ready)
 	return &replica{validator: v, metrics: metrics, server: srv}
 }
 

@@ -102,17 +102,7 @@ func tail(s string, n int) string {
 
 func (w *world) eventually(timeout time.Duration, what string, cond func() error) {
 	w.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			w.t.Fatalf("%s: not within %v: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testbed.Eventually(w.t, timeout, 200*time.Millisecond, what, cond)
 }
 
 func TestAsAUserWould(t *testing.T) {
