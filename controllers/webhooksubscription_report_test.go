@@ -48,7 +48,7 @@ func TestDeliveryHealthReachesTheStatusAndRetriggerRequeues(t *testing.T) {
 			{DeliveryID: ids[0], Status: store.DeliveryDelivered, Attempts: 1, HTTPStatus: &s200},
 			{DeliveryID: ids[1], Status: store.DeliveryDeadLettered, Attempts: 5, HTTPStatus: &s500, Error: "the endpoint answered 500"},
 		},
-		[]store.StatsDelta{{SubscriptionID: subID, Delivered: 1, FailedAttempts: 5, DeadLettered: 1, EndedWithFailure: true,
+		[]store.StatsDelta{{SubscriptionID: subID, Delivered: 1, FailedAttempts: 5, DeadLettered: 1,
 			TrailingFailures: 5, LastAttemptAt: time.Now(), LastHTTPStatus: &s500, LastError: "the endpoint answered 500", DeadLetterReason: reason}},
 	); err != nil {
 		t.Fatal(err)

@@ -111,7 +111,6 @@ func statsDeltas(results []result) []store.StatsDelta {
 		case store.DeliveryDelivered:
 			d.Delivered++
 			d.TrailingFailures = 0
-			d.EndedWithFailure = false
 			continue
 		case store.DeliveryDeadLettered:
 			d.DeadLettered++
@@ -119,7 +118,6 @@ func statsDeltas(results []result) []store.StatsDelta {
 		}
 		d.FailedAttempts++
 		d.TrailingFailures++
-		d.EndedWithFailure = true
 	}
 	out := make([]store.StatsDelta, 0, len(order))
 	for _, id := range order {

@@ -15,9 +15,8 @@ type StatsDelta struct {
 	Delivered      int64
 	FailedAttempts int64
 	DeadLettered   int64
-	// EndedWithFailure says whether the newest attempt failed; Failures in
-	// a row since the last success are added to consecutive_failures.
-	EndedWithFailure bool
+	// TrailingFailures counts the batch's failed attempts after its last
+	// success (all of them, when none succeeded).
 	TrailingFailures int
 	LastAttemptAt    time.Time
 	LastHTTPStatus   *int
@@ -40,14 +39,14 @@ type SubscriptionStats struct {
 	CircuitState         string
 }
 
-// recordStats adds deltas in one statement.
-func recordStatsSQL() string {
-	return `
+// recordStatsSQL adds a batch's deltas in one statement. The newest
+// attempt succeeded when it left no error: that resets consecutive failures.
+const recordStatsSQL = `
 		INSERT INTO webhook_subscription_stats AS s (subscription_id, delivered_total, failed_attempts_total, dead_lettered_total,
 			consecutive_failures, last_attempt_at, last_http_status, last_error, last_dead_letter_reason, updated_at)
 		SELECT u.id, u.delivered, u.failed, u.dead, u.trail, u.at, u.http_status, NULLIF(u.err, ''), NULLIF(u.reason, ''), now()
-		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bool[], $6::int[], $7::timestamptz[], $8::int[], $9::text[], $10::text[])
-			AS u(id, delivered, failed, dead, ended_failed, trail, at, http_status, err, reason)
+		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::timestamptz[], $7::int[], $8::text[], $9::text[])
+			AS u(id, delivered, failed, dead, trail, at, http_status, err, reason)
 		ON CONFLICT (subscription_id) DO UPDATE SET
 			delivered_total = s.delivered_total + EXCLUDED.delivered_total,
 			failed_attempts_total = s.failed_attempts_total + EXCLUDED.failed_attempts_total,
@@ -61,7 +60,6 @@ func recordStatsSQL() string {
 			last_error = EXCLUDED.last_error,
 			last_dead_letter_reason = COALESCE(EXCLUDED.last_dead_letter_reason, s.last_dead_letter_reason),
 			updated_at = now()`
-}
 
 // RecordOutcomesAndStats writes outcomes and the stats they add up to in
 // one transaction, so health never disagrees with the deliveries.
@@ -78,20 +76,19 @@ func (s *Store) RecordOutcomesAndStats(ctx context.Context, outcomes []Outcome, 
 		n := len(deltas)
 		ids := make([]uuid.UUID, n)
 		delivered, failed, dead := make([]int64, n), make([]int64, n), make([]int64, n)
-		endedFailed := make([]bool, n)
 		trailing := make([]int32, n)
 		at := make([]time.Time, n)
 		httpStatus := make([]*int32, n)
 		errs, reasons := make([]string, n), make([]string, n)
 		for i, d := range deltas {
 			ids[i], delivered[i], failed[i], dead[i] = d.SubscriptionID, d.Delivered, d.FailedAttempts, d.DeadLettered
-			endedFailed[i], trailing[i], at[i], errs[i], reasons[i] = d.EndedWithFailure, int32(d.TrailingFailures), d.LastAttemptAt, d.LastError, d.DeadLetterReason
+			trailing[i], at[i], errs[i], reasons[i] = int32(d.TrailingFailures), d.LastAttemptAt, d.LastError, d.DeadLetterReason
 			if d.LastHTTPStatus != nil {
 				v := int32(*d.LastHTTPStatus)
 				httpStatus[i] = &v
 			}
 		}
-		if _, err := tx.Exec(ctx, recordStatsSQL(), ids, delivered, failed, dead, endedFailed, trailing, at, httpStatus, errs, reasons); err != nil {
+		if _, err := tx.Exec(ctx, recordStatsSQL, ids, delivered, failed, dead, trailing, at, httpStatus, errs, reasons); err != nil {
 			return fmt.Errorf("record delivery stats: %w", err)
 		}
 	}
