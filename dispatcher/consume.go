@@ -124,9 +124,6 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 	} else if inserted, err = d.store.InsertDeliveries(ctx, deliveries, d.cfg.ClaimLease); err != nil {
 		return err
 	}
-	if d.persisted != nil {
-		d.persisted(len(inserted))
-	}
 	if err := reader.CommitMessages(ctx, batch...); err != nil {
 		// The deliveries are durable and claimed by us; deliver them anyway.
 		// The replayed batch will find them and insert nothing.

@@ -28,6 +28,8 @@ type Dispatcher struct {
 	router    *Router
 	client    *http.Client
 	publisher *kafka.Writer
+	// transport (TLS, SASL) is shared by the publisher and the admin client.
+	transport *kafka.Transport
 	metrics   *Metrics
 	log       logr.Logger
 
@@ -37,8 +39,6 @@ type Dispatcher struct {
 	topicsMu      sync.Mutex
 	currentTopics []string
 	results       chan result
-	// persisted, when set, is told how many deliveries each batch created (tests, benchmarks).
-	persisted func(int)
 }
 
 // New builds a dispatcher; Run starts it.
@@ -52,7 +52,7 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 		return nil, err
 	}
 	d := &Dispatcher{
-		cfg: cfg, store: st, secrets: newSecretCache(v, cfg.SecretCacheTTL), router: newRouter(st, log.WithName("route")),
+		cfg: cfg, store: st, transport: transport, secrets: newSecretCache(v, cfg.SecretCacheTTL), router: newRouter(st, log.WithName("route")),
 		client: newHTTPClient(cfg.AllowedNetworks),
 		publisher: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Balancer: &kafka.Hash{},
 			RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond, AllowAutoTopicCreation: true},
@@ -88,11 +88,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	if err := d.router.Refresh(ctx); err != nil {
 		return fmt.Errorf("dispatcher: load subscriptions: %w", err)
 	}
-	transport, err := d.cfg.Kafka.transport()
-	if err != nil {
-		return err
-	}
-	client := &kafka.Client{Addr: kafka.TCP(d.cfg.Kafka.Brokers...), Transport: transport, Timeout: 10 * time.Second}
+	client := &kafka.Client{Addr: kafka.TCP(d.cfg.Kafka.Brokers...), Transport: d.transport, Timeout: 10 * time.Second}
 
 	// Workers and the recorder outlive ctx, to finish what is in flight.
 	var workers sync.WaitGroup
@@ -108,7 +104,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { d.observe(gctx, client, 5*time.Second); return nil })
 	g.Go(func() error { return d.consumeTopics(gctx, client) })
-	err = g.Wait()
+	err := g.Wait()
 
 	close(d.jobs)
 	workers.Wait()

@@ -11,6 +11,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -57,4 +59,12 @@ func serve(g *errgroup.Group, ctx context.Context, srv *http.Server) {
 		defer cancel()
 		return srv.Shutdown(shutdownCtx)
 	})
+}
+
+// newProcessRegistry is the Prometheus registry of a component that serves
+// its own /metrics: the Go runtime and process collectors, plus its own.
+func newProcessRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
 }
