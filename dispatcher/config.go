@@ -73,6 +73,11 @@ type KafkaConfig struct {
 	// SessionTimeout is how long the group waits for a silent member
 	// before giving its partitions to others.
 	SessionTimeout time.Duration
+	// StallTimeout: when the group has lag but its committed offsets have
+	// not moved for this long, the replica rejoins the group, so partitions
+	// stuck with a stale assignment (seen after a member was killed) are
+	// consumed again instead of waiting for someone to restart a worker.
+	StallTimeout time.Duration
 
 	TLS *tls.Config
 	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
@@ -127,6 +132,9 @@ func (c *Config) defaults() {
 	}
 	if k.TopicRefresh == 0 {
 		k.TopicRefresh = 30 * time.Second
+	}
+	if k.StallTimeout == 0 {
+		k.StallTimeout = time.Minute
 	}
 	if k.SessionTimeout == 0 {
 		k.SessionTimeout = 30 * time.Second

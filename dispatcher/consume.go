@@ -124,7 +124,12 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 	} else if inserted, err = d.store.InsertDeliveries(ctx, deliveries, d.cfg.ClaimLease); err != nil {
 		return err
 	}
-	if err := reader.CommitMessages(ctx, batch...); err != nil {
+	// Bounded: a commit caught in a rebalance must not hold up the loop; the
+	// batch is durable, and replaying it inserts nothing.
+	commitCtx, cancelCommit := context.WithTimeout(ctx, 10*time.Second)
+	err = reader.CommitMessages(commitCtx, batch...)
+	cancelCommit()
+	if err != nil {
 		// The deliveries are durable and claimed by us; deliver them anyway.
 		// The replayed batch will find them and insert nothing.
 		d.log.Error(err, "committing offsets failed; the batch will be replayed harmlessly")

@@ -36,6 +36,9 @@ type Dispatcher struct {
 	endpoints *endpoints
 	jobs      chan store.Delivery
 
+	// rejoin asks the consume loop to leave and rejoin the group (stall).
+	rejoin chan struct{}
+
 	topicsMu      sync.Mutex
 	currentTopics []string
 	results       chan result
@@ -59,6 +62,7 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 		metrics: metrics, log: log,
 		jobs:    make(chan store.Delivery, cfg.Workers*2),
 		results: make(chan result, cfg.Workers*2),
+		rejoin:  make(chan struct{}, 1),
 	}
 	d.endpoints = newEndpoints(cfg.BreakerTrips, cfg.BreakerOpen, d.circuitChanged)
 	return d, nil
@@ -139,24 +143,29 @@ func (d *Dispatcher) consumeTopics(ctx context.Context, client *kafka.Client) er
 		}
 		d.setTopics(topics)
 		runCtx, stop := context.WithCancel(ctx)
-		if d.cfg.Kafka.TopicPattern != nil {
-			go func() {
-				t := time.NewTicker(d.cfg.Kafka.TopicRefresh)
-				defer t.Stop()
-				for {
-					select {
-					case <-runCtx.Done():
+		go func() {
+			// Start afresh when the topic set changes or the group stalls.
+			t := time.NewTicker(d.cfg.Kafka.TopicRefresh)
+			defer t.Stop()
+			for {
+				select {
+				case <-runCtx.Done():
+					return
+				case <-d.rejoin:
+					stop()
+					return
+				case <-t.C:
+					if d.cfg.Kafka.TopicPattern == nil {
+						continue
+					}
+					if now, err := d.resolveTopics(runCtx, client); err == nil && !slices.Equal(now, topics) {
+						d.log.Info("topic set changed; rejoining the group", "topics", now)
+						stop()
 						return
-					case <-t.C:
-						if now, err := d.resolveTopics(runCtx, client); err == nil && !slices.Equal(now, topics) {
-							d.log.Info("topic set changed; rejoining the group", "topics", now)
-							stop()
-							return
-						}
 					}
 				}
-			}()
-		}
+			}
+		}()
 		reader := kafka.NewReader(kafka.ReaderConfig{
 			Brokers: d.cfg.Kafka.Brokers, GroupID: d.cfg.Kafka.GroupID, GroupTopics: topics, Dialer: dialer,
 			MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 100 * time.Millisecond, StartOffset: kafka.FirstOffset,

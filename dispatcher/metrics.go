@@ -14,6 +14,7 @@ type Metrics struct {
 	OpenCircuits    prometheus.Gauge
 	QueueDepth      prometheus.Gauge
 	ConsumerLag     prometheus.Gauge
+	Rejoins         prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -40,9 +41,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "dispatcher_due_deliveries", Help: "Deliveries whose next attempt is due (queue depth), all replicas."}),
 		ConsumerLag: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dispatcher_consumer_lag_messages", Help: "Messages on the event topics not yet committed by the consumer group."}),
+		Rejoins: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dispatcher_group_rejoins_total", Help: "Times this replica rejoined the consumer group because it had stalled."}),
 	}
 	for _, c := range []prometheus.Collector{m.Events, m.Poison, m.BatchRetries, m.Outcomes, m.Latency, m.PublishFailures,
-		m.CircuitChanges, m.OpenCircuits, m.QueueDepth, m.ConsumerLag} {
+		m.CircuitChanges, m.OpenCircuits, m.QueueDepth, m.ConsumerLag, m.Rejoins} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

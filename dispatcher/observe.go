@@ -17,6 +17,8 @@ import (
 func (d *Dispatcher) observe(ctx context.Context, client *kafka.Client, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var lastCommitted int64 = -1
+	lastProgress := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
@@ -28,8 +30,20 @@ func (d *Dispatcher) observe(ctx context.Context, client *kafka.Client, every ti
 				d.metrics.QueueDepth.Set(float64(n))
 			}
 		}
-		if lag, err := d.consumerLag(ctx, client, d.topics()); err == nil {
+		lag, committed, err := d.consumerLag(ctx, client, d.topics())
+		if err == nil {
 			d.metrics.ConsumerLag.Set(float64(lag))
+			if lag == 0 || committed != lastCommitted {
+				lastCommitted, lastProgress = committed, time.Now()
+			} else if time.Since(lastProgress) > d.cfg.Kafka.StallTimeout {
+				d.log.Info("the group has lag but has committed nothing lately; rejoining it", "lag", lag, "stalledFor", time.Since(lastProgress).Round(time.Second))
+				d.metrics.Rejoins.Inc()
+				select {
+				case d.rejoin <- struct{}{}:
+				default:
+				}
+				lastProgress = time.Now()
+			}
 		} else if ctx.Err() == nil {
 			d.log.V(1).Info("consumer lag unavailable", "error", err.Error())
 		}
@@ -37,11 +51,12 @@ func (d *Dispatcher) observe(ctx context.Context, client *kafka.Client, every ti
 }
 
 // consumerLag sums, over the topics' partitions, the messages not yet
-// committed by the group.
-func (d *Dispatcher) consumerLag(ctx context.Context, client *kafka.Client, topics []string) (int64, error) {
+// committed by the group, and the committed offsets themselves (which
+// move whenever the group makes progress).
+func (d *Dispatcher) consumerLag(ctx context.Context, client *kafka.Client, topics []string) (lag, committedSum int64, err error) {
 	meta, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	offsets := map[string][]kafka.OffsetRequest{}
 	parts := map[string][]int{}
@@ -53,23 +68,23 @@ func (d *Dispatcher) consumerLag(ctx context.Context, client *kafka.Client, topi
 	}
 	ends, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: offsets})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	committed, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: d.cfg.Kafka.GroupID, Topics: parts})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if committed.Error != nil {
-		return 0, committed.Error
+		return 0, 0, committed.Error
 	}
 	done := map[string]map[int]int64{}
 	for topic, ps := range committed.Topics {
 		done[topic] = map[int]int64{}
 		for _, p := range ps {
 			done[topic][p.Partition] = p.CommittedOffset
+			committedSum += max(p.CommittedOffset, 0)
 		}
 	}
-	var lag int64
 	for topic, ps := range ends.Topics {
 		for _, p := range ps {
 			from := p.FirstOffset
@@ -79,7 +94,7 @@ func (d *Dispatcher) consumerLag(ctx context.Context, client *kafka.Client, topi
 			lag += max(p.LastOffset-from, 0)
 		}
 	}
-	return lag, nil
+	return lag, committedSum, nil
 }
 
 // resolveTopics is the configured topics plus, with a pattern, every

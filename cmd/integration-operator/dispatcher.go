@@ -59,6 +59,7 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.StringVar(&o.cfg.Kafka.DeliveredTopic, "delivered-topic", "webhook.delivered", "where delivery successes are published")
 	f.StringVar(&o.cfg.Kafka.DeadLetteredTopic, "dead-lettered-topic", "webhook.dead_lettered", "where dead-lettered deliveries are published")
 	f.DurationVar(&o.cfg.Kafka.SessionTimeout, "kafka-session-timeout", 30*time.Second, "how long the group waits for a silent replica before reassigning its partitions")
+	f.DurationVar(&o.cfg.Kafka.StallTimeout, "kafka-stall-timeout", time.Minute, "rejoin the group when it has lag but has committed nothing for this long")
 	f.BoolVar(&o.kafkaTLS, "kafka-tls", false, "connect to Kafka over TLS")
 	f.StringVar(&o.kafkaCAFile, "kafka-ca-file", "", "CA bundle for Kafka's TLS certificates (default: system roots)")
 	f.StringVar(&o.cfg.Kafka.SASLMechanism, "kafka-sasl-mechanism", envDefault("KAFKA_SASL_MECHANISM", ""), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")

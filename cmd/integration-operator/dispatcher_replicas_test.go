@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -79,12 +80,21 @@ func TestDispatcherReplicasSurviveKill9(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	logDir := t.TempDir()
 	start := func(name string) *exec.Cmd {
 		cmd := exec.Command(bin, "dispatcher", "--database-url", bed.DatabaseURL, "--kafka-brokers", bed.Kafka.Brokers()[0],
 			"--kafka-topics", "platform.events", "--allow-networks", "127.0.0.0/8", "--metrics-bind-address", "127.0.0.1:0",
-			"--vault-addr", bed.Vault.Addr(), "--claim-lease", "3s", "--poll-interval", "100ms", "--kafka-session-timeout", "6s")
+			"--vault-addr", bed.Vault.Addr(), "--claim-lease", "3s", "--poll-interval", "100ms", "--kafka-session-timeout", "6s", "--kafka-stall-timeout", "10s")
 		cmd.Env = append(os.Environ(), "VAULT_TOKEN="+bed.Vault.Token())
-		logf, _ := os.Create(filepath.Join(t.TempDir(), name+".log"))
+		logPath := filepath.Join(logDir, name+".log")
+		logf, _ := os.Create(logPath)
+		t.Cleanup(func() {
+			if t.Failed() {
+				data, _ := os.ReadFile(logPath)
+				lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+				t.Logf("--- %s: last lines ---\n%s", name, strings.Join(lines[max(0, len(lines)-15):], "\n"))
+			}
+		})
 		cmd.Stdout, cmd.Stderr = logf, logf
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
