@@ -58,6 +58,17 @@ func VerifyPayFast(fields []Field, passphrase string) error {
 // SignPayFast computes the signature of fields (any "signature" field is
 // left out), as PayFast does.
 func SignPayFast(fields []Field, passphrase string) string {
+	s := PayFastParamString(fields)
+	if passphrase != "" {
+		s += "&passphrase=" + payfastEncode(passphrase)
+	}
+	sum := md5.Sum([]byte(s)) //nolint:gosec // defined by PayFast
+	return hex.EncodeToString(sum[:])
+}
+
+// PayFastParamString is the fields but the signature, encoded in order: what
+// is signed, and what is posted back to PayFast to confirm an ITN.
+func PayFastParamString(fields []Field) string {
 	var parts []string
 	for _, f := range fields {
 		if f.Name == "signature" {
@@ -65,12 +76,7 @@ func SignPayFast(fields []Field, passphrase string) string {
 		}
 		parts = append(parts, f.Name+"="+payfastEncode(f.Value))
 	}
-	s := strings.Join(parts, "&")
-	if passphrase != "" {
-		s += "&passphrase=" + payfastEncode(passphrase)
-	}
-	sum := md5.Sum([]byte(s)) //nolint:gosec // defined by PayFast
-	return hex.EncodeToString(sum[:])
+	return strings.Join(parts, "&")
 }
 
 // payfastEncode is PHP's urlencode, which PayFast uses: spaces as "+",

@@ -1,0 +1,67 @@
+package connectors
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The platform's event payloads that adapters read.
+
+// Product is the data of product.updated.
+type Product struct {
+	ProductID   string   `json:"productId"`
+	SKU         string   `json:"sku"`
+	Title       string   `json:"title"`
+	Description string   `json:"description"`
+	Brand       string   `json:"brand"`
+	Price       *Money   `json:"price"`
+	Quantity    *int     `json:"quantity"`
+	Condition   string   `json:"condition"` // new, used, refurbished
+	ImageURLs   []string `json:"imageUrls"`
+	URL         string   `json:"url"` // the product's page in the store
+	GTIN        string   `json:"gtin"`
+}
+
+// Inventory is the data of inventory.updated.
+type Inventory struct {
+	SKU      string `json:"sku"`
+	Quantity *int   `json:"quantity"`
+}
+
+// Fulfillment is the data of order.fulfilled for an order that came from a
+// marketplace.
+type Fulfillment struct {
+	OrderID            string    `json:"orderId"`
+	MarketplaceOrderID string    `json:"marketplaceOrderId"`
+	Carrier            string    `json:"carrier"`
+	TrackingNumber     string    `json:"trackingNumber"`
+	ShippingMethod     string    `json:"shippingMethod"`
+	ShippedAt          time.Time `json:"shippedAt"`
+	Items              []struct {
+		MarketplaceItemID string `json:"marketplaceItemId"`
+		Quantity          int    `json:"quantity"`
+	} `json:"items"`
+}
+
+// Money is an amount as a decimal string ("19.99") in an ISO 4217 currency.
+type Money struct {
+	Amount   string `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+// Micros is the amount in millionths, without going through floating point.
+func (m Money) Micros() (int64, error) {
+	whole, frac, _ := strings.Cut(strings.TrimSpace(m.Amount), ".")
+	if whole == "" || len(frac) > 6 || strings.TrimLeft(whole+frac, "0123456789") != "" {
+		return 0, fmt.Errorf("price %q is not a decimal amount", m.Amount)
+	}
+	frac += strings.Repeat("0", 6-len(frac))
+	w, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("price %q: %w", m.Amount, err)
+	}
+	f, _ := strconv.ParseInt(frac, 10, 64)
+	return w*1_000_000 + f, nil
+}
