@@ -17,9 +17,14 @@ import (
 // 1 min, 5 min, 30 min and 2 h; a fifth failure dead-letters.
 var DefaultRetrySchedule = []time.Duration{0, time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour}
 
+// DefaultConnectorRetrySchedule spaces a connector's attempts at a
+// marketplace: six attempts over about seven hours, then dead-lettered.
+var DefaultConnectorRetrySchedule = []time.Duration{0, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, time.Hour, 6 * time.Hour}
+
 // Config is everything the dispatcher needs to know; zero values get defaults.
 type Config struct {
-	Kafka KafkaConfig
+	Kafka      KafkaConfig
+	Connectors ConnectorConfig
 
 	// RetrySchedule[i] is the wait before attempt i+1; its length is the
 	// number of attempts before a delivery is dead-lettered.
@@ -49,6 +54,30 @@ type Config struct {
 	// Ephemeral skips Postgres entirely (nothing persisted, no retries): for
 	// benchmarks only, to show what durability costs.
 	Ephemeral bool
+}
+
+// ConnectorConfig tunes the connector stages, which run beside webhook
+// delivery with their own workers, so a slow or failing marketplace holds
+// up nothing else.
+type ConnectorConfig struct {
+	// RetrySchedule[i] is the wait before attempt i+1 at the marketplace.
+	RetrySchedule []time.Duration
+	// Workers hand batches to adapters concurrently.
+	Workers int
+	// BatchSize connector deliveries at most are claimed together.
+	BatchSize int
+	// Timeout bounds one adapter call (a batch, or a poll run).
+	Timeout time.Duration
+	// ClaimLease must outlive Timeout.
+	ClaimLease time.Duration
+	// PollCheck is how often due polls, queued connector work and
+	// unpublished inbound events are looked for.
+	PollCheck time.Duration
+	// CredentialTTL bounds how long connector credentials are reused from memory.
+	CredentialTTL time.Duration
+	// EventsTopic receives the platform events connectors produce
+	// (polled orders, provider webhooks).
+	EventsTopic string
 }
 
 // KafkaConfig holds the settings a real cluster needs.
@@ -113,6 +142,31 @@ func (c *Config) defaults() {
 	}
 	if c.SecretCacheTTL == 0 {
 		c.SecretCacheTTL = 30 * time.Second
+	}
+	cc := &c.Connectors
+	if len(cc.RetrySchedule) == 0 {
+		cc.RetrySchedule = DefaultConnectorRetrySchedule
+	}
+	if cc.Workers == 0 {
+		cc.Workers = 4
+	}
+	if cc.BatchSize == 0 {
+		cc.BatchSize = 50
+	}
+	if cc.Timeout == 0 {
+		cc.Timeout = time.Minute
+	}
+	if cc.ClaimLease == 0 {
+		cc.ClaimLease = cc.Timeout + time.Minute
+	}
+	if cc.PollCheck == 0 {
+		cc.PollCheck = time.Second
+	}
+	if cc.CredentialTTL == 0 {
+		cc.CredentialTTL = time.Minute
+	}
+	if cc.EventsTopic == "" {
+		cc.EventsTopic = "platform.events"
 	}
 	k := &c.Kafka
 	if k.GroupID == "" {

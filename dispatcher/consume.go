@@ -92,6 +92,7 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 	}
 	var poison []kafka.Message
 	var deliveries []store.NewDelivery
+	var toConnectors []store.NewConnectorDelivery
 	jobs := map[uuid.UUID]store.Delivery{}
 	for _, m := range batch {
 		e, err := Decode(m)
@@ -110,6 +111,10 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 				Payload: e.Data, TargetURL: sub.TargetURL, Timeout: sub.DeliveryTimeout, SignatureScheme: sub.SignatureScheme,
 				SubscriptionActive: true, MaxConcurrency: sub.MaxConcurrency, RateLimit: sub.RateLimit, RateBurst: sub.RateBurst}
 		}
+		for _, c := range d.router.MatchConnectors(e) {
+			toConnectors = append(toConnectors, store.NewConnectorDelivery{ID: uuid.New(), ConfigID: c.ID, EventID: e.ID,
+				StoreID: e.StoreID, EventType: e.Type, Payload: e.Data})
+		}
 	}
 	if len(poison) > 0 {
 		if err = d.publisher.WriteMessages(ctx, poison...); err != nil {
@@ -121,8 +126,16 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 		for _, nd := range deliveries {
 			inserted = append(inserted, nd.ID)
 		}
-	} else if inserted, err = d.store.InsertDeliveries(ctx, deliveries, d.cfg.ClaimLease); err != nil {
-		return err
+	} else {
+		// Queued for the connector stage, which works apart from webhook
+		// delivery. First: a failure here then leaves no webhook delivery
+		// claimed but unsent.
+		if err = d.store.InsertConnectorDeliveries(ctx, toConnectors); err != nil {
+			return err
+		}
+		if inserted, err = d.store.InsertDeliveries(ctx, deliveries, d.cfg.ClaimLease); err != nil {
+			return err
+		}
 	}
 	// Bounded: a commit caught in a rebalance must not hold up the loop; the
 	// batch is durable, and replaying it inserts nothing.

@@ -15,6 +15,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ss3dev/integration-operator/internal/connectors/opener"
 	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/vault"
 )
@@ -26,6 +27,7 @@ type Dispatcher struct {
 	store     *store.Store
 	secrets   *secretCache
 	router    *Router
+	opener    *opener.Opener
 	client    *http.Client
 	publisher *kafka.Writer
 	// transport (TLS, SASL) is shared by the publisher and the admin client.
@@ -54,9 +56,13 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 	if err != nil {
 		return nil, err
 	}
+	client := newHTTPClient(cfg.AllowedNetworks)
+	// Marketplace calls have their own timeout; webhook attempts set theirs per request.
+	connectorClient := &http.Client{Transport: client.Transport, CheckRedirect: client.CheckRedirect, Timeout: cfg.Connectors.Timeout}
+	op := opener.New(v, connectorClient, cfg.Connectors.CredentialTTL)
 	d := &Dispatcher{
-		cfg: cfg, store: st, transport: transport, secrets: newSecretCache(v, cfg.SecretCacheTTL), router: newRouter(st, log.WithName("route")),
-		client: newHTTPClient(cfg.AllowedNetworks),
+		cfg: cfg, store: st, transport: transport, secrets: newSecretCache(v, cfg.SecretCacheTTL), router: newRouter(st, op, log.WithName("route")),
+		opener: op, client: client,
 		publisher: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Balancer: &kafka.Hash{},
 			RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond, AllowAutoTopicCreation: true},
 		metrics: metrics, log: log,
@@ -105,6 +111,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	if !d.cfg.Ephemeral {
 		g.Go(func() error { d.schedule(gctx); return nil })
+		g.Go(func() error { d.connect(gctx); return nil })
+		g.Go(func() error { d.poll(gctx); return nil })
+		g.Go(func() error { d.relay(gctx); return nil })
 	}
 	g.Go(func() error { d.observe(gctx, client, 5*time.Second); return nil })
 	g.Go(func() error { return d.consumeTopics(gctx, client) })

@@ -15,6 +15,10 @@ type Metrics struct {
 	QueueDepth      prometheus.Gauge
 	ConsumerLag     prometheus.Gauge
 	Rejoins         prometheus.Counter
+
+	ConnectorOutcomes *prometheus.CounterVec
+	ConnectorPolls    *prometheus.CounterVec
+	InboundWebhooks   *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -43,9 +47,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "dispatcher_consumer_lag_messages", Help: "Messages on the event topics not yet committed by the consumer group."}),
 		Rejoins: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dispatcher_group_rejoins_total", Help: "Times this replica rejoined the consumer group because it had stalled."}),
+		ConnectorOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatcher_connector_outcomes_total", Help: "Events handed to connectors, by connector type and resulting status."},
+			[]string{"type", "status"}),
+		ConnectorPolls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatcher_connector_polls_total", Help: "Connector poll runs, by connector type and status."}, []string{"type", "status"}),
+		InboundWebhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dispatcher_inbound_webhooks_total", Help: "Provider webhooks received, by connector type and result (accepted, duplicate, rejected, error)."},
+			[]string{"type", "result"}),
 	}
 	for _, c := range []prometheus.Collector{m.Events, m.Poison, m.BatchRetries, m.Outcomes, m.Latency, m.PublishFailures,
-		m.CircuitChanges, m.OpenCircuits, m.QueueDepth, m.ConsumerLag, m.Rejoins} {
+		m.CircuitChanges, m.OpenCircuits, m.QueueDepth, m.ConsumerLag, m.Rejoins, m.ConnectorOutcomes, m.ConnectorPolls, m.InboundWebhooks} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

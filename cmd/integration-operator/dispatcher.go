@@ -37,6 +37,7 @@ type dispatcherOptions struct {
 	kafkaTLS        bool
 	kafkaCAFile     string
 	metricsAddr     string
+	inboundAddr     string
 	developmentLogs bool
 }
 
@@ -68,6 +69,12 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.DurationVar(&o.cfg.PollInterval, "poll-interval", 500*time.Millisecond, "how often due retries are looked for")
 	f.DurationSliceVar(&o.retrySchedule, "retry-schedule", dispatcher.DefaultRetrySchedule, "wait before each attempt; its length is the attempts before dead-lettering")
 	f.StringSliceVar(&o.allowNetworks, "allow-networks", nil, "CIDRs that may be delivered to although private or loopback (trusted in-cluster receivers)")
+	f.IntVar(&o.cfg.Connectors.Workers, "connector-workers", 4, "connector batches and polls handled concurrently (apart from webhook workers)")
+	f.DurationVar(&o.cfg.Connectors.Timeout, "connector-timeout", time.Minute, "bound on one marketplace call (a batch of events, or a poll run)")
+	f.DurationSliceVar(&o.cfg.Connectors.RetrySchedule, "connector-retry-schedule", dispatcher.DefaultConnectorRetrySchedule, "wait before each attempt at a marketplace; its length is the attempts before dead-lettering")
+	f.DurationVar(&o.cfg.Connectors.PollCheck, "connector-check-interval", time.Second, "how often due connector work, polls and unpublished provider webhooks are looked for")
+	f.StringVar(&o.cfg.Connectors.EventsTopic, "connector-events-topic", envDefault("CONNECTOR_EVENTS_TOPIC", "platform.events"), "where events from connectors (polled orders, provider webhooks) are published [CONNECTOR_EVENTS_TOPIC]")
+	f.StringVar(&o.inboundAddr, "inbound-bind-address", envDefault("INBOUND_BIND_ADDRESS", ":8090"), "address receiving payment providers' webhooks at /connectors/{configId}/webhook; empty turns it off [INBOUND_BIND_ADDRESS]")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", envDefault("METRICS_BIND_ADDRESS", ":8082"), "address of /metrics, /healthz and /readyz")
 	f.BoolVar(&o.developmentLogs, "dev-logs", false, "human-readable logs instead of JSON")
 	addVaultFlags(f, &o.vault)
@@ -153,6 +160,10 @@ func runDispatcher(ctx context.Context, o dispatcherOptions) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.Run(gctx) })
 	serve(g, gctx, srv)
+	if o.inboundAddr != "" {
+		serve(g, gctx, &http.Server{Addr: o.inboundAddr, Handler: d.InboundHandler(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second})
+	}
 	log.Info("dispatching", "topics", o.cfg.Kafka.Topics, "group", o.cfg.Kafka.GroupID)
 	return g.Wait()
 }

@@ -83,7 +83,7 @@ func TestDispatcherReplicasSurviveKill9(t *testing.T) {
 	logDir := t.TempDir()
 	start := func(name string) *exec.Cmd {
 		cmd := exec.Command(bin, "dispatcher", "--database-url", bed.DatabaseURL, "--kafka-brokers", bed.Kafka.Brokers()[0],
-			"--kafka-topics", "platform.events", "--allow-networks", "127.0.0.0/8", "--metrics-bind-address", "127.0.0.1:0",
+			"--kafka-topics", "platform.events", "--allow-networks", "127.0.0.0/8", "--metrics-bind-address", "127.0.0.1:0", "--inbound-bind-address", "127.0.0.1:0",
 			"--vault-addr", bed.Vault.Addr(), "--claim-lease", "3s", "--poll-interval", "100ms", "--kafka-session-timeout", "6s", "--kafka-stall-timeout", "10s")
 		cmd.Env = append(os.Environ(), "VAULT_TOKEN="+bed.Vault.Token())
 		logPath := filepath.Join(logDir, name+".log")

@@ -102,10 +102,10 @@ func run() error {
 	}
 
 	step("starting the manager, the dispatcher and the credentials API")
-	credAPI := freeAddr()
+	credAPI, inbound := freeAddr(), freeAddr()
 	s.start("manager", "manager", "--metrics-bind-address", freeAddr(), "--health-probe-bind-address", freeAddr(),
 		"--delivery-status-interval", "2s", "--dev-logs")
-	s.start("dispatcher", "dispatcher", "--metrics-bind-address", freeAddr(), "--allow-networks", "127.0.0.0/8",
+	s.start("dispatcher", "dispatcher", "--metrics-bind-address", freeAddr(), "--inbound-bind-address", inbound, "--allow-networks", "127.0.0.0/8",
 		"--retry-schedule", "0s,5s,10s,20s,30s", "--poll-interval", "200ms", "--kafka-session-timeout", "6s", "--dev-logs")
 	s.start("credentials-api", "credentials-api", "--listen-address", credAPI, "--metrics-bind-address", freeAddr(), "--dev-logs")
 

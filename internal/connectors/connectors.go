@@ -163,4 +163,7 @@ type Registration struct {
 	// Credentials lists the credentials (CredentialAPIKey, ...) the
 	// adapter needs in the referenced Secret.
 	Credentials []string
+	// Polls says the adapter pulls from the marketplace on the config's
+	// poll interval.
+	Polls bool
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -21,6 +22,8 @@ type ConnectorConfig struct {
 	IsActive           bool
 	EventSubscriptions []string
 	Settings           json.RawMessage
+	// PollInterval is how often the connector is polled (0: the default, 5m).
+	PollInterval time.Duration
 }
 
 // UpsertConnectorConfig makes the row match c, writing only when something
@@ -35,17 +38,22 @@ func (s *Store) UpsertConnectorConfig(ctx context.Context, c ConnectorConfig) (b
 	if len(settings) == 0 {
 		settings = json.RawMessage(`{}`)
 	}
+	interval := int32(c.PollInterval / time.Second)
+	if interval <= 0 {
+		interval = 300
+	}
 	tag, err := s.pool.Exec(ctx, `
-		INSERT INTO connector_configs AS c (config_id, store_id, connector_type, display_name, is_active, event_subscriptions, settings)
-		VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)
+		INSERT INTO connector_configs AS c (config_id, store_id, connector_type, display_name, is_active, event_subscriptions, settings,
+			poll_interval_seconds)
+		VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
 		ON CONFLICT (config_id) DO UPDATE
 		SET store_id = EXCLUDED.store_id, connector_type = EXCLUDED.connector_type, display_name = EXCLUDED.display_name,
 		    is_active = EXCLUDED.is_active, event_subscriptions = EXCLUDED.event_subscriptions, settings = EXCLUDED.settings,
-		    updated_at = now()
-		WHERE (c.store_id, c.connector_type, c.display_name, c.is_active, c.event_subscriptions, c.settings)
+		    poll_interval_seconds = EXCLUDED.poll_interval_seconds, updated_at = now()
+		WHERE (c.store_id, c.connector_type, c.display_name, c.is_active, c.event_subscriptions, c.settings, c.poll_interval_seconds)
 		      IS DISTINCT FROM (EXCLUDED.store_id, EXCLUDED.connector_type, EXCLUDED.display_name, EXCLUDED.is_active,
-		                        EXCLUDED.event_subscriptions, EXCLUDED.settings)`,
-		c.ID, c.StoreID, c.ConnectorType, c.DisplayName, c.IsActive, events, string(settings))
+		                        EXCLUDED.event_subscriptions, EXCLUDED.settings, EXCLUDED.poll_interval_seconds)`,
+		c.ID, c.StoreID, c.ConnectorType, c.DisplayName, c.IsActive, events, string(settings), interval)
 	if err != nil {
 		return false, fmt.Errorf("upsert connector config %s: %w", c.ID, err)
 	}
@@ -67,9 +75,9 @@ func (s *Store) DeactivateConnectorConfig(ctx context.Context, id uuid.UUID) (bo
 func (s *Store) GetConnectorConfig(ctx context.Context, id uuid.UUID) (ConnectorConfig, bool, error) {
 	var c ConnectorConfig
 	var settings string
-	err := s.pool.QueryRow(ctx, `SELECT config_id, store_id, connector_type, display_name, is_active, event_subscriptions, settings::text
-		FROM connector_configs WHERE config_id = $1`, id).Scan(&c.ID, &c.StoreID, &c.ConnectorType, &c.DisplayName, &c.IsActive,
-		&c.EventSubscriptions, &settings)
+	var interval int32
+	err := s.pool.QueryRow(ctx, `SELECT `+connectorColumns+` FROM connector_configs WHERE config_id = $1`, id).
+		Scan(&c.ID, &c.StoreID, &c.ConnectorType, &c.DisplayName, &c.IsActive, &c.EventSubscriptions, &settings, &interval)
 	if err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return c, false, nil
@@ -77,5 +85,24 @@ func (s *Store) GetConnectorConfig(ctx context.Context, id uuid.UUID) (Connector
 		return c, false, fmt.Errorf("get connector config %s: %w", id, err)
 	}
 	c.Settings = json.RawMessage(settings)
+	c.PollInterval = time.Duration(interval) * time.Second
 	return c, true, nil
+}
+
+const connectorColumns = `config_id, store_id, connector_type, display_name, is_active, event_subscriptions, settings::text, poll_interval_seconds`
+
+// ActiveConnectorConfigs lists the active connectors, for routing events.
+func (s *Store) ActiveConnectorConfigs(ctx context.Context) ([]ConnectorConfig, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+connectorColumns+` FROM connector_configs WHERE is_active`)
+	if err != nil {
+		return nil, fmt.Errorf("list active connectors: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ConnectorConfig, error) {
+		var c ConnectorConfig
+		var settings string
+		var interval int32
+		err := row.Scan(&c.ID, &c.StoreID, &c.ConnectorType, &c.DisplayName, &c.IsActive, &c.EventSubscriptions, &settings, &interval)
+		c.Settings, c.PollInterval = json.RawMessage(settings), time.Duration(interval)*time.Second
+		return c, err
+	})
 }

@@ -148,13 +148,15 @@ func (s *Store) ActiveSubscriptions(ctx context.Context) ([]Subscription, error)
 	return subs, rows.Err()
 }
 
-// SubscriptionsVersion changes whenever any subscription row changes, so
-// the routing index reloads only when something did.
-func (s *Store) SubscriptionsVersion(ctx context.Context) (string, error) {
+// RoutingVersion changes whenever any subscription or connector row
+// changes, so the routing index reloads only when something did.
+func (s *Store) RoutingVersion(ctx context.Context) (string, error) {
 	var version string
-	err := s.pool.QueryRow(ctx, `SELECT count(*)::text || '/' || COALESCE(max(updated_at)::text, '') FROM webhook_subscriptions`).Scan(&version)
+	err := s.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*)::text || '/' || COALESCE(max(updated_at)::text, '') FROM webhook_subscriptions) || '|' ||
+		(SELECT count(*)::text || '/' || COALESCE(max(updated_at)::text, '') FROM connector_configs)`).Scan(&version)
 	if err != nil {
-		return "", fmt.Errorf("subscriptions version: %w", err)
+		return "", fmt.Errorf("routing version: %w", err)
 	}
 	return version, nil
 }

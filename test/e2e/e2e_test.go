@@ -140,7 +140,7 @@ func TestAsAUserWould(t *testing.T) {
 	}
 	w.start("manager", "manager", "--metrics-bind-address", freeAddr(t), "--health-probe-bind-address", freeAddr(t),
 		"--delivery-status-interval", "1s", "--bcrypt-cost", "4", "--dev-logs")
-	w.start("dispatcher", "dispatcher", "--metrics-bind-address", freeAddr(t), "--allow-networks", "127.0.0.0/8",
+	w.start("dispatcher", "dispatcher", "--metrics-bind-address", freeAddr(t), "--inbound-bind-address", freeAddr(t), "--allow-networks", "127.0.0.0/8",
 		"--retry-schedule", "0s,300ms,300ms", "--poll-interval", "100ms", "--kafka-session-timeout", "6s", "--dev-logs")
 	credAPI := freeAddr(t)
 	w.start("credentials-api", "credentials-api", "--listen-address", credAPI, "--metrics-bind-address", freeAddr(t), "--dev-logs")

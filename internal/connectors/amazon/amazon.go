@@ -28,7 +28,7 @@ const Type = "amazon"
 // secret as api-key and api-secret, and the seller's refresh token.
 func Registration() connectors.Registration {
 	return connectors.Registration{Type: Type, New: New, Credentials: []string{
-		connectors.CredentialAPIKey, connectors.CredentialAPISecret, connectors.CredentialRefreshToken}}
+		connectors.CredentialAPIKey, connectors.CredentialAPISecret, connectors.CredentialRefreshToken}, Polls: true}
 }
 
 // OrderReceived is the platform event a polled order becomes.

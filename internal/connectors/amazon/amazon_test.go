@@ -164,9 +164,9 @@ func TestPollPublishesNewOrdersOnce(t *testing.T) {
 
 func TestSettingsAreChecked(t *testing.T) {
 	for settings, want := range map[string]string{
-		`{"marketplaceId":"X"}`:                                   "settings.sellerId: is required",
-		`{"sellerId":"S","marketplaceId":"X","region":"eu"}`:      "settings.region: is not a setting",
-		`{"sellerId":"S","marketplaceId":"X","endpoint":"ftp:x"}`: "settings.endpoint",
+		`{"marketplaceId":"X"}`:                                         "settings.sellerId: is required",
+		`{"sellerId":"S","marketplaceId":"X","region":"eu"}`:            "settings.region: is not a setting",
+		`{"sellerId":"S","marketplaceId":"X","endpoint":"ftp:x"}`:       "settings.endpoint",
 		`{"sellerId":"S","marketplaceId":"X","initialLookback":"soon"}`: "settings.initialLookback",
 	} {
 		_, err := amazon.New(connectors.Config{Settings: json.RawMessage(settings)})

@@ -40,3 +40,14 @@ func Types() []string {
 	}
 	return types
 }
+
+// PollingTypes lists the connector types whose adapters poll.
+func PollingTypes() []string {
+	var types []string
+	for _, r := range all() {
+		if r.Polls {
+			types = append(types, r.Type)
+		}
+	}
+	return types
+}

@@ -1,0 +1,202 @@
+package dispatcher
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ss3dev/integration-operator/internal/connectors"
+	"github.com/ss3dev/integration-operator/internal/store"
+)
+
+// Stage 8, connect: events queued for connectors are claimed in batches
+// (FOR UPDATE SKIP LOCKED, like webhook retries), grouped by connector and
+// handed to its adapter by a separate pool of workers, so a slow or failing
+// marketplace never holds up webhook delivery. Failures retry on the
+// connector schedule; each batch writes its outcomes, one sync-log row per
+// entity type and the connector's counts in one transaction.
+
+// connect claims and hands out connector work every PollCheck until ctx ends.
+func (d *Dispatcher) connect(ctx context.Context) {
+	slots := make(chan struct{}, d.cfg.Connectors.Workers)
+	var running sync.WaitGroup
+	defer running.Wait()
+	t := time.NewTicker(d.cfg.Connectors.PollCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for ctx.Err() == nil {
+			claimed, err := d.store.ClaimConnectorDeliveries(ctx, d.cfg.Connectors.BatchSize, d.cfg.Connectors.ClaimLease)
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Error(err, "claiming connector work failed; will retry")
+				}
+				break
+			}
+			for _, batch := range byConfig(claimed) {
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					return // the claims lapse and are taken over
+				}
+				running.Go(func() {
+					defer func() { <-slots }()
+					d.handleBatch(context.WithoutCancel(ctx), batch)
+				})
+			}
+			if len(claimed) < d.cfg.Connectors.BatchSize {
+				break
+			}
+		}
+	}
+}
+
+// byConfig groups claimed deliveries by connector, oldest first within each.
+func byConfig(ds []store.ConnectorDelivery) [][]store.ConnectorDelivery {
+	index := map[uuid.UUID]int{}
+	var groups [][]store.ConnectorDelivery
+	for _, d := range ds {
+		i, ok := index[d.ConfigID]
+		if !ok {
+			i = len(groups)
+			index[d.ConfigID] = i
+			groups = append(groups, nil)
+		}
+		groups[i] = append(groups[i], d)
+	}
+	return groups
+}
+
+// handleBatch gives one connector's events to its adapter and records what
+// became of each.
+func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDelivery) {
+	first := batch[0]
+	started := time.Now()
+	outcomes := make([]store.ConnectorOutcome, len(batch))
+	waitAll := func(wait time.Duration, why string) {
+		for i, del := range batch {
+			outcomes[i] = store.ConnectorOutcome{DeliveryID: del.ID, ConfigID: del.ConfigID, Status: pendingOrFailed(del.Attempts),
+				Attempts: del.Attempts, RetryIn: &wait, Error: why}
+		}
+	}
+	var runs []store.SyncRun
+	adapter, err := d.opener.Open(first.ConfigID, first.StoreID, first.ConnectorType, first.Settings)
+	switch {
+	case !first.ConfigActive:
+		// Not the marketplace's fault: no attempt is spent; the events wait.
+		waitAll(time.Minute, "the connector is inactive; its events wait for it")
+	case err != nil:
+		waitAll(d.cfg.OutageRetry, "the connector's adapter does not open: "+err.Error())
+	default:
+		events := make([]connectors.Event, len(batch))
+		for i, del := range batch {
+			events[i] = connectors.Event{ID: del.EventID, Type: del.EventType, StoreID: del.StoreID, Time: del.CreatedAt, Data: del.Payload}
+		}
+		callCtx, cancel := context.WithTimeout(ctx, d.cfg.Connectors.Timeout)
+		errs := adapter.HandleEvents(callCtx, events)
+		cancel()
+		if len(errs) != len(batch) {
+			errs = make([]error, len(batch))
+			for i := range errs {
+				errs[i] = fmt.Errorf("the %s adapter answered for %d of %d events", first.ConnectorType, len(errs), len(batch))
+			}
+		}
+		for i, del := range batch {
+			outcomes[i] = d.judgeConnector(del, errs[i])
+			d.metrics.ConnectorOutcomes.WithLabelValues(first.ConnectorType, outcomes[i].Status).Inc()
+		}
+		runs = syncRuns(batch, outcomes, errs, started)
+	}
+	for try := 0; ; try++ {
+		err := d.store.RecordConnectorOutcomes(ctx, outcomes, runs)
+		if err == nil {
+			return
+		}
+		if try >= 5 {
+			d.log.Error(err, "recording connector outcomes failed; their claims will lapse and the events be handled again",
+				"configId", first.ConfigID, "events", len(batch))
+			return
+		}
+		d.log.Error(err, "recording connector outcomes failed; retrying", "configId", first.ConfigID)
+		time.Sleep(time.Duration(try+1) * time.Second)
+	}
+}
+
+// judgeConnector turns an adapter's verdict on one event into its outcome.
+func (d *Dispatcher) judgeConnector(del store.ConnectorDelivery, err error) store.ConnectorOutcome {
+	o := store.ConnectorOutcome{DeliveryID: del.ID, ConfigID: del.ConfigID, Attempts: del.Attempts + 1}
+	schedule := d.cfg.Connectors.RetrySchedule
+	switch {
+	case err == nil:
+		o.Status = store.DeliveryDelivered
+	case connectors.IsPermanent(err):
+		o.Status, o.Error = store.DeliveryDeadLettered, err.Error()
+	case o.Attempts >= len(schedule):
+		o.Status, o.Error = store.DeliveryDeadLettered, fmt.Sprintf("%d attempts failed; last: %v", o.Attempts, err)
+	default:
+		o.Status, o.Error = store.DeliveryFailed, err.Error()
+		o.RetryIn = ptr(schedule[o.Attempts])
+	}
+	return o
+}
+
+// syncRuns summarises a batch as one sync-log row per entity type.
+func syncRuns(batch []store.ConnectorDelivery, outcomes []store.ConnectorOutcome, errs []error, started time.Time) []store.SyncRun {
+	type tally struct {
+		ok, failed int
+		errs       []string
+	}
+	tallies := map[string]*tally{}
+	var order []string
+	for i, del := range batch {
+		entity, _, _ := strings.Cut(del.EventType, ".")
+		t, ok := tallies[entity]
+		if !ok {
+			t = &tally{}
+			tallies[entity] = t
+			order = append(order, entity)
+		}
+		if outcomes[i].Status == store.DeliveryDelivered {
+			t.ok++
+			continue
+		}
+		t.failed++
+		if len(t.errs) < 3 && errs[i] != nil {
+			t.errs = append(t.errs, errs[i].Error())
+		}
+	}
+	finished := time.Now()
+	var runs []store.SyncRun
+	for _, entity := range order {
+		t := tallies[entity]
+		run := store.SyncRun{ConfigID: batch[0].ConfigID, Direction: store.SyncOutbound, EntityType: entity, RecordCount: t.ok,
+			StartedAt: started, FinishedAt: finished, Status: store.SyncSucceeded}
+		switch {
+		case t.failed > 0 && t.ok == 0:
+			run.Status = store.SyncFailed
+		case t.failed > 0:
+			run.Status = store.SyncPartial
+		}
+		if t.failed > 0 {
+			run.ErrorSummary = truncateSummary(fmt.Sprintf("%d of %d failed: %s", t.failed, t.ok+t.failed, strings.Join(t.errs, "; ")))
+		}
+		runs = append(runs, run)
+	}
+	return runs
+}
+
+func truncateSummary(s string) string {
+	const limit = 1000
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "…"
+}

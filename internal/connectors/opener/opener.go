@@ -1,0 +1,96 @@
+// Package opener opens connector adapters for ConnectorConfigs, with their
+// credentials read from Vault, and keeps them open while their settings
+// stay the same, so access tokens and offer lookups are reused.
+package opener
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ss3dev/integration-operator/internal/connectors"
+	"github.com/ss3dev/integration-operator/internal/connectors/registry"
+	"github.com/ss3dev/integration-operator/internal/vault"
+)
+
+// Opener keeps one adapter per connector.
+type Opener struct {
+	vault  *vault.Client
+	client *http.Client
+	ttl    time.Duration
+
+	mu       sync.Mutex
+	adapters map[uuid.UUID]opened
+	creds    map[uuid.UUID]cachedCredentials
+}
+
+type opened struct {
+	digest  [32]byte
+	adapter connectors.Adapter
+}
+
+type cachedCredentials struct {
+	creds   connectors.Credentials
+	fetched time.Time
+}
+
+// New makes an Opener whose adapters call out with client and re-read
+// their credentials from Vault after ttl.
+func New(v *vault.Client, client *http.Client, ttl time.Duration) *Opener {
+	return &Opener{vault: v, client: client, ttl: ttl, adapters: map[uuid.UUID]opened{}, creds: map[uuid.UUID]cachedCredentials{}}
+}
+
+// Open returns the adapter for a connector, opening it anew when its type
+// or settings changed.
+func (o *Opener) Open(id uuid.UUID, storeID, connectorType string, settings json.RawMessage) (connectors.Adapter, error) {
+	digest := sha256.Sum256([]byte(storeID + "\x00" + connectorType + "\x00" + string(settings)))
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if a, ok := o.adapters[id]; ok && a.digest == digest {
+		return a.adapter, nil
+	}
+	reg, ok := registry.Lookup(connectorType)
+	if !ok {
+		return nil, fmt.Errorf("no adapter for connector type %q", connectorType)
+	}
+	a, err := reg.New(connectors.Config{ID: id, StoreID: storeID, Settings: settings, HTTPClient: o.client,
+		Credentials: func(ctx context.Context) (connectors.Credentials, error) { return o.credentials(ctx, id) }})
+	if err != nil {
+		return nil, err
+	}
+	o.adapters[id] = opened{digest: digest, adapter: a}
+	return a, nil
+}
+
+// credentials reads the connector's secrets from Vault, at most once per ttl.
+func (o *Opener) credentials(ctx context.Context, id uuid.UUID) (connectors.Credentials, error) {
+	o.mu.Lock()
+	c, ok := o.creds[id]
+	o.mu.Unlock()
+	if ok && time.Since(c.fetched) < o.ttl {
+		return c.creds, nil
+	}
+	var creds connectors.Credentials
+	for name, dst := range map[string]*string{connectors.CredentialAPIKey: &creds.APIKey,
+		connectors.CredentialAPISecret: &creds.APISecret, connectors.CredentialRefreshToken: &creds.RefreshToken} {
+		data, _, err := o.vault.Get(ctx, "connector/"+id.String()+"/"+name)
+		if errors.Is(err, vault.ErrNotFound) {
+			continue // not every type needs every credential
+		}
+		if err != nil {
+			return creds, fmt.Errorf("reading connector credentials from Vault: %w", err)
+		}
+		*dst = data["value"]
+	}
+	o.mu.Lock()
+	o.creds[id] = cachedCredentials{creds: creds, fetched: time.Now()}
+	o.mu.Unlock()
+	return creds, nil
+}

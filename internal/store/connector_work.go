@@ -1,0 +1,317 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Sync-log directions and statuses, as connector_sync_log constrains them.
+const (
+	SyncInbound   = "INBOUND"
+	SyncOutbound  = "OUTBOUND"
+	SyncRunning   = "RUNNING"
+	SyncSucceeded = "SUCCEEDED"
+	SyncPartial   = "PARTIAL"
+	SyncFailed    = "FAILED"
+)
+
+// NewConnectorDelivery is an event to hand to one connector.
+type NewConnectorDelivery struct {
+	ID        uuid.UUID
+	ConfigID  uuid.UUID
+	EventID   uuid.UUID
+	StoreID   string
+	EventType string
+	Payload   []byte
+}
+
+// InsertConnectorDeliveries queues events for connectors in one statement,
+// due now, skipping (config, event) pairs already queued.
+func (s *Store) InsertConnectorDeliveries(ctx context.Context, ds []NewConnectorDelivery) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	n := len(ds)
+	ids, configs, events := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+	stores, types, payloads := make([]string, n), make([]string, n), make([]string, n)
+	for i, d := range ds {
+		ids[i], configs[i], events[i], stores[i], types[i], payloads[i] = d.ID, d.ConfigID, d.EventID, d.StoreID, d.EventType, string(d.Payload)
+	}
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO connector_deliveries (delivery_id, config_id, event_id, store_id, event_type, event_payload, status, next_retry_at)
+		SELECT d.id, d.config, d.event, d.store, d.type, d.payload::jsonb, 'PENDING', now()
+		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[]) AS d(id, config, event, store, type, payload)
+		ON CONFLICT (config_id, event_id) DO NOTHING`, ids, configs, events, stores, types, payloads)
+	if err != nil {
+		return fmt.Errorf("persist connector deliveries: %w", err)
+	}
+	return nil
+}
+
+// ConnectorDelivery is a claimed connector delivery with its connector.
+type ConnectorDelivery struct {
+	ID            uuid.UUID
+	ConfigID      uuid.UUID
+	EventID       uuid.UUID
+	StoreID       string
+	EventType     string
+	Payload       []byte
+	CreatedAt     time.Time
+	Attempts      int
+	ConnectorType string
+	Settings      json.RawMessage
+	ConfigActive  bool
+}
+
+// ClaimConnectorDeliveries claims up to limit due connector deliveries for
+// lease (FOR UPDATE SKIP LOCKED, so replicas share them), oldest first.
+func (s *Store) ClaimConnectorDeliveries(ctx context.Context, limit int, lease time.Duration) ([]ConnectorDelivery, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH due AS (
+			SELECT delivery_id FROM connector_deliveries
+			WHERE status IN ('PENDING', 'FAILED') AND next_retry_at <= now()
+			  AND (claimed_until IS NULL OR claimed_until < now())
+			ORDER BY next_retry_at
+			LIMIT $1
+			FOR UPDATE SKIP LOCKED)
+		UPDATE connector_deliveries d SET claimed_until = now() + $2 * interval '1 millisecond'
+		FROM due, connector_configs c
+		WHERE d.delivery_id = due.delivery_id AND c.config_id = d.config_id
+		RETURNING d.delivery_id, d.config_id, d.event_id, d.store_id, d.event_type, d.event_payload::text, d.created_at,
+			d.attempt_number, c.connector_type, c.settings::text, c.is_active`, limit, lease.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("claim connector deliveries: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ConnectorDelivery, error) {
+		var d ConnectorDelivery
+		var payload, settings string
+		err := row.Scan(&d.ID, &d.ConfigID, &d.EventID, &d.StoreID, &d.EventType, &payload, &d.CreatedAt, &d.Attempts,
+			&d.ConnectorType, &settings, &d.ConfigActive)
+		d.Payload, d.Settings = []byte(payload), json.RawMessage(settings)
+		return d, err
+	})
+}
+
+// ConnectorOutcome is what became of a connector delivery.
+type ConnectorOutcome struct {
+	DeliveryID uuid.UUID
+	ConfigID   uuid.UUID
+	Status     string
+	Attempts   int
+	// RetryIn sets next_retry_at from the database's clock; nil clears it.
+	RetryIn *time.Duration
+	Error   string
+}
+
+// SyncRun is one connector_sync_log row.
+type SyncRun struct {
+	ConfigID     uuid.UUID
+	Direction    string
+	EntityType   string
+	RecordCount  int
+	Status       string
+	ErrorSummary string
+	StartedAt    time.Time
+	FinishedAt   time.Time
+}
+
+// RecordConnectorOutcomes writes a batch's outcomes, its sync-log rows and
+// the connectors' counts in one transaction.
+func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []ConnectorOutcome, runs []SyncRun) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		n := len(outcomes)
+		ids, configs := make([]uuid.UUID, n), make([]uuid.UUID, n)
+		statuses, errs := make([]string, n), make([]*string, n)
+		attempts := make([]int32, n)
+		retryMS := make([]*int64, n)
+		for i, o := range outcomes {
+			ids[i], configs[i], statuses[i], attempts[i] = o.DeliveryID, o.ConfigID, o.Status, int32(o.Attempts)
+			if o.RetryIn != nil {
+				v := o.RetryIn.Milliseconds()
+				retryMS[i] = &v
+			}
+			if o.Error != "" {
+				e := o.Error
+				errs[i] = &e
+			}
+		}
+		if n > 0 {
+			if _, err := tx.Exec(ctx, `
+				UPDATE connector_deliveries d SET status = u.status, attempt_number = u.attempts,
+					next_retry_at = CASE WHEN u.retry_ms IS NULL THEN NULL ELSE now() + u.retry_ms * interval '1 millisecond' END,
+					delivered_at = CASE WHEN u.status = 'DELIVERED' THEN now() ELSE d.delivered_at END,
+					last_error = u.err, claimed_until = NULL, updated_at = now()
+				FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bigint[], $5::text[]) AS u(id, status, attempts, retry_ms, err)
+				WHERE d.delivery_id = u.id`, ids, statuses, attempts, retryMS, errs); err != nil {
+				return fmt.Errorf("record connector outcomes: %w", err)
+			}
+			if _, err := tx.Exec(ctx, `
+				INSERT INTO connector_stats AS s (config_id, outbound_delivered, outbound_failed, outbound_dead_lettered, updated_at)
+				SELECT u.config, count(*) FILTER (WHERE u.status = 'DELIVERED'), count(*) FILTER (WHERE u.status = 'FAILED'),
+					count(*) FILTER (WHERE u.status = 'DEAD_LETTERED'), now()
+				FROM unnest($1::uuid[], $2::text[], $3::int[]) AS u(config, status, attempts)
+				WHERE u.attempts > 0
+				GROUP BY u.config
+				ON CONFLICT (config_id) DO UPDATE SET
+					outbound_delivered = s.outbound_delivered + EXCLUDED.outbound_delivered,
+					outbound_failed = s.outbound_failed + EXCLUDED.outbound_failed,
+					outbound_dead_lettered = s.outbound_dead_lettered + EXCLUDED.outbound_dead_lettered,
+					updated_at = now()`, configs, statuses, attempts); err != nil {
+				return fmt.Errorf("record connector stats: %w", err)
+			}
+		}
+		return insertSyncRuns(ctx, tx, runs)
+	})
+}
+
+func insertSyncRuns(ctx context.Context, tx pgx.Tx, runs []SyncRun) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	n := len(runs)
+	configs := make([]uuid.UUID, n)
+	dirs, entities, statuses := make([]string, n), make([]string, n), make([]string, n)
+	counts := make([]int32, n)
+	errs := make([]*string, n)
+	started, finished := make([]time.Time, n), make([]time.Time, n)
+	for i, r := range runs {
+		configs[i], dirs[i], entities[i], statuses[i], counts[i] = r.ConfigID, r.Direction, r.EntityType, r.Status, int32(r.RecordCount)
+		started[i], finished[i] = r.StartedAt, r.FinishedAt
+		if r.ErrorSummary != "" {
+			e := r.ErrorSummary
+			errs[i] = &e
+		}
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO connector_sync_log (config_id, direction, entity_type, record_count, status, error_summary, started_at, finished_at)
+		SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[])`,
+		configs, dirs, entities, counts, statuses, errs, started, finished)
+	if err != nil {
+		return fmt.Errorf("write connector sync log: %w", err)
+	}
+	return nil
+}
+
+// PollJob is a connector claimed for one poll run.
+type PollJob struct {
+	ConfigID            uuid.UUID
+	StoreID             string
+	ConnectorType       string
+	Settings            json.RawMessage
+	Cursor              string
+	Interval            time.Duration
+	ConsecutiveFailures int
+	// RunID is the RUNNING connector_sync_log row opened for the run.
+	RunID     int64
+	StartedAt time.Time
+}
+
+// ClaimDuePolls claims up to limit active connectors of the given types
+// whose next poll is due, for lease, and opens a RUNNING sync-log row for
+// each. A claim makes the replica the connector's only poller until it
+// finishes or the lease lapses.
+func (s *Store) ClaimDuePolls(ctx context.Context, types []string, limit int, lease time.Duration) ([]PollJob, error) {
+	var jobs []PollJob
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO connector_poll_state (config_id)
+			SELECT config_id FROM connector_configs WHERE is_active AND connector_type = ANY($1)
+			ON CONFLICT (config_id) DO NOTHING`, types); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
+			WITH due AS (
+				SELECT p.config_id FROM connector_poll_state p JOIN connector_configs c USING (config_id)
+				WHERE c.is_active AND c.connector_type = ANY($1) AND p.next_poll_at <= now()
+				  AND (p.claimed_until IS NULL OR p.claimed_until < now())
+				ORDER BY p.next_poll_at
+				LIMIT $2
+				FOR UPDATE OF p SKIP LOCKED)
+			UPDATE connector_poll_state p SET claimed_until = now() + $3 * interval '1 millisecond'
+			FROM due, connector_configs c
+			WHERE p.config_id = due.config_id AND c.config_id = p.config_id
+			RETURNING p.config_id, c.store_id, c.connector_type, c.settings::text, p.poll_cursor, c.poll_interval_seconds,
+				p.consecutive_failures, now()`, types, limit, lease.Milliseconds())
+		if err != nil {
+			return err
+		}
+		jobs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (PollJob, error) {
+			var j PollJob
+			var settings string
+			var interval int32
+			err := row.Scan(&j.ConfigID, &j.StoreID, &j.ConnectorType, &settings, &j.Cursor, &interval, &j.ConsecutiveFailures, &j.StartedAt)
+			j.Settings, j.Interval = json.RawMessage(settings), time.Duration(interval)*time.Second
+			return j, err
+		})
+		if err != nil {
+			return err
+		}
+		for i := range jobs {
+			if err := tx.QueryRow(ctx, `INSERT INTO connector_sync_log (config_id, direction, entity_type, status, started_at)
+				VALUES ($1, 'INBOUND', 'poll', 'RUNNING', $2) RETURNING sync_id`, jobs[i].ConfigID, jobs[i].StartedAt).Scan(&jobs[i].RunID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim due polls: %w", err)
+	}
+	return jobs, nil
+}
+
+// FinishPoll closes a poll run: its sync-log row, the cursor to resume
+// from (unchanged when empty) and when to poll next; it releases the claim.
+func (s *Store) FinishPoll(ctx context.Context, job PollJob, run SyncRun, cursor string, next time.Duration) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var errSummary *string
+		if run.ErrorSummary != "" {
+			errSummary = &run.ErrorSummary
+		}
+		if _, err := tx.Exec(ctx, `UPDATE connector_sync_log SET entity_type = $2, record_count = $3, status = $4, error_summary = $5,
+			finished_at = now() WHERE sync_id = $1`, job.RunID, run.EntityType, run.RecordCount, run.Status, errSummary); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE connector_poll_state SET
+			poll_cursor = CASE WHEN $2 = '' THEN poll_cursor ELSE $2 END,
+			next_poll_at = now() + $3 * interval '1 millisecond', claimed_until = NULL,
+			consecutive_failures = CASE WHEN $4 THEN consecutive_failures + 1 ELSE 0 END
+			WHERE config_id = $1`, job.ConfigID, cursor, next.Milliseconds(), run.Status == SyncFailed)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("finish poll of %s: %w", job.ConfigID, err)
+	}
+	return nil
+}
+
+// SyncRuns lists a connector's newest sync-log rows, newest first.
+func (s *Store) SyncRuns(ctx context.Context, configID uuid.UUID, limit int) ([]SyncRun, error) {
+	rows, err := s.pool.Query(ctx, `SELECT config_id, direction, entity_type, record_count, status, COALESCE(error_summary, ''),
+		started_at, COALESCE(finished_at, started_at) FROM connector_sync_log WHERE config_id = $1
+		ORDER BY started_at DESC, sync_id DESC LIMIT $2`, configID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list sync runs: %w", err)
+	}
+	return pgx.CollectRows(rows, scanSyncRun)
+}
+
+func scanSyncRun(row pgx.CollectableRow) (SyncRun, error) {
+	var r SyncRun
+	err := row.Scan(&r.ConfigID, &r.Direction, &r.EntityType, &r.RecordCount, &r.Status, &r.ErrorSummary, &r.StartedAt, &r.FinishedAt)
+	return r, err
+}
+
+// ConnectorDeliveryStatus reads one connector delivery's state.
+func (s *Store) ConnectorDeliveryStatus(ctx context.Context, configID, eventID uuid.UUID) (status string, attempts int, lastError string, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT status, attempt_number, COALESCE(last_error, '') FROM connector_deliveries
+		WHERE config_id = $1 AND event_id = $2`, configID, eventID).Scan(&status, &attempts, &lastError)
+	if err != nil {
+		err = fmt.Errorf("connector delivery %s/%s: %w", configID, eventID, err)
+	}
+	return
+}
