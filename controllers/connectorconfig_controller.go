@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -25,6 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
+	"github.com/ss3dev/integration-operator/internal/connectors"
+	"github.com/ss3dev/integration-operator/internal/connectors/registry"
 	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/vault"
 )
@@ -34,13 +37,12 @@ const (
 	ConditionCredentialsSynced = "CredentialsSynced"
 
 	ReasonSettingsRejected         = "SettingsRejected"
+	ReasonUnknownConnectorType     = "UnknownConnectorType"
 	ReasonCredentialsNotFound      = "CredentialsSecretNotFound"
 	ReasonCredentialsKeyMissing    = "CredentialsKeyMissing"
 	connectorFinalizer             = "integrations.ss3.dev/connector-cleanup"
 	credentialsSecretRefIndex      = "spec.credentialsSecretRef.name"
 	kindConnectorConfig            = "ConnectorConfig"
-	connectorAPIKeyPath            = "api-key"
-	connectorAPISecretPath         = "api-secret"
 	defaultConnectorResyncInterval = 10 * time.Minute
 )
 
@@ -85,10 +87,29 @@ func (r *ConnectorConfigReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	}
 	original := cc.DeepCopy()
 	cc.Status.ConfigID = id.String()
+	cc.Status.WebhookPath = ""
 
-	credCond, credErr := r.syncCredentials(ctx, &cc, id)
+	reg, known := registry.Lookup(string(cc.Spec.ConnectorType))
+	if !known {
+		// The CRD's enum lists the types; a manager older than the CRD can
+		// still meet one it has no adapter for.
+		msg := fmt.Sprintf("this operator has no adapter for connector type %q; it knows %s",
+			cc.Spec.ConnectorType, strings.Join(registry.Types(), ", "))
+		setCondition(&cc.Status.Conditions, cc.Generation, falseCondition(integrationsv1.ConditionReady, ReasonUnknownConnectorType, msg))
+		cc.Status.ObservedGeneration = cc.Generation
+		if err := patchStatusIfChanged(ctx, r.Client, original, &cc, original.Status, cc.Status); err != nil {
+			return conflictRetry(err)
+		}
+		return ctrl.Result{}, nil
+	}
+	adapter, settingsErr := reg.New(connectors.Config{ID: id, StoreID: string(cc.Spec.StoreID), Settings: settingsJSON(cc.Spec.Settings)})
+	if _, receives := adapter.(connectors.Receiver); receives {
+		cc.Status.WebhookPath = "/connectors/" + id.String() + "/webhook"
+	}
+
+	credCond, credErr := r.syncCredentials(ctx, &cc, id, reg.Credentials)
 	setCondition(&cc.Status.Conditions, cc.Generation, credCond)
-	dbCond, dbErr := r.syncRow(ctx, &cc, id)
+	dbCond, dbErr := r.syncRow(ctx, &cc, id, adapter, settingsErr)
 	setCondition(&cc.Status.Conditions, cc.Generation, dbCond)
 	setReady(&cc.Status.Conditions, cc.Generation, ConditionDatabaseSynced, ConditionCredentialsSynced)
 	cc.Status.ObservedGeneration = cc.Generation
@@ -101,16 +122,33 @@ func (r *ConnectorConfigReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	return ctrl.Result{RequeueAfter: jitter(orDefault(r.ResyncInterval, defaultConnectorResyncInterval))}, nil
 }
 
-// syncRow stores the spec, refusing settings whose keys name a credential.
-func (r *ConnectorConfigReconciler) syncRow(ctx context.Context, cc *integrationsv1.ConnectorConfig, id uuid.UUID) (metav1.Condition, error) {
+// syncRow stores the spec, refusing settings whose keys name a credential
+// or that the adapter rejects, and event subscriptions it cannot handle;
+// while refused, the row keeps the last accepted spec.
+func (r *ConnectorConfigReconciler) syncRow(ctx context.Context, cc *integrationsv1.ConnectorConfig, id uuid.UUID,
+	adapter connectors.Adapter, settingsErr error) (metav1.Condition, error) {
 	if keys := sensitiveKeys(cc.Spec.Settings); len(keys) > 0 {
 		return falseCondition(ConditionDatabaseSynced, ReasonSettingsRejected, fmt.Sprintf(
 			"settings must not hold credentials, but these keys look like some: %s; put them in the Secret named by credentialsSecretRef",
 			strings.Join(keys, ", "))), nil
 	}
-	settings, err := json.Marshal(cc.Spec.Settings)
-	if err != nil {
-		return falseCondition(ConditionDatabaseSynced, ReasonSettingsRejected, "settings are not valid JSON"), nil
+	if settingsErr != nil {
+		return falseCondition(ConditionDatabaseSynced, ReasonSettingsRejected, fmt.Sprintf("the %s adapter rejects the settings: %v",
+			cc.Spec.ConnectorType, settingsErr)), nil
+	}
+	if unhandled := unhandledEvents(cc.Spec.EventSubscriptions, adapter.Handles()); len(unhandled) > 0 {
+		handles := strings.Join(adapter.Handles(), ", ")
+		if handles == "" {
+			handles = "no platform events (it only receives the provider's webhooks)"
+		}
+		return falseCondition(ConditionDatabaseSynced, ReasonSettingsRejected, fmt.Sprintf(
+			"eventSubscriptions %s match nothing the %s adapter handles; it handles %s",
+			strings.Join(unhandled, ", "), cc.Spec.ConnectorType, handles)), nil
+	}
+	settings := settingsJSON(cc.Spec.Settings)
+	var pollInterval time.Duration
+	if cc.Spec.PollInterval != nil {
+		pollInterval = cc.Spec.PollInterval.Duration
 	}
 	events := make([]string, len(cc.Spec.EventSubscriptions))
 	for i, e := range cc.Spec.EventSubscriptions {
@@ -118,7 +156,7 @@ func (r *ConnectorConfigReconciler) syncRow(ctx context.Context, cc *integration
 	}
 	wrote, err := r.Store.UpsertConnectorConfig(ctx, store.ConnectorConfig{ID: id, StoreID: string(cc.Spec.StoreID),
 		ConnectorType: string(cc.Spec.ConnectorType), DisplayName: cc.Spec.DisplayName, IsActive: cc.Spec.IsActive(),
-		EventSubscriptions: events, Settings: settings})
+		EventSubscriptions: events, Settings: settings, PollInterval: pollInterval})
 	if err != nil {
 		return falseCondition(ConditionDatabaseSynced, ReasonDatabaseUnavailable, fmt.Sprintf("writing the connector_configs row: %v", err)), err
 	}
@@ -128,9 +166,10 @@ func (r *ConnectorConfigReconciler) syncRow(ctx context.Context, cc *integration
 	return trueCondition(ConditionDatabaseSynced, "connector_configs row matches the spec"), nil
 }
 
-// syncCredentials copies the referenced Secret's key and secret into Vault,
-// writing only what differs.
-func (r *ConnectorConfigReconciler) syncCredentials(ctx context.Context, cc *integrationsv1.ConnectorConfig, id uuid.UUID) (metav1.Condition, error) {
+// syncCredentials copies the credentials the adapter needs from the
+// referenced Secret into Vault, writing only what differs.
+func (r *ConnectorConfigReconciler) syncCredentials(ctx context.Context, cc *integrationsv1.ConnectorConfig, id uuid.UUID,
+	needed []string) (metav1.Condition, error) {
 	ref := cc.Spec.CredentialsSecretRef
 	var secret corev1.Secret
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: cc.Namespace, Name: ref.Name}, &secret)
@@ -141,15 +180,20 @@ func (r *ConnectorConfigReconciler) syncCredentials(ctx context.Context, cc *int
 	if err != nil {
 		return falseCondition(ConditionCredentialsSynced, ReasonKubernetesError, fmt.Sprintf("reading Secret %s: %v", ref.Name, err)), err
 	}
+	keys := map[string]string{connectors.CredentialAPIKey: orString(ref.APIKeyKey, "api-key"),
+		connectors.CredentialAPISecret: orString(ref.APISecretKey, "api-secret"),
+		connectors.CredentialRefreshToken: orString(ref.RefreshTokenKey, "refresh-token")}
 	want := map[string]string{}
-	for path, key := range map[string]string{connectorAPIKeyPath: orString(ref.APIKeyKey, "api-key"), connectorAPISecretPath: orString(ref.APISecretKey, "api-secret")} {
+	for _, path := range needed {
+		key := keys[path]
 		v, ok := secret.Data[key]
 		if !ok || len(v) == 0 {
-			return falseCondition(ConditionCredentialsSynced, ReasonCredentialsKeyMissing, fmt.Sprintf("Secret %s has no key %q", ref.Name, key)), nil
+			return falseCondition(ConditionCredentialsSynced, ReasonCredentialsKeyMissing, fmt.Sprintf(
+				"Secret %s has no key %q, which a %s connector needs (its %s)", ref.Name, key, cc.Spec.ConnectorType, path)), nil
 		}
 		want[path] = string(v)
 	}
-	for _, path := range []string{connectorAPIKeyPath, connectorAPISecretPath} {
+	for _, path := range needed {
 		full := connectorPath(id, path)
 		have, _, err := r.Vault.Get(ctx, full)
 		if err != nil && !errors.Is(err, vault.ErrNotFound) {
@@ -163,8 +207,8 @@ func (r *ConnectorConfigReconciler) syncCredentials(ctx context.Context, cc *int
 		}
 		r.Metrics.VaultWrites.WithLabelValues(kindConnectorConfig, "put").Inc()
 	}
-	return trueCondition(ConditionCredentialsSynced, fmt.Sprintf("API key and secret from Secret %s are in Vault at %s/{%s,%s}",
-		ref.Name, r.Vault.Path(connectorPath(id, "")), connectorAPIKeyPath, connectorAPISecretPath)), nil
+	return trueCondition(ConditionCredentialsSynced, fmt.Sprintf("credentials from Secret %s are in Vault at %s/{%s}",
+		ref.Name, r.Vault.Path(connectorPath(id, "")), strings.Join(needed, ","))), nil
 }
 
 // finalize removes the credentials from Vault and deactivates the row.
@@ -174,7 +218,7 @@ func (r *ConnectorConfigReconciler) finalize(ctx context.Context, cc *integratio
 	}
 	original := cc.DeepCopy()
 	var errs []error
-	for _, path := range []string{connectorAPIKeyPath, connectorAPISecretPath} {
+	for _, path := range []string{connectors.CredentialAPIKey, connectors.CredentialAPISecret, connectors.CredentialRefreshToken} {
 		if err := r.Vault.Delete(ctx, connectorPath(id, path)); err != nil {
 			errs = append(errs, err)
 			c := vaultCondition(integrationsv1.ConditionReady, "deleting the connector's credentials", err)
@@ -266,6 +310,28 @@ func sensitiveKeys(settings map[string]apiextensionsv1.JSON) []string {
 	walk("", top)
 	sort.Strings(found)
 	return found
+}
+
+// settingsJSON is the settings as one JSON object.
+func settingsJSON(settings map[string]apiextensionsv1.JSON) json.RawMessage {
+	b, err := json.Marshal(settings)
+	if err != nil || string(b) == "null" {
+		return json.RawMessage(`{}`)
+	}
+	return b
+}
+
+// unhandledEvents lists subscriptions (exact or `resource.*`) that match
+// none of the event types the adapter handles.
+func unhandledEvents(subscriptions []integrationsv1.EventType, handles []string) []string {
+	var out []string
+	for _, sub := range subscriptions {
+		prefix, wildcard := strings.CutSuffix(string(sub), "*")
+		if !slices.ContainsFunc(handles, func(h string) bool { return h == string(sub) || wildcard && strings.HasPrefix(h, prefix) }) {
+			out = append(out, string(sub))
+		}
+	}
+	return out
 }
 
 func orString(s, fallback string) string {

@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -18,6 +20,7 @@ import (
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
 	"github.com/ss3dev/integration-operator/controllers"
+	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/vault"
 )
 
@@ -45,7 +48,8 @@ func TestConnectorConfigRowAndCredentials(t *testing.T) {
 		Spec: integrationsv1.ConnectorConfigSpec{
 			StoreID: "store-1042", ConnectorType: integrationsv1.ConnectorAmazon, DisplayName: "Amazon EU",
 			EventSubscriptions:   []integrationsv1.EventType{"product.updated", "inventory.updated"},
-			Settings:             map[string]apiextensionsv1.JSON{"marketplaceId": {Raw: []byte(`"A1PA6795UKMFR9"`)}},
+			Settings: map[string]apiextensionsv1.JSON{"marketplaceId": {Raw: []byte(`"A1PA6795UKMFR9"`)},
+				"sellerId": {Raw: []byte(`"A2SELLER"`)}},
 			CredentialsSecretRef: integrationsv1.ConnectorCredentialsReference{Name: "amazon-creds"},
 		},
 	}
@@ -59,6 +63,12 @@ func TestConnectorConfigRowAndCredentials(t *testing.T) {
 	if err := h.client.Create(ctx, creds); err != nil {
 		t.Fatal(err)
 	}
+	// Amazon also needs the seller's refresh token.
+	cc = h.waitConnector(t, "amazon-eu", integrationsv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonCredentialsKeyMissing)
+	if c := meta.FindStatusCondition(cc.Status.Conditions, controllers.ConditionCredentialsSynced); !strings.Contains(c.Message, `"refresh-token"`) {
+		t.Errorf("the condition should name the missing key: %q", c.Message)
+	}
+	update(t, creds, func() { creds.Data["refresh-token"] = []byte("Atzr|seller-refresh") })
 	cc = h.waitConnector(t, "amazon-eu", integrationsv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonSynced)
 	id := uuid.MustParse(string(cc.UID))
 	if cc.Status.ConfigID != id.String() {
@@ -79,7 +89,7 @@ func TestConnectorConfigRowAndCredentials(t *testing.T) {
 		}
 		return data["value"]
 	}
-	if read("api-key") != "lwa-client-id" || read("api-secret") != "lwa-client-secret-1" {
+	if read("api-key") != "lwa-client-id" || read("api-secret") != "lwa-client-secret-1" || read("refresh-token") != "Atzr|seller-refresh" {
 		t.Fatal("credentials not at the design's Vault paths")
 	}
 
@@ -91,6 +101,23 @@ func TestConnectorConfigRowAndCredentials(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Settings the adapter does not know, and events it cannot handle, are refused with the reason.
+	update(t, cc, func() {
+		cc.Spec.Settings["marketplace"] = apiextensionsv1.JSON{Raw: []byte(`"typo"`)}
+	})
+	cc = h.waitConnector(t, "amazon-eu", integrationsv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonSettingsRejected)
+	if c := meta.FindStatusCondition(cc.Status.Conditions, controllers.ConditionDatabaseSynced); !strings.Contains(c.Message, "settings.marketplace: is not a setting") {
+		t.Errorf("the condition should name the unknown setting: %q", c.Message)
+	}
+	update(t, cc, func() {
+		delete(cc.Spec.Settings, "marketplace")
+		cc.Spec.EventSubscriptions = []integrationsv1.EventType{"product.updated", "customer.*"}
+	})
+	cc = h.waitConnector(t, "amazon-eu", integrationsv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonSettingsRejected)
+	if c := meta.FindStatusCondition(cc.Status.Conditions, controllers.ConditionDatabaseSynced); !strings.Contains(c.Message, "customer.*") {
+		t.Errorf("the condition should name the unhandled subscription: %q", c.Message)
+	}
 
 	// A credential put in settings is refused, and the row keeps the last good settings.
 	update(t, cc, func() {
@@ -115,12 +142,90 @@ func TestConnectorConfigRowAndCredentials(t *testing.T) {
 		}
 		return fmt.Errorf("still there: %v", err)
 	})
-	for _, leaf := range []string{"api-key", "api-secret"} {
+	for _, leaf := range []string{"api-key", "api-secret", "refresh-token"} {
 		if _, _, err := h.vault.Get(ctx, "connector/"+id.String()+"/"+leaf); !errors.Is(err, vault.ErrNotFound) {
 			t.Errorf("%s still in Vault: %v", leaf, err)
 		}
 	}
 	if row, ok, _ := h.store.GetConnectorConfig(ctx, id); !ok || row.IsActive {
 		t.Errorf("row should be kept, inactive: %v %v", ok, row.IsActive)
+	}
+}
+
+func TestPaymentConnectorAndSyncStatus(t *testing.T) {
+	h := startManager(t, harnessOptions{})
+	ctx := context.Background()
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "stripe-endpoint", Namespace: h.namespace},
+		Data: map[string][]byte{"api-secret": []byte("whsec_test_endpoint_secret")}}
+	if err := h.client.Create(ctx, creds); err != nil {
+		t.Fatal(err)
+	}
+	cc := &integrationsv1.ConnectorConfig{
+		ObjectMeta: metav1.ObjectMeta{Name: "stripe", Namespace: h.namespace},
+		Spec: integrationsv1.ConnectorConfigSpec{StoreID: "store-1042", ConnectorType: integrationsv1.ConnectorStripe, DisplayName: "Stripe",
+			CredentialsSecretRef: integrationsv1.ConnectorCredentialsReference{Name: "stripe-endpoint"}},
+	}
+	if err := h.client.Create(ctx, cc); err != nil {
+		t.Fatal(err)
+	}
+	// Stripe needs only the endpoint's signing secret.
+	cc = h.waitConnector(t, "stripe", integrationsv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonSynced)
+	id := uuid.MustParse(string(cc.UID))
+	if cc.Status.WebhookPath != "/connectors/"+id.String()+"/webhook" {
+		t.Errorf("status.webhookPath = %q", cc.Status.WebhookPath)
+	}
+	if data, _, err := h.vault.Get(ctx, "connector/"+id.String()+"/api-secret"); err != nil || data["value"] != "whsec_test_endpoint_secret" {
+		t.Fatalf("api-secret in Vault: %v", err)
+	}
+
+	// What the dispatcher records reaches the status.
+	reporter := &controllers.ConnectorStatusReporter{Client: h.client, Store: h.store, Recorder: h.recorder, Log: logr.Discard()}
+	if err := h.store.RecordConnectorOutcomes(ctx, nil, []store.SyncRun{{ConfigID: id, Direction: store.SyncOutbound, EntityType: "product",
+		RecordCount: 3, Status: store.SyncPartial, ErrorSummary: "1 of 4 failed: PUT answered 400", StartedAt: time.Now(), FinishedAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.store.CountInboundRejected(ctx, id, "stripe: no v1 signature matches"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reporter.Report(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.Get(ctx, client.ObjectKeyFromObject(cc), cc); err != nil {
+		t.Fatal(err)
+	}
+	ls := cc.Status.LastSync
+	if ls == nil || ls.Direction != "OUTBOUND" || ls.EntityType != "product" || ls.RecordCount != 3 || ls.Status != "PARTIAL" ||
+		!strings.Contains(ls.ErrorSummary, "400") || ls.Time.IsZero() {
+		t.Fatalf("status.lastSync: %+v", ls)
+	}
+	if in := cc.Status.Inbound; in == nil || in.Rejected != 1 || in.LastRejectReason != "stripe: no v1 signature matches" || in.LastRejectedTime == nil {
+		t.Fatalf("status.inbound: %+v", in)
+	}
+	if c := meta.FindStatusCondition(cc.Status.Conditions, controllers.ConditionSynced); c == nil || c.Status != metav1.ConditionFalse ||
+		c.Reason != controllers.ReasonSyncPartial {
+		t.Fatalf("Synced: %+v", c)
+	}
+	if r := meta.FindStatusCondition(cc.Status.Conditions, integrationsv1.ConditionReady); r == nil || r.Status != metav1.ConditionTrue {
+		t.Fatalf("the reporter must keep the reconciler's conditions: %+v", cc.Status.Conditions)
+	}
+	eventually(t, 10*time.Second, "a WebhooksRejected Event", func() error {
+		var evs eventsv1.EventList
+		if err := h.client.List(ctx, &evs, client.InNamespace(h.namespace)); err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == "WebhooksRejected" && e.Regarding.Name == "stripe" {
+				return nil
+			}
+		}
+		return errors.New("no Event yet")
+	})
+	// Nothing changed: the next report writes nothing.
+	rv := cc.ResourceVersion
+	if err := reporter.Report(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.Get(ctx, client.ObjectKeyFromObject(cc), cc); err != nil || cc.ResourceVersion != rv {
+		t.Fatalf("an unchanged report wrote the object (%v)", err)
 	}
 }

@@ -5,9 +5,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// ConnectorType names the adapter that serves a connector. To add one, add
-// it to the Enum marker and the constants below, and register its adapter.
-// +kubebuilder:validation:Enum=amazon;ebay;google-shopping
+// ConnectorType names the adapter that serves a connector: a marketplace
+// (amazon, ebay, google-shopping) or a payment provider whose webhooks we
+// receive (stripe, payfast). To add one, add it to the Enum marker and the
+// constants below, and register its adapter.
+// +kubebuilder:validation:Enum=amazon;ebay;google-shopping;stripe;payfast
 type ConnectorType string
 
 // The connector types with an adapter.
@@ -15,6 +17,8 @@ const (
 	ConnectorAmazon         ConnectorType = "amazon"
 	ConnectorEbay           ConnectorType = "ebay"
 	ConnectorGoogleShopping ConnectorType = "google-shopping"
+	ConnectorStripe         ConnectorType = "stripe"
+	ConnectorPayFast        ConnectorType = "payfast"
 )
 
 // ConnectorCredentialsReference points at the Secret holding a connector's API
@@ -37,6 +41,13 @@ type ConnectorCredentialsReference struct {
 	// +kubebuilder:default=api-secret
 	// +optional
 	APISecretKey string `json:"apiSecretKey,omitempty"`
+
+	// refreshTokenKey is the Secret key holding the seller's OAuth refresh
+	// token (amazon, ebay).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:default=refresh-token
+	// +optional
+	RefreshTokenKey string `json:"refreshTokenKey,omitempty"`
 }
 
 // ConnectorConfigSpec declares a store's connection to a marketplace.
@@ -101,10 +112,74 @@ type ConnectorConfigStatus struct {
 	// configId is the id under which the connector is stored (the object's UID).
 	// +optional
 	ConfigID string `json:"configId,omitempty"`
+
+	// webhookPath is where the dispatcher's inbound address receives this
+	// connector's provider webhooks (stripe, payfast).
+	// +optional
+	WebhookPath string `json:"webhookPath,omitempty"`
+
+	// lastSync is the newest sync run: events pushed to the marketplace
+	// (OUTBOUND) or a poll (INBOUND).
+	// +optional
+	LastSync *SyncStatus `json:"lastSync,omitempty"`
+
+	// outbound counts platform events handed to the marketplace.
+	// +optional
+	Outbound *ConnectorOutboundStatus `json:"outbound,omitempty"`
+
+	// inbound counts provider webhooks received.
+	// +optional
+	Inbound *ConnectorInboundStatus `json:"inbound,omitempty"`
+}
+
+// SyncStatus describes one connector_sync_log run.
+type SyncStatus struct {
+	// direction is OUTBOUND (to the marketplace) or INBOUND (polled from it).
+	Direction string `json:"direction"`
+	// entityType is what was synced: product, inventory, order.
+	EntityType string `json:"entityType"`
+	// recordCount is how many records the run synced.
+	RecordCount int `json:"recordCount"`
+	// status is RUNNING, SUCCEEDED, PARTIAL or FAILED.
+	Status string `json:"status"`
+	// errorSummary says what failed, when something did.
+	// +optional
+	ErrorSummary string `json:"errorSummary,omitempty"`
+	// time is when the run finished (or started, while running).
+	Time metav1.Time `json:"time"`
+}
+
+// ConnectorOutboundStatus counts events handed to the marketplace.
+type ConnectorOutboundStatus struct {
+	// pending events wait for their first or next attempt.
+	Pending int64 `json:"pending"`
+	// delivered events were accepted by the marketplace.
+	Delivered int64 `json:"delivered"`
+	// failed counts failed attempts that will be retried.
+	Failed int64 `json:"failed"`
+	// deadLettered events were given up on.
+	DeadLettered int64 `json:"deadLettered"`
+}
+
+// ConnectorInboundStatus counts provider webhooks.
+type ConnectorInboundStatus struct {
+	// accepted webhooks were verified, stored and published.
+	Accepted int64 `json:"accepted"`
+	// duplicates were replays of an event already stored.
+	Duplicates int64 `json:"duplicates"`
+	// rejected webhooks failed verification (signature, merchant, source).
+	Rejected int64 `json:"rejected"`
+	// lastRejectedTime is when the newest rejection happened.
+	// +optional
+	LastRejectedTime *metav1.Time `json:"lastRejectedTime,omitempty"`
+	// lastRejectReason says why.
+	// +optional
+	LastRejectReason string `json:"lastRejectReason,omitempty"`
 }
 
 // ConnectorConfig connects a store to a marketplace (Amazon, eBay, Google
-// Shopping): events flow out to it, polled data flows back in.
+// Shopping), where events flow out to it and polled data flows back in, or
+// to a payment provider (Stripe, PayFast) whose webhooks flow in.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=conncfg;connector,categories=ss3;integrations
@@ -112,6 +187,10 @@ type ConnectorConfigStatus struct {
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.connectorType`
 // +kubebuilder:printcolumn:name="Active",type=boolean,JSONPath=`.spec.active`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Last Sync",type=string,JSONPath=`.status.lastSync.status`
+// +kubebuilder:printcolumn:name="Synced",type=date,JSONPath=`.status.lastSync.time`
+// +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.outbound.pending`,priority=1
+// +kubebuilder:printcolumn:name="Rejected",type=integer,JSONPath=`.status.inbound.rejected`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ConnectorConfig struct {
 	metav1.TypeMeta   `json:",inline"`

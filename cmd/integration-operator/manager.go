@@ -56,7 +56,7 @@ func newManagerCommand() *cobra.Command {
 	f.DurationVar(&o.resync, "resync-interval", 10*time.Minute, "re-check every resource this often, repairing drift in Vault and Postgres")
 	f.IntVar(&o.concurrency, "max-concurrent-reconciles", 4, "reconciles run in parallel per kind")
 	f.DurationVar(&o.sweepInterval, "orphan-sweep-interval", 30*time.Minute, "how often to remove Vault secrets and deactivate rows of resources that no longer exist")
-	f.DurationVar(&o.reportInterval, "delivery-status-interval", 10*time.Second, "how often delivery health is copied onto WebhookSubscription status (at most one write per subscription per interval)")
+	f.DurationVar(&o.reportInterval, "delivery-status-interval", 10*time.Second, "how often delivery health is copied onto WebhookSubscription status and sync health onto ConnectorConfig status (at most one write per object per interval)")
 	f.IntVar(&o.bcryptCost, "bcrypt-cost", 12, "bcrypt cost of issued credential secrets")
 	f.DurationVar(&o.credentialSync, "credential-status-sync-interval", 5*time.Minute, "how often last use of each ApiCredential is synced onto its status")
 	addVaultFlags(f, &o.vault)
@@ -157,6 +157,12 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 	if err := mgr.Add(&controllers.DeliveryStatusReporter{
 		Client: mgr.GetClient(), Store: store.New(pool), Recorder: mgr.GetEventRecorder("integration-operator"),
 		Interval: o.reportInterval, Log: ctrl.Log.WithName("delivery-status"),
+	}); err != nil {
+		return err
+	}
+	if err := mgr.Add(&controllers.ConnectorStatusReporter{
+		Client: mgr.GetClient(), Store: store.New(pool), Recorder: mgr.GetEventRecorder("integration-operator"),
+		Interval: o.reportInterval, Log: ctrl.Log.WithName("connector-status"),
 	}); err != nil {
 		return err
 	}

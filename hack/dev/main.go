@@ -175,6 +175,7 @@ metadata:
 stringData:
   api-key: demo-lwa-client-id
   api-secret: demo-lwa-client-secret
+  refresh-token: demo-lwa-refresh-token
 ---
 apiVersion: integrations.ss3.dev/v1
 kind: WebhookSubscription

@@ -180,6 +180,7 @@ metadata:
 stringData:
   api-key: ebay-client-id
   api-secret: ebay-client-secret
+  refresh-token: ebay-refresh-token
 ---
 apiVersion: integrations.ss3.dev/v1
 kind: ConnectorConfig

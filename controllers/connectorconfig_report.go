@@ -1,0 +1,158 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
+	"github.com/ss3dev/integration-operator/internal/store"
+)
+
+// ConditionSynced says whether the connector's newest sync run succeeded.
+const ConditionSynced = "Synced"
+
+// Synced condition reasons.
+const (
+	ReasonNoSyncYet     = "NoSyncYet"
+	ReasonSyncSucceeded = "SyncSucceeded"
+	ReasonSyncRunning   = "SyncRunning"
+	ReasonSyncPartial   = "SyncPartiallyFailed"
+	ReasonSyncFailed    = "SyncFailed"
+)
+
+// ConnectorStatusReporter copies each connector's newest sync run, queue
+// and webhook counts from Postgres onto its status, at most once per
+// Interval and only when something changed, and raises an Event when
+// provider webhooks are rejected or events dead-lettered. It runs on the leader.
+type ConnectorStatusReporter struct {
+	Client   client.Client
+	Store    *store.Store
+	Recorder events.EventRecorder
+	Interval time.Duration
+	Log      logr.Logger
+}
+
+// Start reports every Interval until ctx ends.
+func (r *ConnectorStatusReporter) Start(ctx context.Context) error {
+	t := time.NewTicker(orDefault(r.Interval, 10*time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := r.Report(ctx); err != nil && ctx.Err() == nil {
+				r.Log.Error(err, "reporting connector status failed; retrying next interval")
+			}
+		}
+	}
+}
+
+// Report brings every connector's sync status up to date once.
+func (r *ConnectorStatusReporter) Report(ctx context.Context) error {
+	healths, err := r.Store.ConnectorHealths(ctx)
+	if err != nil {
+		return err
+	}
+	var list integrationsv1.ConnectorConfigList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return fmt.Errorf("list connectors: %w", err)
+	}
+	for i := range list.Items {
+		cc := &list.Items[i]
+		id, err := uuid.Parse(string(cc.UID))
+		if err != nil || !cc.DeletionTimestamp.IsZero() {
+			continue
+		}
+		h, ok := healths[id]
+		if !ok {
+			continue
+		}
+		original := cc.DeepCopy()
+		applyHealth(&cc.Status, h)
+		setCondition(&cc.Status.Conditions, cc.Generation, syncedCondition(h))
+		if equality.Semantic.DeepEqual(original.Status, cc.Status) {
+			continue
+		}
+		if err := patchStatusIfChanged(ctx, r.Client, original, cc, original.Status, cc.Status); err != nil {
+			r.Log.V(1).Info("connector status not written this interval", "connector", client.ObjectKeyFromObject(cc), "error", err.Error())
+			continue
+		}
+		r.announce(cc, original.Status, h)
+	}
+	return nil
+}
+
+func (r *ConnectorStatusReporter) announce(cc *integrationsv1.ConnectorConfig, before integrationsv1.ConnectorConfigStatus, h store.ConnectorHealth) {
+	if r.Recorder == nil {
+		return
+	}
+	var rejectedBefore, deadBefore int64
+	if before.Inbound != nil {
+		rejectedBefore = before.Inbound.Rejected
+	}
+	if before.Outbound != nil {
+		deadBefore = before.Outbound.DeadLettered
+	}
+	if n := h.InboundRejected - rejectedBefore; n > 0 {
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "WebhooksRejected", "Verify",
+			"%d provider webhooks rejected; last reason: %s", n, h.LastRejectReason)
+	}
+	if n := h.DeadLettered - deadBefore; n > 0 && h.LastSync != nil {
+		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "SyncDeadLettered", "Sync",
+			"%d events given up on; newest failure: %s", n, h.LastSync.ErrorSummary)
+	}
+}
+
+func applyHealth(st *integrationsv1.ConnectorConfigStatus, h store.ConnectorHealth) {
+	if s := h.LastSync; s != nil {
+		at := s.FinishedAt
+		if s.Status == store.SyncRunning {
+			at = s.StartedAt
+		}
+		st.LastSync = &integrationsv1.SyncStatus{Direction: s.Direction, EntityType: s.EntityType, RecordCount: s.RecordCount,
+			Status: s.Status, ErrorSummary: s.ErrorSummary, Time: metav1.NewTime(at.UTC().Truncate(time.Second))}
+	}
+	if h.Pending+h.Delivered+h.FailedAttempts+h.DeadLettered > 0 {
+		st.Outbound = &integrationsv1.ConnectorOutboundStatus{Pending: h.Pending, Delivered: h.Delivered, Failed: h.FailedAttempts,
+			DeadLettered: h.DeadLettered}
+	}
+	if h.InboundAccepted+h.InboundDuplicates+h.InboundRejected > 0 {
+		in := &integrationsv1.ConnectorInboundStatus{Accepted: h.InboundAccepted, Duplicates: h.InboundDuplicates,
+			Rejected: h.InboundRejected, LastRejectReason: h.LastRejectReason}
+		if h.LastRejectedAt != nil {
+			t := metav1.NewTime(h.LastRejectedAt.UTC().Truncate(time.Second))
+			in.LastRejectedTime = &t
+		}
+		st.Inbound = in
+	}
+}
+
+func syncedCondition(h store.ConnectorHealth) metav1.Condition {
+	s := h.LastSync
+	if s == nil {
+		return metav1.Condition{Type: ConditionSynced, Status: metav1.ConditionTrue, Reason: ReasonNoSyncYet, Message: "nothing synced yet"}
+	}
+	what := fmt.Sprintf("%s %s run", s.Direction, s.EntityType)
+	switch s.Status {
+	case store.SyncRunning:
+		return metav1.Condition{Type: ConditionSynced, Status: metav1.ConditionTrue, Reason: ReasonSyncRunning, Message: what + " in progress"}
+	case store.SyncSucceeded:
+		return metav1.Condition{Type: ConditionSynced, Status: metav1.ConditionTrue, Reason: ReasonSyncSucceeded,
+			Message: fmt.Sprintf("%s synced %d records", what, s.RecordCount)}
+	case store.SyncPartial:
+		return metav1.Condition{Type: ConditionSynced, Status: metav1.ConditionFalse, Reason: ReasonSyncPartial,
+			Message: fmt.Sprintf("%s synced %d records; %s", what, s.RecordCount, s.ErrorSummary)}
+	}
+	return metav1.Condition{Type: ConditionSynced, Status: metav1.ConditionFalse, Reason: ReasonSyncFailed,
+		Message: fmt.Sprintf("%s failed: %s (retrying with backoff)", what, s.ErrorSummary)}
+}
