@@ -181,7 +181,7 @@ func (r *ConnectorConfigReconciler) syncCredentials(ctx context.Context, cc *int
 		return falseCondition(ConditionCredentialsSynced, ReasonKubernetesError, fmt.Sprintf("reading Secret %s: %v", ref.Name, err)), err
 	}
 	keys := map[string]string{connectors.CredentialAPIKey: orString(ref.APIKeyKey, "api-key"),
-		connectors.CredentialAPISecret: orString(ref.APISecretKey, "api-secret"),
+		connectors.CredentialAPISecret:    orString(ref.APISecretKey, "api-secret"),
 		connectors.CredentialRefreshToken: orString(ref.RefreshTokenKey, "refresh-token")}
 	want := map[string]string{}
 	for _, path := range needed {

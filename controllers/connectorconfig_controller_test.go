@@ -47,7 +47,7 @@ func TestConnectorConfigRowAndCredentials(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "amazon-eu", Namespace: h.namespace},
 		Spec: integrationsv1.ConnectorConfigSpec{
 			StoreID: "store-1042", ConnectorType: integrationsv1.ConnectorAmazon, DisplayName: "Amazon EU",
-			EventSubscriptions:   []integrationsv1.EventType{"product.updated", "inventory.updated"},
+			EventSubscriptions: []integrationsv1.EventType{"product.updated", "inventory.updated"},
 			Settings: map[string]apiextensionsv1.JSON{"marketplaceId": {Raw: []byte(`"A1PA6795UKMFR9"`)},
 				"sellerId": {Raw: []byte(`"A2SELLER"`)}},
 			CredentialsSecretRef: integrationsv1.ConnectorCredentialsReference{Name: "amazon-creds"},
