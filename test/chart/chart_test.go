@@ -66,7 +66,7 @@ func TestKustomizeConfigIsAcceptedByTheAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	kinds := applyDryRun(t, kube, string(out), "")
-	for kind, want := range map[string]int{"CustomResourceDefinition": 3, "Deployment": 3, "Service": 1, "ClusterRole": 1} {
+	for kind, want := range map[string]int{"CustomResourceDefinition": 3, "Deployment": 3, "Service": 2, "ClusterRole": 1} {
 		if kinds[kind] != want {
 			t.Errorf("%d %s, want %d (all: %v)", kinds[kind], kind, want, kinds)
 		}
@@ -86,12 +86,13 @@ func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
 			"--set", "kafka.tls.caConfigMap=kafka-ca", "--set", "kafka.sasl.mechanism=SCRAM-SHA-512",
 			"--set", "kafka.sasl.existingSecret=kafka-user", "--set", "credentialsApi.tokenSigningSecret=signing",
 			"--set", "dispatcher.allowNetworks={10.0.0.0/8,192.168.0.0/16}", "--set", "vault.authMethod=token",
-			"--set", "vault.tokenSecret.name=vault-token"},
+			"--set", "vault.tokenSecret.name=vault-token", "--set", "dispatcher.inbound.ingress.enabled=true",
+			"--set", "dispatcher.inbound.ingress.tlsSecretName=webhooks-tls", "--set", "dispatcher.inbound.ingress.className=nginx"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"template", "io", filepath.Join("charts", "integration-operator"), "--namespace", ns, "--include-crds"}, extra...)
 			kinds := applyDryRun(t, kube, helm(t, args...), ns)
-			for kind, want := range map[string]int{"CustomResourceDefinition": 3, "Deployment": 3, "Service": 2, "ClusterRole": 1,
+			for kind, want := range map[string]int{"CustomResourceDefinition": 3, "Deployment": 3, "Service": 3, "ClusterRole": 1,
 				"ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "ServiceAccount": 1, "PodDisruptionBudget": 3} {
 				if kinds[kind] != want {
 					t.Errorf("%d %s rendered, want %d (all: %v)", kinds[kind], kind, want, kinds)
@@ -99,6 +100,9 @@ func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
 			}
 			if name == "everything on" && kinds["NetworkPolicy"] != 1 {
 				t.Errorf("networkPolicy.enabled rendered no NetworkPolicy")
+			}
+			if name == "everything on" && kinds["Ingress"] != 1 {
+				t.Errorf("dispatcher.inbound.ingress.enabled rendered no Ingress")
 			}
 		})
 	}
