@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ss3dev/integration-operator/internal/connectors/inbound"
 	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/testbed"
 )
@@ -140,12 +141,14 @@ func TestAsAUserWould(t *testing.T) {
 	}
 	w.start("manager", "manager", "--metrics-bind-address", freeAddr(t), "--health-probe-bind-address", freeAddr(t),
 		"--delivery-status-interval", "1s", "--bcrypt-cost", "4", "--dev-logs")
-	w.start("dispatcher", "dispatcher", "--metrics-bind-address", freeAddr(t), "--inbound-bind-address", freeAddr(t), "--allow-networks", "127.0.0.0/8",
+	inboundAddr := freeAddr(t)
+	w.start("dispatcher", "dispatcher", "--metrics-bind-address", freeAddr(t), "--inbound-bind-address", inboundAddr, "--allow-networks", "127.0.0.0/8",
 		"--retry-schedule", "0s,300ms,300ms", "--poll-interval", "100ms", "--kafka-session-timeout", "6s", "--dev-logs")
 	credAPI := freeAddr(t)
 	w.start("credentials-api", "credentials-api", "--listen-address", credAPI, "--metrics-bind-address", freeAddr(t), "--dev-logs")
 
-	// A store admin applies a subscription and a credential.
+	// A store admin applies a subscription, a credential and two connectors.
+	const stripeSecret = "whsec_e2e_endpoint_secret"
 	receiverAddr := freeAddr(t)
 	manifest := filepath.Join(w.dir, "integrations.yaml")
 	if err := os.WriteFile(manifest, []byte(fmt.Sprintf(`apiVersion: integrations.ss3.dev/v1
@@ -194,12 +197,31 @@ spec:
   eventSubscriptions: [product.updated]
   settings: {marketplaceId: EBAY_GB}
   credentialsSecretRef: {name: ebay-creds}
-`, receiverAddr)), 0o644); err != nil {
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: stripe-endpoint
+  namespace: default
+stringData:
+  api-secret: %s
+---
+apiVersion: integrations.ss3.dev/v1
+kind: ConnectorConfig
+metadata:
+  name: stripe
+  namespace: default
+spec:
+  storeId: store-1042
+  connectorType: stripe
+  displayName: Stripe payments
+  credentialsSecretRef: {name: stripe-endpoint}
+`, receiverAddr, stripeSecret)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	w.kubectl("apply", "-f", manifest)
 	w.kubectl("wait", "--for=condition=Ready", "webhooksubscription/erp-orders", "apicredential/warehouse",
-		"connectorconfig/ebay-uk", "--timeout=60s")
+		"connectorconfig/ebay-uk", "connectorconfig/stripe", "--timeout=60s")
 
 	// The partner's receiver gets the signing secret from the subscription's Secret.
 	secret, err := base64.StdEncoding.DecodeString(w.kubectl("get", "secret", "erp-orders-signing-secret", "-o", "jsonpath={.data.secret}"))
@@ -314,6 +336,37 @@ spec:
 	if cred := w.kubectl("get", "apicredential", "warehouse", "-o", "yaml"); strings.Contains(cred, string(key[len(key)-20:])) {
 		t.Fatal("the plain key shows on the ApiCredential")
 	}
+
+	// Stripe posts a payment event to the path the connector's status gives; a replay and a forgery follow.
+	url := "http://" + inboundAddr + w.kubectl("get", "connectorconfig", "stripe", "-o", "jsonpath={.status.webhookPath}")
+	event := `{"id":"evt_3Pq9","object":"event","type":"charge.succeeded","created":1763900000,"data":{"object":{"id":"ch_1","amount":4200}}}`
+	stripe := func(signature string) string {
+		out, _ := w.run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST", "-H", "Content-Type: application/json",
+			"-H", "Stripe-Signature: "+signature, "--data-binary", event, url)
+		return out
+	}
+	if code := stripe(inbound.SignStripe([]byte(event), stripeSecret, time.Now())); code != "200" {
+		t.Fatalf("a signed Stripe event: %s", code)
+	}
+	if code := stripe(inbound.SignStripe([]byte(event), stripeSecret, time.Now())); code != "200" {
+		t.Fatalf("its replay: %s", code)
+	}
+	if code := stripe(inbound.SignStripe([]byte(event), "whsec_forger", time.Now())); code != "400" {
+		t.Fatalf("a forged Stripe event: %s", code)
+	}
+	w.eventually(30*time.Second, "kubectl shows the webhooks received", func() error {
+		out := w.kubectl("get", "conncfg", "stripe", "-o", "jsonpath={.status.inbound.accepted}/{.status.inbound.duplicates}/{.status.inbound.rejected}")
+		if out != "1/1/1" {
+			return fmt.Errorf("accepted/duplicates/rejected = %q", out)
+		}
+		return nil
+	})
+	w.eventually(30*time.Second, "kubectl describe names the rejection", func() error {
+		if out := w.kubectl("describe", "conncfg", "stripe"); !strings.Contains(out, "WebhooksRejected") || !strings.Contains(out, "no v1 signature matches") {
+			return fmt.Errorf("describe lacks the rejection:\n%s", out)
+		}
+		return nil
+	})
 }
 
 // dumpDeliveries logs the deliveries table when a test fails, to say why.
