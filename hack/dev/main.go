@@ -158,9 +158,11 @@ integration-operator is running locally (ready in %s). In another shell:
   kubectl annotate whsub demo-orders integrations.ss3.dev/retrigger-dead-letters=$(date +%%s) --overwrite
   KEY=$(kubectl get secret warehouse-api-key -o jsonpath='{.data.api-key}' | base64 -d)
   curl -s -H "Authorization: Bearer $KEY" http://%s/credentials/validate
+  kubectl describe conncfg amazon-eu    # demo credentials, no Amazon here: lastSync shows the poll failing and backing off
+  # payment providers' webhooks: http://%s<status.webhookPath of a stripe or payfast ConnectorConfig>
 
 Logs are in %s. Ctrl-C tears everything down.
-`, time.Since(started).Round(time.Second), kubeconfig, receiverLog, s.bin, kafka.Brokers()[0], receiver, receiver, credAPI, s.dir)
+`, time.Since(started).Round(time.Second), kubeconfig, receiverLog, s.bin, kafka.Brokers()[0], receiver, receiver, credAPI, inbound, s.dir)
 
 	<-ctx.Done()
 	step("tearing down")
