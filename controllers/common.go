@@ -6,8 +6,10 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -85,4 +87,14 @@ func orDefault(d, fallback time.Duration) time.Duration {
 // jitter spreads periodic resyncs of many objects over ±10%.
 func jitter(d time.Duration) time.Duration {
 	return d - d/10 + rand.N(d/5+1)
+}
+
+// every runs fn each interval until ctx ends, logging failures (the next
+// interval is the retry).
+func every(ctx context.Context, interval time.Duration, log logr.Logger, what string, fn func(context.Context) error) {
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			log.Error(err, what+" failed; retrying next interval")
+		}
+	}, interval)
 }

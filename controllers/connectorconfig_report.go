@@ -43,18 +43,8 @@ type ConnectorStatusReporter struct {
 
 // Start reports every Interval until ctx ends.
 func (r *ConnectorStatusReporter) Start(ctx context.Context) error {
-	t := time.NewTicker(orDefault(r.Interval, 10*time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if err := r.Report(ctx); err != nil && ctx.Err() == nil {
-				r.Log.Error(err, "reporting connector status failed; retrying next interval")
-			}
-		}
-	}
+	every(ctx, orDefault(r.Interval, 10*time.Second), r.Log, "reporting connector status", r.Report)
+	return nil
 }
 
 // Report brings every connector's sync status up to date once.

@@ -43,18 +43,8 @@ type DeliveryStatusReporter struct {
 
 // Start reports every Interval until ctx ends.
 func (r *DeliveryStatusReporter) Start(ctx context.Context) error {
-	t := time.NewTicker(orDefault(r.Interval, 10*time.Second))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if err := r.Report(ctx); err != nil && ctx.Err() == nil {
-				r.Log.Error(err, "reporting delivery status failed; retrying next interval")
-			}
-		}
-	}
+	every(ctx, orDefault(r.Interval, 10*time.Second), r.Log, "reporting delivery status", r.Report)
+	return nil
 }
 
 // Report brings every subscription's delivery status up to date once.

@@ -31,18 +31,8 @@ type WebhookSubscriptionSweeper struct {
 // Start runs a sweep every Interval until ctx ends; as a manager Runnable it
 // runs on the leader only.
 func (s *WebhookSubscriptionSweeper) Start(ctx context.Context) error {
-	ticker := time.NewTicker(s.Interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-ticker.C:
-			if err := s.Sweep(ctx); err != nil {
-				s.Log.Error(err, "orphan sweep failed; retrying next interval")
-			}
-		}
-	}
+	every(ctx, s.Interval, s.Log, "orphan sweep", s.Sweep)
+	return nil
 }
 
 // Sweep removes orphans once.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/ss3dev/integration-operator/internal/connectors"
 	"github.com/ss3dev/integration-operator/internal/store"
@@ -25,21 +26,14 @@ func (d *Dispatcher) connect(ctx context.Context) {
 	slots := make(chan struct{}, d.cfg.Connectors.Workers)
 	var running sync.WaitGroup
 	defer running.Wait()
-	t := time.NewTicker(d.cfg.Connectors.PollCheck)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		for ctx.Err() == nil {
 			claimed, err := d.store.ClaimConnectorDeliveries(ctx, d.cfg.Connectors.BatchSize, d.cfg.Connectors.ClaimLease)
 			if err != nil {
 				if ctx.Err() == nil {
 					d.log.Error(err, "claiming connector work failed; will retry")
 				}
-				break
+				return
 			}
 			for _, batch := range byConfig(claimed) {
 				select {
@@ -53,10 +47,10 @@ func (d *Dispatcher) connect(ctx context.Context) {
 				})
 			}
 			if len(claimed) < d.cfg.Connectors.BatchSize {
-				break
+				return
 			}
 		}
-	}
+	}, d.cfg.Connectors.PollCheck)
 }
 
 // byConfig groups claimed deliveries by connector, oldest first within each.

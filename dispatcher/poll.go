@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/ss3dev/integration-operator/internal/connectors"
 	"github.com/ss3dev/integration-operator/internal/connectors/registry"
@@ -31,24 +32,17 @@ func (d *Dispatcher) poll(ctx context.Context) {
 	slots := make(chan struct{}, d.cfg.Connectors.Workers)
 	var running sync.WaitGroup
 	defer running.Wait()
-	t := time.NewTicker(d.cfg.Connectors.PollCheck)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		free := cap(slots) - len(slots)
 		if free == 0 {
-			continue
+			return
 		}
 		jobs, err := d.store.ClaimDuePolls(ctx, types, free, d.cfg.Connectors.ClaimLease)
 		if err != nil {
 			if ctx.Err() == nil {
 				d.log.Error(err, "claiming due polls failed; will retry")
 			}
-			continue
+			return
 		}
 		for _, job := range jobs {
 			slots <- struct{}{}
@@ -57,7 +51,7 @@ func (d *Dispatcher) poll(ctx context.Context) {
 				d.runPoll(context.WithoutCancel(ctx), job)
 			})
 		}
-	}
+	}, d.cfg.Connectors.PollCheck)
 }
 
 // runPoll polls one connector and records the run.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/ss3dev/integration-operator/internal/connectors"
 	"github.com/ss3dev/integration-operator/internal/store"
@@ -135,23 +136,16 @@ func (d *Dispatcher) publishInbound(ctx context.Context, stored []store.InboundE
 // relay publishes stored provider events that did not reach Kafka (or whose
 // replica died first), every PollCheck until ctx ends.
 func (d *Dispatcher) relay(ctx context.Context) {
-	t := time.NewTicker(d.cfg.Connectors.PollCheck)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		due, err := d.store.ClaimUnpublishedInbound(ctx, 100, inboundLease)
 		if err != nil {
 			if ctx.Err() == nil {
 				d.log.Error(err, "claiming unpublished inbound events failed; will retry")
 			}
-			continue
+			return
 		}
 		if len(due) > 0 {
 			d.publishInbound(ctx, due)
 		}
-	}
+	}, d.cfg.Connectors.PollCheck)
 }

@@ -78,6 +78,25 @@ type Receiver interface {
 	Receive(ctx context.Context, r InboundRequest) (InboundEvent, error)
 }
 
+// ReceiveOnly gives a Receiver the Adapter methods it has no use for: it
+// takes no platform events and does not poll.
+type ReceiveOnly struct{}
+
+// Handles lists no event types.
+func (ReceiveOnly) Handles() []string { return nil }
+
+// HandleEvents is never called for a receiver (it handles no types).
+func (ReceiveOnly) HandleEvents(_ context.Context, events []Event) []error {
+	errs := make([]error, len(events))
+	for i := range errs {
+		errs[i] = Permanent(errors.New("this connector type only receives webhooks"))
+	}
+	return errs
+}
+
+// Poll says there is nothing to poll.
+func (ReceiveOnly) Poll(context.Context, string) (PollResult, error) { return PollResult{}, ErrNoPoll }
+
 // PollResult is what one poll run found.
 type PollResult struct {
 	// EntityType names what was pulled ("order").

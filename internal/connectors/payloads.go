@@ -24,6 +24,22 @@ type Product struct {
 	GTIN        string   `json:"gtin"`
 }
 
+// ProductPayload decodes a product.updated event, requiring a SKU and,
+// when the marketplace needs one to list it, a title.
+func ProductPayload(e Event, needTitle bool) (Product, error) {
+	var p Product
+	if err := Payload(e, &p); err != nil {
+		return p, err
+	}
+	if p.SKU == "" {
+		return p, Missing(e, "sku")
+	}
+	if needTitle && p.Title == "" {
+		return p, Missing(e, "title")
+	}
+	return p, nil
+}
+
 // Inventory is the data of inventory.updated.
 type Inventory struct {
 	SKU      string `json:"sku"`

@@ -148,15 +148,9 @@ func (a *adapter) listingQuery() url.Values {
 
 // putListing creates or fully replaces the listing from the product.
 func (a *adapter) putListing(ctx context.Context, e connectors.Event) error {
-	var p connectors.Product
-	if err := connectors.Payload(e, &p); err != nil {
+	p, err := connectors.ProductPayload(e, true)
+	if err != nil {
 		return err
-	}
-	if p.SKU == "" {
-		return connectors.Missing(e, "sku")
-	}
-	if p.Title == "" {
-		return connectors.Missing(e, "title")
 	}
 	mp := a.s.MarketplaceID
 	text := func(v string) []attr {

@@ -154,15 +154,9 @@ func (a *adapter) itemHeader() http.Header {
 // putItem creates or replaces the inventory item, then sets the price on
 // the item's offers, if it has any.
 func (a *adapter) putItem(ctx context.Context, e connectors.Event) error {
-	var p connectors.Product
-	if err := connectors.Payload(e, &p); err != nil {
+	p, err := connectors.ProductPayload(e, true)
+	if err != nil {
 		return err
-	}
-	if p.SKU == "" {
-		return connectors.Missing(e, "sku")
-	}
-	if p.Title == "" {
-		return connectors.Missing(e, "title")
 	}
 	product := map[string]any{"title": p.Title}
 	if p.Description != "" {

@@ -111,12 +111,9 @@ func (a *adapter) account() string { return "accounts/" + a.s.AccountID }
 // upsert inserts the whole product, or patches the attributes present when
 // the event lacks what an insert needs (title and link).
 func (a *adapter) upsert(ctx context.Context, e connectors.Event) error {
-	var p connectors.Product
-	if err := connectors.Payload(e, &p); err != nil {
+	p, err := connectors.ProductPayload(e, false)
+	if err != nil {
 		return err
-	}
-	if p.SKU == "" {
-		return connectors.Missing(e, "sku")
 	}
 	attrs, mask, err := attributes(p)
 	if err != nil {

@@ -40,6 +40,7 @@ type settings struct {
 }
 
 type adapter struct {
+	connectors.ReceiveOnly
 	cfg      connectors.Config
 	validate string
 	confirm  bool
@@ -67,16 +68,7 @@ func New(cfg connectors.Config) (connectors.Adapter, error) {
 	return a, nil
 }
 
-func (a *adapter) Type() string      { return Type }
-func (a *adapter) Handles() []string { return nil }
-
-func (a *adapter) HandleEvents(_ context.Context, events []connectors.Event) []error {
-	return make([]error, len(events))
-}
-
-func (a *adapter) Poll(context.Context, string) (connectors.PollResult, error) {
-	return connectors.PollResult{}, connectors.ErrNoPoll
-}
+func (a *adapter) Type() string { return Type }
 
 // Receive checks an ITN and makes it payfast.payment.<status>, keyed by
 // PayFast's payment id and status (one payment notifies once per status).

@@ -28,6 +28,7 @@ type settings struct {
 }
 
 type adapter struct {
+	connectors.ReceiveOnly
 	cfg       connectors.Config
 	tolerance time.Duration
 }
@@ -44,16 +45,7 @@ func New(cfg connectors.Config) (connectors.Adapter, error) {
 	return &adapter{cfg: cfg, tolerance: time.Duration(s.ToleranceSeconds) * time.Second}, nil
 }
 
-func (a *adapter) Type() string      { return Type }
-func (a *adapter) Handles() []string { return nil }
-
-func (a *adapter) HandleEvents(_ context.Context, events []connectors.Event) []error {
-	return make([]error, len(events))
-}
-
-func (a *adapter) Poll(context.Context, string) (connectors.PollResult, error) {
-	return connectors.PollResult{}, connectors.ErrNoPoll
-}
+func (a *adapter) Type() string { return Type }
 
 type event struct {
 	ID       string `json:"id"`
