@@ -3,6 +3,10 @@ package dispatcher
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -75,6 +79,13 @@ func TestEventsReachTheirMarketplaceAdapters(t *testing.T) {
 	amazonID := e.amazonConnector(t, amazon, "store-9", []string{"product.updated", "inventory.updated", "order.fulfilled"}, time.Hour)
 	ebayID := e.connector(t, "ebay", "store-9", []string{"product.*", "inventory.updated"}, map[string]any{"endpoint": ebay.URL},
 		map[string]string{"api-key": "ebay-app", "api-secret": "ebay-cert", "refresh-token": "v^1.1#refresh"}, time.Hour)
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	google := marketplacetest.NewGoogle("sync@shop.iam.gserviceaccount.com", "", &key.PublicKey, "4242", "77")
+	t.Cleanup(google.Close)
+	e.connector(t, "google-shopping", "store-9", []string{"product.updated"},
+		map[string]any{"accountId": "4242", "dataSourceId": "77", "endpoint": google.URL, "authEndpoint": google.URL},
+		map[string]string{"api-key": "sync@shop.iam.gserviceaccount.com", "api-secret": string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))}, time.Hour)
 	// Another store's connector gets nothing.
 	e.connector(t, "ebay", "store-10", []string{"product.updated"}, map[string]any{"endpoint": ebay.URL},
 		map[string]string{"api-key": "ebay-app", "api-secret": "ebay-cert", "refresh-token": "v^1.1#refresh"}, time.Hour)
@@ -96,9 +107,13 @@ func TestEventsReachTheirMarketplaceAdapters(t *testing.T) {
 		if apiCalls(b, "PUT", "/sell/inventory/v1/inventory_item/MUG-1") != 1 || apiCalls(b, "POST", "/sell/inventory/v1/bulk_update_price_quantity") != 1 {
 			return fmt.Errorf("ebay calls: %d", len(b))
 		}
+		// The product lacks a link, so Google gets a patch of what it has.
+		if g := google.Calls(); len(g) != 1 || g[0].Method != "PATCH" || g[0].Path != "/products/v1/accounts/4242/productInputs/en~US~MUG-1" {
+			return fmt.Errorf("google calls: %+v", g)
+		}
 		return nil
 	})
-	if p := append(amazon.Problems(), ebay.Problems()...); len(p) > 0 {
+	if p := append(append(amazon.Problems(), ebay.Problems()...), google.Problems()...); len(p) > 0 {
 		t.Fatalf("the stand-ins refused requests: %v", p)
 	}
 	// eBay has no offer for the SKU yet, so no price update; Amazon shipped nothing to other stores.
