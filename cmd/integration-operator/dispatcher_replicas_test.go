@@ -89,8 +89,12 @@ func TestDispatcherReplicasSurviveKill9(t *testing.T) {
 		logPath := filepath.Join(logDir, name+".log")
 		logf, _ := os.Create(logPath)
 		t.Cleanup(func() {
+			data, _ := os.ReadFile(logPath)
+			// Whether the stall rejoin was needed, pass or fail.
+			if n := strings.Count(string(data), "rejoining it"); n > 0 {
+				t.Logf("replica %s rejoined the group %d times after a stall", name, n)
+			}
 			if t.Failed() {
-				data, _ := os.ReadFile(logPath)
 				lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 				t.Logf("--- %s: last lines ---\n%s", name, strings.Join(lines[max(0, len(lines)-15):], "\n"))
 			}
