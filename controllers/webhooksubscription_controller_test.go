@@ -571,7 +571,7 @@ func (h *harness) countReady(ctx context.Context, want int) error {
 	return nil
 }
 
-func TestSweepRemovesWhatDeletedSubscriptionsLeftBehind(t *testing.T) {
+func TestSweepRemovesWhatDeletedObjectsLeftBehind(t *testing.T) {
 	h := startManager(t, harnessOptions{})
 	ctx := context.Background()
 	if err := h.client.Create(ctx, newSubscription(h.namespace, "live")); err != nil {
@@ -590,7 +590,17 @@ func TestSweepRemovesWhatDeletedSubscriptionsLeftBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	sweeper := &controllers.WebhookSubscriptionSweeper{Client: h.client, Store: h.store, Vault: h.vault, Metrics: h.metrics}
+	// And a connector's: its credentials and an active row.
+	orphanConnector := uuid.New()
+	if _, err := h.vault.Put(ctx, "connector/"+orphanConnector.String()+"/api-secret", map[string]string{"value": "whsec_orphaned"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.UpsertConnectorConfig(ctx, store.ConnectorConfig{ID: orphanConnector, StoreID: "s", ConnectorType: "stripe",
+		DisplayName: "gone", IsActive: true}); err != nil {
+		t.Fatal(err)
+	}
+
+	sweeper := &controllers.OrphanSweeper{Client: h.client, Store: h.store, Vault: h.vault, Metrics: h.metrics}
 	if err := sweeper.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -599,6 +609,12 @@ func TestSweepRemovesWhatDeletedSubscriptionsLeftBehind(t *testing.T) {
 	}
 	if row, _, _ := h.store.GetSubscription(ctx, orphan); row.IsActive {
 		t.Error("orphaned row should be inactive")
+	}
+	if _, _, err := h.vault.Get(ctx, "connector/"+orphanConnector.String()+"/api-secret"); !errors.Is(err, vault.ErrNotFound) {
+		t.Errorf("orphaned connector credentials should be gone: %v", err)
+	}
+	if row, _, _ := h.store.GetConnectorConfig(ctx, orphanConnector); row.IsActive {
+		t.Error("orphaned connector row should be inactive")
 	}
 	if _, err := h.vaultSecret(t, live); err != nil {
 		t.Errorf("a live subscription's secret was swept: %v", err)

@@ -148,7 +148,7 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up apicredential controller: %w", err)
 	}
-	if err := mgr.Add(&controllers.WebhookSubscriptionSweeper{
+	if err := mgr.Add(&controllers.OrphanSweeper{
 		Client: mgr.GetClient(), Store: store.New(pool), Vault: vaultClient, Metrics: metrics,
 		Interval: o.sweepInterval, Log: ctrl.Log.WithName("sweep"),
 	}); err != nil {
