@@ -126,7 +126,7 @@ func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDel
 
 // judgeConnector turns an adapter's verdict on one event into its outcome.
 func (d *Dispatcher) judgeConnector(del store.ConnectorDelivery, err error) store.ConnectorOutcome {
-	o := store.ConnectorOutcome{DeliveryID: del.ID, ConfigID: del.ConfigID, Attempts: del.Attempts + 1}
+	o := store.ConnectorOutcome{DeliveryID: del.ID, ConfigID: del.ConfigID, Attempts: del.Attempts + 1, Attempted: true}
 	schedule := d.cfg.Connectors.RetrySchedule
 	switch {
 	case err == nil:

@@ -200,6 +200,10 @@ func TestFailingMarketplaceDoesNotDelayWebhooks(t *testing.T) {
 	if p := amazon.Problems(); len(p) > 0 {
 		t.Fatal(p)
 	}
+	health, err := e.store.ConnectorHealths(context.Background())
+	if h := health[configID]; err != nil || h.Delivered != 50 || h.FailedAttempts < 1 || h.DeadLettered != 0 || h.Pending != 0 {
+		t.Errorf("connector counts: %+v %v", h, err)
+	}
 }
 
 func TestPollPublishesOrdersOneReplicaAtATime(t *testing.T) {

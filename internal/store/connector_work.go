@@ -106,6 +106,9 @@ type ConnectorOutcome struct {
 	// RetryIn sets next_retry_at from the database's clock; nil clears it.
 	RetryIn *time.Duration
 	Error   string
+	// Attempted says the adapter was called (the outcome counts in the
+	// connector's stats); false for events that only wait.
+	Attempted bool
 }
 
 // SyncRun is one connector_sync_log row.
@@ -128,9 +131,10 @@ func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []Connecto
 		ids, configs := make([]uuid.UUID, n), make([]uuid.UUID, n)
 		statuses, errs := make([]string, n), make([]*string, n)
 		attempts := make([]int32, n)
+		attempted := make([]bool, n)
 		retryMS := make([]*int64, n)
 		for i, o := range outcomes {
-			ids[i], configs[i], statuses[i], attempts[i] = o.DeliveryID, o.ConfigID, o.Status, int32(o.Attempts)
+			ids[i], configs[i], statuses[i], attempts[i], attempted[i] = o.DeliveryID, o.ConfigID, o.Status, int32(o.Attempts), o.Attempted
 			if o.RetryIn != nil {
 				v := o.RetryIn.Milliseconds()
 				retryMS[i] = &v
@@ -154,14 +158,14 @@ func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []Connecto
 				INSERT INTO connector_stats AS s (config_id, outbound_delivered, outbound_failed, outbound_dead_lettered, updated_at)
 				SELECT u.config, count(*) FILTER (WHERE u.status = 'DELIVERED'), count(*) FILTER (WHERE u.status = 'FAILED'),
 					count(*) FILTER (WHERE u.status = 'DEAD_LETTERED'), now()
-				FROM unnest($1::uuid[], $2::text[], $3::int[]) AS u(config, status, attempts)
-				WHERE u.attempts > 0
+				FROM unnest($1::uuid[], $2::text[], $3::bool[]) AS u(config, status, attempted)
+				WHERE u.attempted
 				GROUP BY u.config
 				ON CONFLICT (config_id) DO UPDATE SET
 					outbound_delivered = s.outbound_delivered + EXCLUDED.outbound_delivered,
 					outbound_failed = s.outbound_failed + EXCLUDED.outbound_failed,
 					outbound_dead_lettered = s.outbound_dead_lettered + EXCLUDED.outbound_dead_lettered,
-					updated_at = now()`, configs, statuses, attempts); err != nil {
+					updated_at = now()`, configs, statuses, attempted); err != nil {
 				return fmt.Errorf("record connector stats: %w", err)
 			}
 		}
