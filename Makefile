@@ -64,7 +64,7 @@ e2e: testbed ## End-to-end: the built binary driven through kubectl and curl (al
 	go test $(GO_TEST_FLAGS) -v ./test/e2e/
 
 .PHONY: bench
-bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable, ephemeral ceiling, latency).
+bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable, ephemeral ceiling, latency), connectors (eBay updates, Stripe webhooks).
 	go test -run '^$$' -bench . -benchtime 3s ./internal/credentials/
 	go test -run '^$$' -bench . -benchtime 1x ./dispatcher/
 
