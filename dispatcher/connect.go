@@ -131,6 +131,10 @@ func (d *Dispatcher) judgeConnector(del store.ConnectorDelivery, err error) stor
 	switch {
 	case err == nil:
 		o.Status = store.DeliveryDelivered
+	case connectors.IsDeferred(err):
+		// Held back on our side: not sent, so no attempt is spent.
+		o.Status, o.Attempts, o.Attempted, o.Error = pendingOrFailed(del.Attempts), del.Attempts, false, err.Error()
+		o.RetryIn = ptr(time.Second)
 	case connectors.IsPermanent(err):
 		o.Status, o.Error = store.DeliveryDeadLettered, err.Error()
 	case o.Attempts >= len(schedule):

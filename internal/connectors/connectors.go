@@ -157,6 +157,26 @@ func Permanent(err error) error {
 	return permanentError{err}
 }
 
+type deferredError struct{ err error }
+
+func (e deferredError) Error() string { return e.err.Error() }
+func (e deferredError) Unwrap() error { return e.err }
+
+// Deferred marks err as our own holding back (a rate limit's turn not yet
+// come): the event was not sent, so the attempt is not counted.
+func Deferred(err error) error {
+	if err == nil {
+		return nil
+	}
+	return deferredError{err}
+}
+
+// IsDeferred reports whether err was marked Deferred.
+func IsDeferred(err error) bool {
+	var d deferredError
+	return errors.As(err, &d)
+}
+
 // IsPermanent reports whether err was marked Permanent.
 func IsPermanent(err error) bool {
 	var p permanentError

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"golang.org/x/oauth2"
+	"golang.org/x/time/rate"
 
 	"github.com/ss3dev/integration-operator/internal/connectors"
 )
@@ -55,11 +56,28 @@ type adapter struct {
 	lwa      *url.URL
 	api      *connectors.API
 	tokens   connectors.TokenCache
+	limits   limits
+}
+
+// limits are SP-API's published per-operation rates (requests/s, burst), so
+// a busy store waits its turn here instead of collecting 429s.
+type limits struct{ listings, shipments, orders *rate.Limiter }
+
+func newLimits() limits {
+	return limits{listings: rate.NewLimiter(5, 10), shipments: rate.NewLimiter(2, 10), orders: rate.NewLimiter(rate.Limit(1.0/60), 20)}
+}
+
+// call waits for the operation's rate, then calls.
+func (a *adapter) call(ctx context.Context, limit *rate.Limiter, method, path string, query url.Values, body, out any) error {
+	if err := limit.Wait(ctx); err != nil {
+		return connectors.Deferred(fmt.Errorf("%s %s waits for its SP-API rate: %w", method, path, err))
+	}
+	return a.api.Do(ctx, method, path, query, nil, body, out)
 }
 
 // New checks the settings and opens the adapter for one ConnectorConfig.
 func New(cfg connectors.Config) (connectors.Adapter, error) {
-	a := &adapter{cfg: cfg, s: settings{ProductType: "PRODUCT", LanguageTag: "en_US", FulfillmentChannel: "DEFAULT", InitialLookback: "24h"}}
+	a := &adapter{cfg: cfg, limits: newLimits(), s: settings{ProductType: "PRODUCT", LanguageTag: "en_US", FulfillmentChannel: "DEFAULT", InitialLookback: "24h"}}
 	if err := connectors.DecodeSettings(cfg.Settings, &a.s); err != nil {
 		return nil, err
 	}
@@ -175,7 +193,7 @@ func (a *adapter) putListing(ctx context.Context, e connectors.Event) error {
 	}
 	var out listingsSubmission
 	body := attr{"productType": a.s.ProductType, "requirements": "LISTING", "attributes": attrs}
-	if err := a.api.Do(ctx, http.MethodPut, a.listingPath(p.SKU), a.listingQuery(), nil, body, &out); err != nil {
+	if err := a.call(ctx, a.limits.listings, http.MethodPut, a.listingPath(p.SKU), a.listingQuery(), body, &out); err != nil {
 		return err
 	}
 	return out.err()
@@ -200,7 +218,7 @@ func (a *adapter) patchQuantity(ctx context.Context, e connectors.Event) error {
 	body := attr{"productType": a.s.ProductType, "patches": []attr{{"op": "replace",
 		"path": "/attributes/fulfillment_availability", "value": a.availability(*inv.Quantity)}}}
 	var out listingsSubmission
-	if err := a.api.Do(ctx, http.MethodPatch, a.listingPath(inv.SKU), a.listingQuery(), nil, body, &out); err != nil {
+	if err := a.call(ctx, a.limits.listings, http.MethodPatch, a.listingPath(inv.SKU), a.listingQuery(), body, &out); err != nil {
 		return err
 	}
 	return out.err()
@@ -237,7 +255,7 @@ func (a *adapter) confirmShipment(ctx context.Context, e connectors.Event) error
 		pkg["shippingMethod"] = f.ShippingMethod
 	}
 	body := attr{"marketplaceId": a.s.MarketplaceID, "packageDetail": pkg}
-	return a.api.Do(ctx, http.MethodPost, "orders/v0/orders/"+url.PathEscape(f.MarketplaceOrderID)+"/shipmentConfirmation", nil, nil, body, nil)
+	return a.call(ctx, a.limits.shipments, http.MethodPost, "orders/v0/orders/"+url.PathEscape(f.MarketplaceOrderID)+"/shipmentConfirmation", nil, body, nil)
 }
 
 type order struct {
@@ -284,7 +302,7 @@ func (a *adapter) Poll(ctx context.Context, cursor string) (connectors.PollResul
 	latest := since
 	for page := 0; page < 100; page++ {
 		var ans ordersAnswer
-		if err := a.api.Do(ctx, http.MethodGet, "orders/v0/orders", q, nil, nil, &ans); err != nil {
+		if err := a.call(ctx, a.limits.orders, http.MethodGet, "orders/v0/orders", q, nil, &ans); err != nil {
 			return res, err
 		}
 		for _, raw := range ans.Payload.Orders {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -174,5 +175,34 @@ func TestSettingsAreChecked(t *testing.T) {
 		if !errors.As(err, &se) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: got %v, want a settings error containing %q", settings, err, want)
 		}
+	}
+}
+
+func TestBusyStoresWaitForTheListingsRate(t *testing.T) {
+	fake, creds := newFake(t)
+	a := open(t, fake, creds)
+	var events []connectors.Event
+	for i := range 15 {
+		events = append(events, event("inventory.updated", fmt.Sprintf(`{"sku":"SKU-%d","quantity":%d}`, i, i)))
+	}
+	for i, err := range a.HandleEvents(context.Background(), events) {
+		if err != nil {
+			t.Errorf("update %d: %v", i, err)
+		}
+	}
+	if n := fake.Throttled(); n != 0 {
+		t.Errorf("the marketplace throttled %d calls; the adapter should keep to the rate", n)
+	}
+	// With too little time left for its turn, an event is held back, not failed.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	var held int
+	for _, err := range a.HandleEvents(ctx, events[:5]) {
+		if connectors.IsDeferred(err) {
+			held++
+		}
+	}
+	if held == 0 {
+		t.Error("no event was held back although the rate's tokens were spent")
 	}
 }

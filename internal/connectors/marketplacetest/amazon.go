@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Amazon stands in for Login with Amazon and the Selling Partner API.
@@ -18,6 +20,16 @@ type Amazon struct {
 	PageSize int
 
 	orders []AmazonOrder
+	// listingsQuota is SP-API's Listings Items rate: 5 requests/s, burst 10.
+	listingsQuota *rate.Limiter
+	throttled     int
+}
+
+// Throttled counts requests answered 429 for going over the rate.
+func (a *Amazon) Throttled() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.throttled
 }
 
 // AmazonOrder is an order getOrders returns.
@@ -32,7 +44,7 @@ type AmazonOrder struct {
 // NewAmazon starts the stand-in; Close it when done.
 func NewAmazon(clientID, clientSecret, refreshToken, sellerID, marketplaceID string) *Amazon {
 	a := &Amazon{ClientID: clientID, ClientSecret: clientSecret, RefreshToken: refreshToken, SellerID: sellerID,
-		MarketplaceID: marketplaceID, PageSize: 2}
+		MarketplaceID: marketplaceID, PageSize: 2, listingsQuota: rate.NewLimiter(5, 10)}
 	a.Server = newServer(a.serve)
 	return a
 }
@@ -56,6 +68,13 @@ func (a *Amazon) serve(s *Server, w http.ResponseWriter, r *http.Request, body [
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	switch {
 	case len(parts) == 5 && parts[0] == "listings" && parts[1] == "2021-08-01" && parts[2] == "items":
+		if !a.listingsQuota.Allow() {
+			a.mu.Lock()
+			a.throttled++
+			a.mu.Unlock()
+			writeJSON(w, http.StatusTooManyRequests, map[string]any{"errors": []map[string]string{{"code": "QuotaExceeded", "message": "You exceeded your quota for the requested resource."}}})
+			return
+		}
 		a.listing(w, r, body, parts[3], parts[4])
 	case r.Method == http.MethodGet && r.URL.Path == "/orders/v0/orders":
 		a.getOrders(w, r)
