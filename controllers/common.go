@@ -7,15 +7,19 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
 )
 
 const (
@@ -97,4 +101,36 @@ func every(ctx context.Context, interval time.Duration, log logr.Logger, what st
 			log.Error(err, what+" failed; retrying next interval")
 		}
 	}, interval)
+}
+
+// retriggerDeadLetters acts on the retrigger-dead-letters annotation of obj
+// when its value differs from last (the one handled before): requeue gets
+// the retrigger-since time, if one is given. It returns the value to record
+// as handled, and raises an Event saying what was done.
+func retriggerDeadLetters(obj client.Object, last string, recorder events.EventRecorder, what string,
+	requeue func(since *time.Time) (int64, error)) (string, error) {
+	requested := obj.GetAnnotations()[integrationsv1.RetriggerDeadLettersAnnotation]
+	if requested == "" || requested == last {
+		return last, nil
+	}
+	event := func(eventType, reason, note string, args ...any) {
+		if recorder != nil {
+			recorder.Eventf(obj, nil, eventType, reason, "Retrigger", note, args...)
+		}
+	}
+	var since *time.Time
+	if v := obj.GetAnnotations()[integrationsv1.RetriggerSinceAnnotation]; v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			event(corev1.EventTypeWarning, "RetriggerRefused", "annotation %s=%q is not an RFC 3339 time", integrationsv1.RetriggerSinceAnnotation, v)
+			return requested, nil
+		}
+		since = &t
+	}
+	n, err := requeue(since)
+	if err != nil {
+		return last, err
+	}
+	event(corev1.EventTypeNormal, "DeadLettersRequeued", "re-queued %d dead-lettered %s", n, what)
+	return requested, nil
 }

@@ -111,6 +111,14 @@ func (r *ConnectorConfigReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	setCondition(&cc.Status.Conditions, cc.Generation, credCond)
 	dbCond, dbErr := r.syncRow(ctx, &cc, id, adapter, settingsErr)
 	setCondition(&cc.Status.Conditions, cc.Generation, dbCond)
+	if dbErr == nil {
+		cc.Status.LastRetrigger, dbErr = retriggerDeadLetters(&cc, cc.Status.LastRetrigger, r.Recorder, "events for the marketplace",
+			func(since *time.Time) (int64, error) {
+				n, err := r.Store.RequeueDeadLetteredConnector(ctx, id, since)
+				r.Metrics.DatabaseWrites.WithLabelValues("connector_deliveries").Add(float64(n))
+				return n, err
+			})
+	}
 	setReady(&cc.Status.Conditions, cc.Generation, ConditionDatabaseSynced, ConditionCredentialsSynced)
 	cc.Status.ObservedGeneration = cc.Generation
 	if err := patchStatusIfChanged(ctx, r.Client, original, &cc, original.Status, cc.Status); err != nil {

@@ -220,7 +220,47 @@ func TestPaymentConnectorAndSyncStatus(t *testing.T) {
 		}
 		return errors.New("no Event yet")
 	})
-	// Nothing changed: the next report writes nothing.
+	// A dead-lettered marketplace event is re-queued by annotation.
+	eventID := uuid.New()
+	if err := h.store.InsertConnectorDeliveries(ctx, []store.NewConnectorDelivery{{ID: uuid.New(), ConfigID: id, EventID: eventID,
+		StoreID: "store-1042", EventType: "product.updated", Payload: []byte(`{}`)}}); err != nil {
+		t.Fatal(err)
+	}
+	claimed, err := h.store.ClaimConnectorDeliveries(ctx, 10, time.Minute)
+	if err != nil || len(claimed) != 1 {
+		t.Fatalf("claim: %v %v", claimed, err)
+	}
+	if err := h.store.RecordConnectorOutcomes(ctx, []store.ConnectorOutcome{{DeliveryID: claimed[0].ID, ConfigID: id,
+		Status: store.DeliveryDeadLettered, Attempts: 6, Error: "6 attempts failed", Attempted: true}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	update(t, cc, func() {
+		if cc.Annotations == nil {
+			cc.Annotations = map[string]string{}
+		}
+		cc.Annotations[integrationsv1.RetriggerDeadLettersAnnotation] = "fixed-the-listing"
+	})
+	eventually(t, 30*time.Second, "the dead-lettered event re-queued", func() error {
+		status, attempts, _, err := h.store.ConnectorDeliveryStatus(ctx, id, eventID)
+		if err != nil || status != store.DeliveryPending || attempts != 0 {
+			return fmt.Errorf("%s after %d attempts, %v", status, attempts, err)
+		}
+		if err := h.client.Get(ctx, client.ObjectKeyFromObject(cc), cc); err != nil || cc.Status.LastRetrigger != "fixed-the-listing" {
+			return fmt.Errorf("status.lastRetrigger %q, %v", cc.Status.LastRetrigger, err)
+		}
+		return nil
+	})
+
+	// The re-queued event shows as pending; then, nothing having changed, the next report writes nothing.
+	if err := reporter.Report(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.client.Get(ctx, client.ObjectKeyFromObject(cc), cc); err != nil {
+		t.Fatal(err)
+	}
+	if o := cc.Status.Outbound; o == nil || o.Pending != 1 || o.DeadLettered != 1 {
+		t.Errorf("status.outbound: %+v", o)
+	}
 	rv := cc.ResourceVersion
 	if err := reporter.Report(ctx); err != nil {
 		t.Fatal(err)

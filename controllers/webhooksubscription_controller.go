@@ -298,30 +298,14 @@ func (r *WebhookSubscriptionReconciler) syncRow(ctx context.Context, sub *integr
 // retrigger re-queues dead-lettered deliveries when the annotation asks
 // for it with a value not handled before.
 func (r *WebhookSubscriptionReconciler) retrigger(ctx context.Context, sub *integrationsv1.WebhookSubscription, id uuid.UUID) error {
-	requested := sub.Annotations[integrationsv1.RetriggerDeadLettersAnnotation]
-	if requested == "" || requested == sub.Status.LastRetrigger {
-		return nil
-	}
-	var since *time.Time
-	if v := sub.Annotations[integrationsv1.RetriggerSinceAnnotation]; v != "" {
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			r.event(sub, corev1.EventTypeWarning, "RetriggerRefused", "Retrigger", "annotation %s=%q is not an RFC 3339 time", integrationsv1.RetriggerSinceAnnotation, v)
-			sub.Status.LastRetrigger = requested
-			return nil
-		}
-		since = &t
-	}
-	n, err := r.Store.RequeueDeadLettered(ctx, id, since)
-	if err != nil {
-		return err
-	}
-	if n > 0 {
-		r.Metrics.DatabaseWrites.WithLabelValues("webhook_deliveries").Add(float64(n))
-	}
-	sub.Status.LastRetrigger = requested
-	r.event(sub, corev1.EventTypeNormal, "DeadLettersRequeued", "Retrigger", "re-queued %d dead-lettered deliveries, keeping their delivery ids", n)
-	return nil
+	var err error
+	sub.Status.LastRetrigger, err = retriggerDeadLetters(sub, sub.Status.LastRetrigger, r.Recorder, "deliveries, keeping their delivery ids",
+		func(since *time.Time) (int64, error) {
+			n, err := r.Store.RequeueDeadLettered(ctx, id, since)
+			r.Metrics.DatabaseWrites.WithLabelValues("webhook_deliveries").Add(float64(n))
+			return n, err
+		})
+	return err
 }
 
 // finalize deletes the Vault secret and marks the row inactive (deliveries

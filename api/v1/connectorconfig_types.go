@@ -130,6 +130,10 @@ type ConnectorConfigStatus struct {
 	// inbound counts provider webhooks received.
 	// +optional
 	Inbound *ConnectorInboundStatus `json:"inbound,omitempty"`
+
+	// lastRetrigger is the retrigger-dead-letters annotation value last acted on.
+	// +optional
+	LastRetrigger string `json:"lastRetrigger,omitempty"`
 }
 
 // SyncStatus describes one connector_sync_log run.

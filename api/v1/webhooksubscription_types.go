@@ -86,10 +86,11 @@ type WebhookSubscriptionSpec struct {
 	RotationGracePeriod *metav1.Duration `json:"rotationGracePeriod,omitempty"`
 }
 
-// RetriggerDeadLettersAnnotation re-queues the subscription's dead-lettered
-// deliveries (keeping their delivery ids) when set to a value not handled
-// before; with RetriggerSinceAnnotation (RFC 3339) only those dead-lettered
-// since then.
+// RetriggerDeadLettersAnnotation re-queues a WebhookSubscription's
+// dead-lettered deliveries (keeping their delivery ids), or a
+// ConnectorConfig's dead-lettered marketplace events, when set to a value
+// not handled before; with RetriggerSinceAnnotation (RFC 3339) only those
+// dead-lettered since then.
 const (
 	RetriggerDeadLettersAnnotation = "integrations.ss3.dev/retrigger-dead-letters"
 	RetriggerSinceAnnotation       = "integrations.ss3.dev/retrigger-since"

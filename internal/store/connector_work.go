@@ -310,6 +310,19 @@ func scanSyncRun(row pgx.CollectableRow) (SyncRun, error) {
 	return r, err
 }
 
+// RequeueDeadLetteredConnector puts a connector's dead-lettered events
+// (those updated at or after since, when given) back to PENDING with a
+// fresh attempt budget. It returns how many.
+func (s *Store) RequeueDeadLetteredConnector(ctx context.Context, configID uuid.UUID, since *time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE connector_deliveries
+		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, last_error = NULL, updated_at = now()
+		WHERE config_id = $1 AND status = 'DEAD_LETTERED' AND ($2::timestamptz IS NULL OR updated_at >= $2)`, configID, since)
+	if err != nil {
+		return 0, fmt.Errorf("requeue dead-lettered connector events: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
+
 // ConnectorDeliveryStatus reads one connector delivery's state.
 func (s *Store) ConnectorDeliveryStatus(ctx context.Context, configID, eventID uuid.UUID) (status string, attempts int, lastError string, err error) {
 	err = s.pool.QueryRow(ctx, `SELECT status, attempt_number, COALESCE(last_error, '') FROM connector_deliveries
