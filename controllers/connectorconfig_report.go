@@ -99,7 +99,8 @@ func (r *ConnectorStatusReporter) announce(cc *integrationsv1.ConnectorConfig, b
 	}
 	if n := h.DeadLettered - deadBefore; n > 0 && h.LastSync != nil {
 		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "SyncDeadLettered", "Sync",
-			"%d events given up on; newest failure: %s", n, h.LastSync.ErrorSummary)
+			"%d events given up on; newest failure: %s. Re-trigger with: kubectl annotate connectorconfig %s %s=<new value>",
+			n, h.LastSync.ErrorSummary, cc.Name, integrationsv1.RetriggerDeadLettersAnnotation)
 	}
 }
 
