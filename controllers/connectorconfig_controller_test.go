@@ -179,7 +179,7 @@ func TestPaymentConnectorAndSyncStatus(t *testing.T) {
 	}
 
 	// What the dispatcher records reaches the status.
-	reporter := &controllers.ConnectorStatusReporter{Client: h.client, Store: h.store, Recorder: h.recorder, Log: logr.Discard()}
+	reporter := &controllers.StatusReporter{Client: h.client, Store: h.store, Recorder: h.recorder, Log: logr.Discard()}
 	if err := h.store.RecordConnectorOutcomes(ctx, nil, []store.SyncRun{{ConfigID: id, Direction: store.SyncOutbound, EntityType: "product",
 		RecordCount: 3, Status: store.SyncPartial, ErrorSummary: "1 of 4 failed: PUT answered 400", StartedAt: time.Now(), FinishedAt: time.Now()}}); err != nil {
 		t.Fatal(err)
@@ -187,7 +187,7 @@ func TestPaymentConnectorAndSyncStatus(t *testing.T) {
 	if err := h.store.CountInboundRejected(ctx, id, "stripe: no v1 signature matches"); err != nil {
 		t.Fatal(err)
 	}
-	if err := reporter.Report(ctx); err != nil {
+	if err := reporter.ReportConnectors(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.client.Get(ctx, client.ObjectKeyFromObject(cc), cc); err != nil {
@@ -252,7 +252,7 @@ func TestPaymentConnectorAndSyncStatus(t *testing.T) {
 	})
 
 	// The re-queued event shows as pending; then, nothing having changed, the next report writes nothing.
-	if err := reporter.Report(ctx); err != nil {
+	if err := reporter.ReportConnectors(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.client.Get(ctx, client.ObjectKeyFromObject(cc), cc); err != nil {
@@ -262,7 +262,7 @@ func TestPaymentConnectorAndSyncStatus(t *testing.T) {
 		t.Errorf("status.outbound: %+v", o)
 	}
 	rv := cc.ResourceVersion
-	if err := reporter.Report(ctx); err != nil {
+	if err := reporter.ReportConnectors(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.client.Get(ctx, client.ObjectKeyFromObject(cc), cc); err != nil || cc.ResourceVersion != rv {

@@ -5,12 +5,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
@@ -29,26 +27,8 @@ const (
 	ReasonSyncFailed    = "SyncFailed"
 )
 
-// ConnectorStatusReporter copies each connector's newest sync run, queue
-// and webhook counts from Postgres onto its status, at most once per
-// Interval and only when something changed, and raises an Event when
-// provider webhooks are rejected or events dead-lettered. It runs on the leader.
-type ConnectorStatusReporter struct {
-	Client   client.Client
-	Store    *store.Store
-	Recorder events.EventRecorder
-	Interval time.Duration
-	Log      logr.Logger
-}
-
-// Start reports every Interval until ctx ends.
-func (r *ConnectorStatusReporter) Start(ctx context.Context) error {
-	every(ctx, orDefault(r.Interval, 10*time.Second), r.Log, "reporting connector status", r.Report)
-	return nil
-}
-
-// Report brings every connector's sync status up to date once.
-func (r *ConnectorStatusReporter) Report(ctx context.Context) error {
+// ReportConnectors brings every connector's sync status up to date once.
+func (r *StatusReporter) ReportConnectors(ctx context.Context) error {
 	healths, err := r.Store.ConnectorHealths(ctx)
 	if err != nil {
 		return err
@@ -82,7 +62,7 @@ func (r *ConnectorStatusReporter) Report(ctx context.Context) error {
 	return nil
 }
 
-func (r *ConnectorStatusReporter) announce(cc *integrationsv1.ConnectorConfig, before integrationsv1.ConnectorConfigStatus, h store.ConnectorHealth) {
+func (r *StatusReporter) announce(cc *integrationsv1.ConnectorConfig, before integrationsv1.ConnectorConfigStatus, h store.ConnectorHealth) {
 	if r.Recorder == nil {
 		return
 	}

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -29,11 +30,12 @@ const (
 	ReasonEndpointGone      = "EndpointGone"
 )
 
-// DeliveryStatusReporter copies each subscription's delivery health from
-// Postgres (where the dispatchers' batched writes keep it) onto its status,
-// at most once per Interval per subscription and only when it changed, and
-// raises an Event when deliveries are dead-lettered. It runs on the leader.
-type DeliveryStatusReporter struct {
+// StatusReporter copies what the dispatchers record in Postgres onto the
+// resources' status: each subscription's delivery health and each
+// connector's sync health, at most once per Interval per object and only
+// when it changed, with Events for what a store admin must act on. It runs
+// on the leader.
+type StatusReporter struct {
 	Client   client.Client
 	Store    *store.Store
 	Recorder events.EventRecorder
@@ -42,13 +44,15 @@ type DeliveryStatusReporter struct {
 }
 
 // Start reports every Interval until ctx ends.
-func (r *DeliveryStatusReporter) Start(ctx context.Context) error {
-	every(ctx, orDefault(r.Interval, 10*time.Second), r.Log, "reporting delivery status", r.Report)
+func (r *StatusReporter) Start(ctx context.Context) error {
+	every(ctx, orDefault(r.Interval, 10*time.Second), r.Log, "reporting status", func(ctx context.Context) error {
+		return errors.Join(r.ReportDeliveries(ctx), r.ReportConnectors(ctx))
+	})
 	return nil
 }
 
-// Report brings every subscription's delivery status up to date once.
-func (r *DeliveryStatusReporter) Report(ctx context.Context) error {
+// ReportDeliveries brings every subscription's delivery status up to date once.
+func (r *StatusReporter) ReportDeliveries(ctx context.Context) error {
 	stats, err := r.Store.SubscriptionStatsAll(ctx)
 	if err != nil {
 		return err

@@ -29,7 +29,7 @@ func TestDeliveryHealthReachesTheStatusAndRetriggerRequeues(t *testing.T) {
 	}
 	sub := h.waitReady(t, "health")
 	subID := uuid.MustParse(string(sub.UID))
-	reporter := &controllers.DeliveryStatusReporter{Client: h.client, Store: h.store, Recorder: h.recorder, Log: logr.Discard()}
+	reporter := &controllers.StatusReporter{Client: h.client, Store: h.store, Recorder: h.recorder, Log: logr.Discard()}
 
 	// Three deliveries: one delivered, one dead-lettered after five failures, one pending.
 	ids := []uuid.UUID{uuid.New(), uuid.New(), uuid.New()}
@@ -53,7 +53,7 @@ func TestDeliveryHealthReachesTheStatusAndRetriggerRequeues(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	if err := reporter.Report(ctx); err != nil {
+	if err := reporter.ReportDeliveries(ctx); err != nil {
 		t.Fatal(err)
 	}
 	sub = h.get(t, "health")
@@ -84,7 +84,7 @@ func TestDeliveryHealthReachesTheStatusAndRetriggerRequeues(t *testing.T) {
 
 	// An idle report writes nothing.
 	before := h.get(t, "health").ResourceVersion
-	if err := reporter.Report(ctx); err != nil {
+	if err := reporter.ReportDeliveries(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if after := h.get(t, "health").ResourceVersion; after != before {

@@ -154,15 +154,9 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 	}); err != nil {
 		return err
 	}
-	if err := mgr.Add(&controllers.DeliveryStatusReporter{
+	if err := mgr.Add(&controllers.StatusReporter{
 		Client: mgr.GetClient(), Store: store.New(pool), Recorder: mgr.GetEventRecorder("integration-operator"),
-		Interval: o.reportInterval, Log: ctrl.Log.WithName("delivery-status"),
-	}); err != nil {
-		return err
-	}
-	if err := mgr.Add(&controllers.ConnectorStatusReporter{
-		Client: mgr.GetClient(), Store: store.New(pool), Recorder: mgr.GetEventRecorder("integration-operator"),
-		Interval: o.reportInterval, Log: ctrl.Log.WithName("connector-status"),
+		Interval: o.reportInterval, Log: ctrl.Log.WithName("status"),
 	}); err != nil {
 		return err
 	}
