@@ -146,7 +146,8 @@ func (d *Dispatcher) judgeConnector(del store.ConnectorDelivery, err error) stor
 	return o
 }
 
-// syncRuns summarises a batch as one sync-log row per entity type.
+// syncRuns summarises a batch as one sync-log row per entity type, of the
+// events actually sent.
 func syncRuns(batch []store.ConnectorDelivery, outcomes []store.ConnectorOutcome, errs []error, started time.Time) []store.SyncRun {
 	type tally struct {
 		ok, failed int
@@ -155,6 +156,9 @@ func syncRuns(batch []store.ConnectorDelivery, outcomes []store.ConnectorOutcome
 	tallies := map[string]*tally{}
 	var order []string
 	for i, del := range batch {
+		if !outcomes[i].Attempted {
+			continue // held back on our side: not part of this run
+		}
 		entity, _, _ := strings.Cut(del.EventType, ".")
 		t, ok := tallies[entity]
 		if !ok {
