@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/ss3dev/integration-operator/internal/connectors"
 	"github.com/ss3dev/integration-operator/internal/connectors/inbound"
 	"github.com/ss3dev/integration-operator/internal/connectors/marketplacetest"
 	"github.com/ss3dev/integration-operator/internal/store"
@@ -453,5 +454,56 @@ func TestPayFastNotificationsAreCheckedFourWays(t *testing.T) {
 	}
 	if _, ok := data["fields"].(map[string]any)["signature"]; ok {
 		t.Error("the published event carries the signature")
+	}
+}
+
+func TestJudgingAndSummarisingConnectorBatches(t *testing.T) {
+	d := &Dispatcher{cfg: Config{Connectors: ConnectorConfig{RetrySchedule: []time.Duration{0, time.Minute, time.Hour}}}}
+	config := uuid.New()
+	del := func(typ string, attempts int) store.ConnectorDelivery {
+		return store.ConnectorDelivery{ID: uuid.New(), ConfigID: config, EventType: typ, Attempts: attempts}
+	}
+	batch := []store.ConnectorDelivery{del("product.updated", 0), del("product.updated", 0), del("product.updated", 2),
+		del("inventory.updated", 0), del("inventory.updated", 1), del("order.fulfilled", 0)}
+	errs := []error{nil, fmt.Errorf("PUT answered 503"), fmt.Errorf("PUT answered 503"),
+		connectors.Permanent(fmt.Errorf("payload has no sku")), connectors.Deferred(fmt.Errorf("waits for its rate")), nil}
+	outcomes := make([]store.ConnectorOutcome, len(batch))
+	for i := range batch {
+		outcomes[i] = d.judgeConnector(batch[i], errs[i])
+	}
+	want := []struct {
+		status   string
+		attempts int
+		retry    *time.Duration
+	}{
+		{store.DeliveryDelivered, 1, nil},
+		{store.DeliveryFailed, 1, ptr(time.Minute)},
+		{store.DeliveryDeadLettered, 3, nil}, // the schedule's last attempt
+		{store.DeliveryDeadLettered, 1, nil}, // permanent: at once
+		{store.DeliveryFailed, 1, ptr(time.Second)},
+		{store.DeliveryDelivered, 1, nil},
+	}
+	for i, w := range want {
+		o := outcomes[i]
+		if o.Status != w.status || o.Attempts != w.attempts || (o.RetryIn == nil) != (w.retry == nil) || (w.retry != nil && *o.RetryIn != *w.retry) {
+			t.Errorf("event %d: %s after %d attempts, retry %v; want %s, %d, %v", i, o.Status, o.Attempts, o.RetryIn, w.status, w.attempts, w.retry)
+		}
+	}
+	if outcomes[4].Attempted {
+		t.Error("a held-back event must not count as attempted")
+	}
+	runs := syncRuns(batch, outcomes, errs, time.Now())
+	got := map[string]store.SyncRun{}
+	for _, r := range runs {
+		got[r.EntityType] = r
+	}
+	if r := got["product"]; r.Status != store.SyncPartial || r.RecordCount != 1 || !strings.Contains(r.ErrorSummary, "2 of 3 failed") {
+		t.Errorf("product run: %+v", r)
+	}
+	if r := got["inventory"]; r.Status != store.SyncFailed || r.RecordCount != 0 || !strings.Contains(r.ErrorSummary, "1 of 1 failed: payload has no sku") {
+		t.Errorf("inventory run (the held-back event is not in it): %+v", r)
+	}
+	if r := got["order"]; r.Status != store.SyncSucceeded || r.RecordCount != 1 || r.Direction != store.SyncOutbound || r.ErrorSummary != "" {
+		t.Errorf("order run: %+v", r)
 	}
 }
