@@ -132,9 +132,10 @@ func (d *Dispatcher) judgeConnector(del store.ConnectorDelivery, err error) stor
 	case err == nil:
 		o.Status = store.DeliveryDelivered
 	case connectors.IsDeferred(err):
-		// Held back on our side: not sent, so no attempt is spent.
+		// Held back on our side (a rate limit's turn, a Vault outage): not
+		// sent, so no attempt is spent.
 		o.Status, o.Attempts, o.Attempted, o.Error = pendingOrFailed(del.Attempts), del.Attempts, false, err.Error()
-		o.RetryIn = ptr(time.Second)
+		o.RetryIn = ptr(d.cfg.OutageRetry)
 	case connectors.IsPermanent(err):
 		o.Status, o.Error = store.DeliveryDeadLettered, err.Error()
 	case o.Attempts >= len(schedule):

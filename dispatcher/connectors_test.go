@@ -458,7 +458,7 @@ func TestPayFastNotificationsAreCheckedFourWays(t *testing.T) {
 }
 
 func TestJudgingAndSummarisingConnectorBatches(t *testing.T) {
-	d := &Dispatcher{cfg: Config{Connectors: ConnectorConfig{RetrySchedule: []time.Duration{0, time.Minute, time.Hour}}}}
+	d := &Dispatcher{cfg: Config{OutageRetry: 10 * time.Second, Connectors: ConnectorConfig{RetrySchedule: []time.Duration{0, time.Minute, time.Hour}}}}
 	config := uuid.New()
 	del := func(typ string, attempts int) store.ConnectorDelivery {
 		return store.ConnectorDelivery{ID: uuid.New(), ConfigID: config, EventType: typ, Attempts: attempts}
@@ -480,7 +480,7 @@ func TestJudgingAndSummarisingConnectorBatches(t *testing.T) {
 		{store.DeliveryFailed, 1, ptr(time.Minute)},
 		{store.DeliveryDeadLettered, 3, nil}, // the schedule's last attempt
 		{store.DeliveryDeadLettered, 1, nil}, // permanent: at once
-		{store.DeliveryFailed, 1, ptr(time.Second)},
+		{store.DeliveryFailed, 1, ptr(10 * time.Second)},
 		{store.DeliveryDelivered, 1, nil},
 	}
 	for i, w := range want {
@@ -506,4 +506,45 @@ func TestJudgingAndSummarisingConnectorBatches(t *testing.T) {
 	if r := got["order"]; r.Status != store.SyncSucceeded || r.RecordCount != 1 || r.Direction != store.SyncOutbound || r.ErrorSummary != "" {
 		t.Errorf("order run: %+v", r)
 	}
+}
+
+func TestVaultOutageSpendsNoConnectorAttempt(t *testing.T) {
+	e := startEnv(t)
+	amazon := newAmazon(t)
+	configID := e.amazonConnector(t, amazon, "store-15", []string{"inventory.updated"}, time.Hour)
+	e.bed.Vault.Stop()
+	e.run(t, Config{Connectors: fastConnectors})
+	msg, eventID := envelopeMessage(t, "store-15", "inventory.updated", map[string]any{"sku": "SKU-1", "quantity": 3})
+	e.produce(t, msg)
+	ctx := context.Background()
+	eventually(t, 20*time.Second, "waiting on Vault without spending attempts", func() error {
+		status, attempts, lastErr, err := e.store.ConnectorDeliveryStatus(ctx, configID, eventID)
+		if err != nil || status != store.DeliveryPending || attempts != 0 || !strings.Contains(lastErr, "credentials") {
+			return fmt.Errorf("%s %d %q %v", status, attempts, lastErr, err)
+		}
+		return nil
+	})
+	// Longer than the whole retry schedule: still not dead-lettered.
+	time.Sleep(1500 * time.Millisecond)
+	if status, attempts, _, _ := e.store.ConnectorDeliveryStatus(ctx, configID, eventID); status != store.DeliveryPending || attempts != 0 {
+		t.Fatalf("during the outage: %s after %d attempts", status, attempts)
+	}
+	if err := e.bed.Vault.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.bed.Vault.EnableKV2(ctx, "ss3/kv"); err != nil {
+		t.Fatal(err)
+	}
+	for name, value := range map[string]string{"api-key": amazon.ClientID, "api-secret": amazon.ClientSecret, "refresh-token": amazon.RefreshToken} {
+		if _, err := e.vault.Put(ctx, "connector/"+configID.String()+"/"+name, map[string]string{"value": value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, "sent once Vault is back", func() error {
+		status, attempts, lastErr, err := e.store.ConnectorDeliveryStatus(ctx, configID, eventID)
+		if err != nil || status != store.DeliveryDelivered || attempts != 1 {
+			return fmt.Errorf("%s %d %q %v", status, attempts, lastErr, err)
+		}
+		return nil
+	})
 }

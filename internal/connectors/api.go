@@ -122,7 +122,8 @@ func (c *TokenCache) Token(ctx context.Context, cfg Config, build func(context.C
 	}
 	creds, err := cfg.Credentials(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("reading the connector's credentials: %w", err)
+		// Our outage (Vault), not the marketplace's: nothing was sent.
+		return nil, Deferred(fmt.Errorf("reading the connector's credentials: %w", err))
 	}
 	digest := sha256.Sum256([]byte(creds.APIKey + "\x00" + creds.APISecret + "\x00" + creds.RefreshToken))
 	c.mu.Lock()
