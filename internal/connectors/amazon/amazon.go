@@ -59,12 +59,13 @@ type adapter struct {
 	limits   limits
 }
 
-// limits are SP-API's published per-operation rates (requests/s, burst), so
-// a busy store waits its turn here instead of collecting 429s.
+// limits keep to SP-API's published per-operation rates (listings 5/s,
+// shipment confirmations 2/s, getOrders 1/min; bursts 10, 10, 20), at 90%
+// so that clock drift between our bucket and Amazon's does not earn 429s.
 type limits struct{ listings, shipments, orders *rate.Limiter }
 
 func newLimits() limits {
-	return limits{listings: rate.NewLimiter(5, 10), shipments: rate.NewLimiter(2, 10), orders: rate.NewLimiter(rate.Limit(1.0/60), 20)}
+	return limits{listings: rate.NewLimiter(4.5, 10), shipments: rate.NewLimiter(1.8, 10), orders: rate.NewLimiter(rate.Limit(0.9/60), 20)}
 }
 
 // call waits for the operation's rate, then calls.

@@ -61,7 +61,9 @@ func (o *Opener) Open(id uuid.UUID, storeID, connectorType string, settings json
 		return nil, fmt.Errorf("no adapter for connector type %q", connectorType)
 	}
 	a, err := reg.New(connectors.Config{ID: id, StoreID: storeID, Settings: settings, HTTPClient: o.client,
-		Credentials: func(ctx context.Context) (connectors.Credentials, error) { return o.credentials(ctx, id) }})
+		Credentials: func(ctx context.Context) (connectors.Credentials, error) {
+			return o.credentials(ctx, id, reg.Credentials)
+		}})
 	if err != nil {
 		return nil, err
 	}
@@ -69,8 +71,10 @@ func (o *Opener) Open(id uuid.UUID, storeID, connectorType string, settings json
 	return a, nil
 }
 
-// credentials reads the connector's secrets from Vault, at most once per ttl.
-func (o *Opener) credentials(ctx context.Context, id uuid.UUID) (connectors.Credentials, error) {
+// credentials reads the connector's secrets from Vault, at most once per
+// ttl; a required one that is missing is an error (the manager has not
+// written it yet), never an empty credential sent to the marketplace.
+func (o *Opener) credentials(ctx context.Context, id uuid.UUID, required []string) (connectors.Credentials, error) {
 	o.mu.Lock()
 	c, ok := o.creds[id]
 	o.mu.Unlock()
@@ -88,6 +92,13 @@ func (o *Opener) credentials(ctx context.Context, id uuid.UUID) (connectors.Cred
 			return creds, fmt.Errorf("reading connector credentials from Vault: %w", err)
 		}
 		*dst = data["value"]
+	}
+	have := map[string]string{connectors.CredentialAPIKey: creds.APIKey, connectors.CredentialAPISecret: creds.APISecret,
+		connectors.CredentialRefreshToken: creds.RefreshToken}
+	for _, name := range required {
+		if have[name] == "" {
+			return creds, fmt.Errorf("the connector's %s is not in Vault (yet): see the ConnectorConfig's CredentialsSynced condition", name)
+		}
 	}
 	o.mu.Lock()
 	o.creds[id] = cachedCredentials{creds: creds, fetched: time.Now()}
