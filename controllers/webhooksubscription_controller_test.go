@@ -329,10 +329,14 @@ func TestRotationKeepsThePreviousSecretForTheGracePeriod(t *testing.T) {
 		}
 		return nil
 	})
+	// Vault is written before the status: wait for the status to follow.
+	eventually(t, 30*time.Second, "status without a previous secret", func() error {
+		if sub = h.get(t, "rotate"); sub.Status.PreviousSecretExpiresAt != nil {
+			return errors.New("status still shows a previous secret")
+		}
+		return nil
+	})
 	sub = h.waitReady(t, "rotate")
-	if sub.Status.PreviousSecretExpiresAt != nil {
-		t.Error("status still shows a previous secret")
-	}
 
 	// A plain re-reconcile (a spec edit) does not rotate again.
 	update(t, sub, func() {
