@@ -84,18 +84,12 @@ type ApiCredentialReconciler struct {
 // Reconcile issues, updates, rotates or revokes one credential.
 func (r *ApiCredentialReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var cred integrationsv1.ApiCredential
-	if err := r.Client.Get(ctx, req.NamespacedName, &cred); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	id, err := uuid.Parse(string(cred.UID))
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("credential uid %q is not a UUID: %w", cred.UID, err)
-	}
-	if !cred.DeletionTimestamp.IsZero() {
-		return r.revoke(ctx, &cred, id)
-	}
-	if err := ensureFinalizer(ctx, r.Client, &cred, credentialFinalizer); err != nil {
+	id, found, deleting, err := fetchForReconcile(ctx, r.Client, req.NamespacedName, &cred, credentialFinalizer)
+	switch {
+	case err != nil || !found:
 		return ctrl.Result{}, err
+	case deleting:
+		return r.revoke(ctx, &cred, id)
 	}
 	original := cred.DeepCopy()
 	now := r.Clock.Now()

@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/workqueue"
@@ -49,6 +51,24 @@ func conflictRetry(err error) (ctrl.Result, error) {
 		return ctrl.Result{RequeueAfter: 100 * time.Millisecond}, nil
 	}
 	return ctrl.Result{}, err
+}
+
+// fetchForReconcile reads the object at key into obj and parses its UID,
+// the id under which we write outside the cluster. Unless the object is
+// being deleted, it makes sure obj carries finalizer. found is false when
+// the object is gone; deleting says the caller should finalize.
+func fetchForReconcile(ctx context.Context, c client.Client, key types.NamespacedName, obj client.Object,
+	finalizer string) (id uuid.UUID, found, deleting bool, err error) {
+	if err := c.Get(ctx, key, obj); err != nil {
+		return id, false, false, client.IgnoreNotFound(err)
+	}
+	if id, err = uuid.Parse(string(obj.GetUID())); err != nil {
+		return id, true, false, fmt.Errorf("uid %q of %s is not a UUID: %w", obj.GetUID(), key, err)
+	}
+	if !obj.GetDeletionTimestamp().IsZero() {
+		return id, true, true, nil
+	}
+	return id, true, false, ensureFinalizer(ctx, c, obj, finalizer)
 }
 
 // ensureFinalizer adds finalizer by patch when missing.

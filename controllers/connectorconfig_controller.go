@@ -72,18 +72,12 @@ type ConnectorConfigReconciler struct {
 // Reconcile brings one connector's row and Vault credentials in line with its spec.
 func (r *ConnectorConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var cc integrationsv1.ConnectorConfig
-	if err := r.Client.Get(ctx, req.NamespacedName, &cc); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	id, err := uuid.Parse(string(cc.UID))
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("connector uid %q is not a UUID: %w", cc.UID, err)
-	}
-	if !cc.DeletionTimestamp.IsZero() {
-		return r.finalize(ctx, &cc, id)
-	}
-	if err := ensureFinalizer(ctx, r.Client, &cc, connectorFinalizer); err != nil {
+	id, found, deleting, err := fetchForReconcile(ctx, r.Client, req.NamespacedName, &cc, connectorFinalizer)
+	switch {
+	case err != nil || !found:
 		return ctrl.Result{}, err
+	case deleting:
+		return r.finalize(ctx, &cc, id)
 	}
 	original := cc.DeepCopy()
 	cc.Status.ConfigID = id.String()

@@ -68,18 +68,12 @@ type WebhookSubscriptionReconciler struct {
 // Reconcile brings one subscription's signing secret and row in line with its spec.
 func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var sub integrationsv1.WebhookSubscription
-	if err := r.Client.Get(ctx, req.NamespacedName, &sub); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	id, err := uuid.Parse(string(sub.UID))
-	if err != nil {
-		return ctrl.Result{}, fmt.Errorf("subscription uid %q is not a UUID: %w", sub.UID, err)
-	}
-	if !sub.DeletionTimestamp.IsZero() {
-		return r.finalize(ctx, &sub, id)
-	}
-	if err := ensureFinalizer(ctx, r.Client, &sub, webhookFinalizer); err != nil {
+	id, found, deleting, err := fetchForReconcile(ctx, r.Client, req.NamespacedName, &sub, webhookFinalizer)
+	switch {
+	case err != nil || !found:
 		return ctrl.Result{}, err
+	case deleting:
+		return r.finalize(ctx, &sub, id)
 	}
 
 	original := sub.DeepCopy()
