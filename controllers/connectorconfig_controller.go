@@ -96,14 +96,15 @@ func (r *ConnectorConfigReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		}
 		return ctrl.Result{}, nil
 	}
-	adapter, settingsErr := reg.New(connectors.Config{ID: id, StoreID: string(cc.Spec.StoreID), Settings: settingsJSON(cc.Spec.Settings)})
+	settings := settingsJSON(cc.Spec.Settings)
+	adapter, settingsErr := reg.New(connectors.Config{ID: id, StoreID: string(cc.Spec.StoreID), Settings: settings})
 	if _, receives := adapter.(connectors.Receiver); receives {
 		cc.Status.WebhookPath = "/connectors/" + id.String() + "/webhook"
 	}
 
 	credCond, credErr := r.syncCredentials(ctx, &cc, id, reg.Credentials)
 	setCondition(&cc.Status.Conditions, cc.Generation, credCond)
-	dbCond, dbErr := r.syncRow(ctx, &cc, id, adapter, settingsErr)
+	dbCond, dbErr := r.syncRow(ctx, &cc, id, settings, adapter, settingsErr)
 	setCondition(&cc.Status.Conditions, cc.Generation, dbCond)
 	if dbErr == nil {
 		cc.Status.LastRetrigger, dbErr = retriggerDeadLetters(&cc, cc.Status.LastRetrigger, r.Recorder, "events for the marketplace",
@@ -128,7 +129,7 @@ func (r *ConnectorConfigReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 // or that the adapter rejects, and event subscriptions it cannot handle;
 // while refused, the row keeps the last accepted spec.
 func (r *ConnectorConfigReconciler) syncRow(ctx context.Context, cc *integrationsv1.ConnectorConfig, id uuid.UUID,
-	adapter connectors.Adapter, settingsErr error) (metav1.Condition, error) {
+	settings json.RawMessage, adapter connectors.Adapter, settingsErr error) (metav1.Condition, error) {
 	if keys := sensitiveKeys(cc.Spec.Settings); len(keys) > 0 {
 		return falseCondition(ConditionDatabaseSynced, ReasonSettingsRejected, fmt.Sprintf(
 			"settings must not hold credentials, but these keys look like some: %s; put them in the Secret named by credentialsSecretRef",
@@ -147,7 +148,6 @@ func (r *ConnectorConfigReconciler) syncRow(ctx context.Context, cc *integration
 			"eventSubscriptions %s match nothing the %s adapter handles; it handles %s",
 			strings.Join(unhandled, ", "), cc.Spec.ConnectorType, handles)), nil
 	}
-	settings := settingsJSON(cc.Spec.Settings)
 	var pollInterval time.Duration
 	if cc.Spec.PollInterval != nil {
 		pollInterval = cc.Spec.PollInterval.Duration
