@@ -8,6 +8,9 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
@@ -40,7 +43,6 @@ func (s *OrphanSweeper) Start(ctx context.Context) error {
 type sweptKind struct {
 	kind, table, vaultFolder string
 	list                     client.ObjectList
-	uids                     func(client.ObjectList) []string
 	activeRows               func(context.Context) ([]uuid.UUID, error)
 	vaultPaths               func(uuid.UUID) []string
 	deactivate               func(context.Context, uuid.UUID) (bool, error)
@@ -50,12 +52,6 @@ func (s *OrphanSweeper) kinds() []sweptKind {
 	return []sweptKind{{
 		kind: kindWebhookSubscription, table: "webhook_subscriptions", vaultFolder: "webhook",
 		list: &integrationsv1.WebhookSubscriptionList{},
-		uids: func(l client.ObjectList) (out []string) {
-			for _, o := range l.(*integrationsv1.WebhookSubscriptionList).Items {
-				out = append(out, string(o.UID))
-			}
-			return out
-		},
 		activeRows: func(ctx context.Context) ([]uuid.UUID, error) {
 			return s.Store.ActiveSubscriptionIDsUpdatedBefore(ctx, time.Now())
 		},
@@ -64,12 +60,6 @@ func (s *OrphanSweeper) kinds() []sweptKind {
 	}, {
 		kind: kindConnectorConfig, table: "connector_configs", vaultFolder: "connector",
 		list: &integrationsv1.ConnectorConfigList{},
-		uids: func(l client.ObjectList) (out []string) {
-			for _, o := range l.(*integrationsv1.ConnectorConfigList).Items {
-				out = append(out, string(o.UID))
-			}
-			return out
-		},
 		activeRows: func(ctx context.Context) ([]uuid.UUID, error) {
 			rows, err := s.Store.ActiveConnectorConfigs(ctx)
 			ids := make([]uuid.UUID, len(rows))
@@ -111,10 +101,14 @@ func (s *OrphanSweeper) sweep(ctx context.Context, k sweptKind) error {
 		return fmt.Errorf("list: %w", err)
 	}
 	live := map[uuid.UUID]bool{}
-	for _, uid := range k.uids(k.list) {
-		if id, err := uuid.Parse(uid); err == nil {
+	err = meta.EachListItem(k.list, func(o runtime.Object) error {
+		if id, err := uuid.Parse(string(o.(metav1.Object).GetUID())); err == nil {
 			live[id] = true
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	for _, folder := range folders {
 		id, err := uuid.Parse(strings.TrimSuffix(folder, "/"))
