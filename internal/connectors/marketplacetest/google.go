@@ -45,23 +45,30 @@ func (g *Google) serve(s *Server, w http.ResponseWriter, r *http.Request, body [
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || !s.authorized(tok) {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{"code": 401, "status": "UNAUTHENTICATED"}})
-		s.mu.Lock()
-		s.problems = append(s.problems, r.URL.Path+": no valid bearer token")
-		s.mu.Unlock()
+		s.problem(r.URL.Path + ": no valid bearer token")
 		return
 	}
 	if r.URL.Query().Get("dataSource") != g.DataSource {
 		s.refuse(w, r, "dataSource %q, want %s", r.URL.Query().Get("dataSource"), g.DataSource)
 		return
 	}
+	var account string
+	var handle func(http.ResponseWriter, *http.Request, map[string]any, string)
 	switch {
 	case r.Method == http.MethodPost && insertPath.MatchString(r.URL.Path):
-		g.insert(w, r, body, insertPath.FindStringSubmatch(r.URL.Path)[1])
+		account, handle = insertPath.FindStringSubmatch(r.URL.Path)[1], g.insert
 	case r.Method == http.MethodPatch && patchPath.MatchString(r.URL.Path):
-		m := patchPath.FindStringSubmatch(r.URL.Path)
-		g.patch(w, r, body, m[1])
+		account, handle = patchPath.FindStringSubmatch(r.URL.Path)[1], g.patch
 	default:
 		s.refuse(w, r, "no such Merchant API method")
+		return
+	}
+	if account != g.AccountID {
+		s.refuse(w, r, "account %s is not %s", account, g.AccountID)
+		return
+	}
+	if parsed, ok := g.jsonBody(w, r, body); ok {
+		handle(w, r, parsed, account)
 	}
 }
 
@@ -84,9 +91,7 @@ func (g *Google) token(w http.ResponseWriter, r *http.Request, body []byte) {
 		jwt.WithIssuedAt(), jwt.WithExpirationRequired())
 	if err != nil || !parsed.Valid {
 		writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_grant", "error_description": "Invalid JWT Signature."})
-		g.mu.Lock()
-		g.problems = append(g.problems, "token: assertion refused: "+err.Error())
-		g.mu.Unlock()
+		g.problem("token: assertion refused: " + err.Error())
 		return
 	}
 	iat, _ := claims.GetIssuedAt()
@@ -124,15 +129,7 @@ func (g *Google) attributesOK(w http.ResponseWriter, r *http.Request, attrs any)
 	return true
 }
 
-func (g *Google) insert(w http.ResponseWriter, r *http.Request, raw []byte, account string) {
-	body, ok := g.jsonBody(w, r, raw)
-	if !ok {
-		return
-	}
-	if account != g.AccountID {
-		g.refuse(w, r, "account %s is not %s", account, g.AccountID)
-		return
-	}
+func (g *Google) insert(w http.ResponseWriter, r *http.Request, body map[string]any, account string) {
 	for _, f := range []string{"offerId", "contentLanguage", "feedLabel"} {
 		if str(body, f) == "" {
 			g.refuse(w, r, "%s is required", f)
@@ -148,15 +145,7 @@ func (g *Google) insert(w http.ResponseWriter, r *http.Request, raw []byte, acco
 	}
 }
 
-func (g *Google) patch(w http.ResponseWriter, r *http.Request, raw []byte, account string) {
-	body, ok := g.jsonBody(w, r, raw)
-	if !ok {
-		return
-	}
-	if account != g.AccountID {
-		g.refuse(w, r, "account %s is not %s", account, g.AccountID)
-		return
-	}
+func (g *Google) patch(w http.ResponseWriter, r *http.Request, body map[string]any, _ string) {
 	mask := r.URL.Query().Get("updateMask")
 	if mask == "" {
 		g.refuse(w, r, "updateMask is required")

@@ -104,12 +104,17 @@ func (s *Server) SetDelay(d time.Duration) {
 	s.mu.Unlock()
 }
 
-// refuse records a malformed request and answers 400.
-func (s *Server) refuse(w http.ResponseWriter, r *http.Request, format string, args ...any) {
-	msg := fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, fmt.Sprintf(format, args...))
+// problem records a request the real API would not have taken.
+func (s *Server) problem(msg string) {
 	s.mu.Lock()
 	s.problems = append(s.problems, msg)
 	s.mu.Unlock()
+}
+
+// refuse records a malformed request and answers 400.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, format string, args ...any) {
+	msg := fmt.Sprintf("%s %s: %s", r.Method, r.URL.Path, fmt.Sprintf(format, args...))
+	s.problem(msg)
 	writeJSON(w, http.StatusBadRequest, map[string]any{"errors": []map[string]string{{"code": "InvalidInput", "message": msg}}})
 }
 
