@@ -11,7 +11,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
-	eventsv1 "k8s.io/api/events/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -208,18 +207,7 @@ func TestPaymentConnectorAndSyncStatus(t *testing.T) {
 	if r := meta.FindStatusCondition(cc.Status.Conditions, integrationsv1.ConditionReady); r == nil || r.Status != metav1.ConditionTrue {
 		t.Fatalf("the reporter must keep the reconciler's conditions: %+v", cc.Status.Conditions)
 	}
-	eventually(t, 10*time.Second, "a WebhooksRejected Event", func() error {
-		var evs eventsv1.EventList
-		if err := h.client.List(ctx, &evs, client.InNamespace(h.namespace)); err != nil {
-			return err
-		}
-		for _, e := range evs.Items {
-			if e.Reason == "WebhooksRejected" && e.Regarding.Name == "stripe" {
-				return nil
-			}
-		}
-		return errors.New("no Event yet")
-	})
+	h.waitEvent(t, "stripe", "WebhooksRejected", "no v1 signature matches")
 	// A dead-lettered marketplace event is re-queued by annotation.
 	eventID := uuid.New()
 	if err := h.store.InsertConnectorDeliveries(ctx, []store.NewConnectorDelivery{{ID: uuid.New(), ConfigID: id, EventID: eventID,

@@ -3,8 +3,10 @@ package controllers_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
@@ -284,4 +287,22 @@ func update(t *testing.T, obj client.Object, mutate func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// waitEvent waits for an Event with reason about the object named regarding
+// whose note contains noteContains.
+func (h *harness) waitEvent(t *testing.T, regarding, reason, noteContains string) {
+	t.Helper()
+	eventually(t, 10*time.Second, "a "+reason+" Event about "+regarding, func() error {
+		var evs eventsv1.EventList
+		if err := h.client.List(context.Background(), &evs, client.InNamespace(h.namespace)); err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Reason == reason && e.Regarding.Name == regarding && strings.Contains(e.Note, noteContains) {
+				return nil
+			}
+		}
+		return errors.New("none yet")
+	})
 }

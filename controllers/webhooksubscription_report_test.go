@@ -9,10 +9,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
-	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
 	"github.com/ss3dev/integration-operator/controllers"
@@ -69,18 +67,7 @@ func TestDeliveryHealthReachesTheStatusAndRetriggerRequeues(t *testing.T) {
 	if r := meta.FindStatusCondition(sub.Status.Conditions, integrationsv1.ConditionReady); r == nil || r.Status != metav1.ConditionTrue {
 		t.Fatalf("the reporter must keep the reconciler's conditions: %+v", sub.Status.Conditions)
 	}
-	eventually(t, 10*time.Second, "a dead-letter Event", func() error {
-		var evs eventsv1.EventList
-		if err := h.client.List(ctx, &evs, client.InNamespace(h.namespace)); err != nil {
-			return err
-		}
-		for _, e := range evs.Items {
-			if e.Reason == "DeliveriesDeadLettered" && e.Regarding.Name == "health" && strings.Contains(e.Note, reason) {
-				return nil
-			}
-		}
-		return fmt.Errorf("none yet")
-	})
+	h.waitEvent(t, "health", "DeliveriesDeadLettered", reason)
 
 	// An idle report writes nothing.
 	before := h.get(t, "health").ResourceVersion
