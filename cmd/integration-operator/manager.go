@@ -112,12 +112,13 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 	if err != nil {
 		return err
 	}
+	st, recorder := store.New(pool), mgr.GetEventRecorder("integration-operator")
 	if err := (&controllers.WebhookSubscriptionReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
-		Store:                   store.New(pool),
+		Store:                   st,
 		Vault:                   vaultClient,
-		Recorder:                mgr.GetEventRecorder("integration-operator"),
+		Recorder:                recorder,
 		Metrics:                 metrics,
 		ResyncInterval:          o.resync,
 		MaxConcurrentReconciles: o.concurrency,
@@ -127,9 +128,9 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 	if err := (&controllers.ConnectorConfigReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
-		Store:                   store.New(pool),
+		Store:                   st,
 		Vault:                   vaultClient,
-		Recorder:                mgr.GetEventRecorder("integration-operator"),
+		Recorder:                recorder,
 		Metrics:                 metrics,
 		ResyncInterval:          o.resync,
 		MaxConcurrentReconciles: o.concurrency,
@@ -139,8 +140,8 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 	if err := (&controllers.ApiCredentialReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
-		Store:                   store.New(pool),
-		Recorder:                mgr.GetEventRecorder("integration-operator"),
+		Store:                   st,
+		Recorder:                recorder,
 		Metrics:                 metrics,
 		BcryptCost:              o.bcryptCost,
 		StatusSyncInterval:      o.credentialSync,
@@ -149,13 +150,13 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 		return fmt.Errorf("set up apicredential controller: %w", err)
 	}
 	if err := mgr.Add(&controllers.OrphanSweeper{
-		Client: mgr.GetClient(), Store: store.New(pool), Vault: vaultClient, Metrics: metrics,
+		Client: mgr.GetClient(), Store: st, Vault: vaultClient, Metrics: metrics,
 		Interval: o.sweepInterval, Log: ctrl.Log.WithName("sweep"),
 	}); err != nil {
 		return err
 	}
 	if err := mgr.Add(&controllers.StatusReporter{
-		Client: mgr.GetClient(), Store: store.New(pool), Recorder: mgr.GetEventRecorder("integration-operator"),
+		Client: mgr.GetClient(), Store: st, Recorder: recorder,
 		Interval: o.reportInterval, Log: ctrl.Log.WithName("status"),
 	}); err != nil {
 		return err
