@@ -97,10 +97,10 @@ func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDel
 		callCtx, cancel := context.WithTimeout(ctx, d.cfg.Connectors.Timeout)
 		errs := adapter.HandleEvents(callCtx, events)
 		cancel()
-		if len(errs) != len(batch) {
+		if answered := len(errs); answered != len(batch) {
 			errs = make([]error, len(batch))
 			for i := range errs {
-				errs[i] = fmt.Errorf("the %s adapter answered for %d of %d events", first.ConnectorType, len(errs), len(batch))
+				errs[i] = fmt.Errorf("the %s adapter answered for %d of %d events", first.ConnectorType, answered, len(batch))
 			}
 		}
 		for i, del := range batch {

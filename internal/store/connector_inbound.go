@@ -103,7 +103,7 @@ func (s *Store) ClaimUnpublishedInbound(ctx context.Context, limit int, lease ti
 	})
 }
 
-// InboundEventStatus reads how many events a connector stored and published.
+// InboundEventCounts reads how many events a connector stored and published.
 func (s *Store) InboundEventCounts(ctx context.Context, configID uuid.UUID) (stored, published int64, err error) {
 	err = s.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE status = 'PUBLISHED') FROM connector_inbound_events
 		WHERE config_id = $1`, configID).Scan(&stored, &published)
