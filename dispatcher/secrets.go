@@ -3,10 +3,10 @@ package dispatcher
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/ss3dev/integration-operator/internal/vault"
 )
@@ -14,32 +14,29 @@ import (
 // secretCache reads subscriptions' signing secrets from Vault and keeps
 // them for a short while, so a delivery costs no Vault round trip.
 type secretCache struct {
-	vault *vault.Client
-	ttl   time.Duration
-
-	mu      sync.Mutex
-	entries map[uuid.UUID]cachedSecrets
+	vault   *vault.Client
+	entries *expirable.LRU[uuid.UUID, cachedSecrets]
 }
 
 type cachedSecrets struct {
 	secrets []string
-	fetched time.Time
 	// previousUntil: the previous secret is used until then.
 	previousUntil time.Time
 }
 
+// maxCachedSecrets bounds the subscriptions whose secrets are kept in memory.
+const maxCachedSecrets = 100_000
+
 func newSecretCache(v *vault.Client, ttl time.Duration) *secretCache {
-	return &secretCache{vault: v, ttl: ttl, entries: map[uuid.UUID]cachedSecrets{}}
+	return &secretCache{vault: v, entries: expirable.NewLRU[uuid.UUID, cachedSecrets](maxCachedSecrets, nil, ttl)}
 }
 
 // get returns the secrets to sign with: the current one, then the previous
 // one while its grace period lasts.
 func (c *secretCache) get(ctx context.Context, subscriptionID uuid.UUID) ([]string, error) {
 	now := time.Now()
-	c.mu.Lock()
-	e, ok := c.entries[subscriptionID]
-	c.mu.Unlock()
-	if !ok || now.Sub(e.fetched) > c.ttl {
+	e, ok := c.entries.Get(subscriptionID)
+	if !ok {
 		data, _, err := c.vault.Get(ctx, "webhook/"+subscriptionID.String()+"/secret")
 		if err != nil {
 			return nil, err
@@ -47,16 +44,14 @@ func (c *secretCache) get(ctx context.Context, subscriptionID uuid.UUID) ([]stri
 		if data["secret"] == "" {
 			return nil, errors.New("the signing secret in Vault is empty")
 		}
-		e = cachedSecrets{secrets: []string{data["secret"]}, fetched: now}
+		e = cachedSecrets{secrets: []string{data["secret"]}}
 		if prev := data["previous"]; prev != "" {
 			if until, err := time.Parse(time.RFC3339, data["previous-expires-at"]); err == nil && now.Before(until) {
 				e.secrets = append(e.secrets, prev)
 				e.previousUntil = until
 			}
 		}
-		c.mu.Lock()
-		c.entries[subscriptionID] = e
-		c.mu.Unlock()
+		c.entries.Add(subscriptionID, e)
 	}
 	if len(e.secrets) > 1 && !now.Before(e.previousUntil) {
 		return e.secrets[:1], nil

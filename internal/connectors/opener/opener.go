@@ -14,21 +14,24 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/ss3dev/integration-operator/internal/connectors"
 	"github.com/ss3dev/integration-operator/internal/connectors/registry"
 	"github.com/ss3dev/integration-operator/internal/vault"
 )
 
+// maxConnectors bounds the credentials kept in memory.
+const maxConnectors = 10_000
+
 // Opener keeps one adapter per connector.
 type Opener struct {
 	vault  *vault.Client
 	client *http.Client
-	ttl    time.Duration
 
 	mu       sync.Mutex
 	adapters map[uuid.UUID]opened
-	creds    map[uuid.UUID]cachedCredentials
+	creds    *expirable.LRU[uuid.UUID, connectors.Credentials]
 }
 
 type opened struct {
@@ -36,15 +39,11 @@ type opened struct {
 	adapter connectors.Adapter
 }
 
-type cachedCredentials struct {
-	creds   connectors.Credentials
-	fetched time.Time
-}
-
 // New makes an Opener whose adapters call out with client and re-read
 // their credentials from Vault after ttl.
 func New(v *vault.Client, client *http.Client, ttl time.Duration) *Opener {
-	return &Opener{vault: v, client: client, ttl: ttl, adapters: map[uuid.UUID]opened{}, creds: map[uuid.UUID]cachedCredentials{}}
+	return &Opener{vault: v, client: client, adapters: map[uuid.UUID]opened{},
+		creds: expirable.NewLRU[uuid.UUID, connectors.Credentials](maxConnectors, nil, ttl)}
 }
 
 // Open returns the adapter for a connector, opening it anew when its type
@@ -75,33 +74,27 @@ func (o *Opener) Open(id uuid.UUID, storeID, connectorType string, settings json
 // ttl; a required one that is missing is an error (the manager has not
 // written it yet), never an empty credential sent to the marketplace.
 func (o *Opener) credentials(ctx context.Context, id uuid.UUID, required []string) (connectors.Credentials, error) {
-	o.mu.Lock()
-	c, ok := o.creds[id]
-	o.mu.Unlock()
-	if ok && time.Since(c.fetched) < o.ttl {
-		return c.creds, nil
+	if creds, ok := o.creds.Get(id); ok {
+		return creds, nil
 	}
-	var creds connectors.Credentials
-	for name, dst := range map[string]*string{connectors.CredentialAPIKey: &creds.APIKey,
-		connectors.CredentialAPISecret: &creds.APISecret, connectors.CredentialRefreshToken: &creds.RefreshToken} {
+	values := map[string]string{}
+	for _, name := range []string{connectors.CredentialAPIKey, connectors.CredentialAPISecret, connectors.CredentialRefreshToken} {
 		data, _, err := o.vault.Get(ctx, "connector/"+id.String()+"/"+name)
 		if errors.Is(err, vault.ErrNotFound) {
 			continue // not every type needs every credential
 		}
 		if err != nil {
-			return creds, fmt.Errorf("reading connector credentials from Vault: %w", err)
+			return connectors.Credentials{}, fmt.Errorf("reading connector credentials from Vault: %w", err)
 		}
-		*dst = data["value"]
+		values[name] = data["value"]
 	}
-	have := map[string]string{connectors.CredentialAPIKey: creds.APIKey, connectors.CredentialAPISecret: creds.APISecret,
-		connectors.CredentialRefreshToken: creds.RefreshToken}
 	for _, name := range required {
-		if have[name] == "" {
-			return creds, fmt.Errorf("the connector's %s is not in Vault (yet): see the ConnectorConfig's CredentialsSynced condition", name)
+		if values[name] == "" {
+			return connectors.Credentials{}, fmt.Errorf("the connector's %s is not in Vault (yet): see the ConnectorConfig's CredentialsSynced condition", name)
 		}
 	}
-	o.mu.Lock()
-	o.creds[id] = cachedCredentials{creds: creds, fetched: time.Now()}
-	o.mu.Unlock()
+	creds := connectors.Credentials{APIKey: values[connectors.CredentialAPIKey], APISecret: values[connectors.CredentialAPISecret],
+		RefreshToken: values[connectors.CredentialRefreshToken]}
+	o.creds.Add(id, creds)
 	return creds, nil
 }
