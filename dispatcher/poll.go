@@ -2,13 +2,11 @@ package dispatcher
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"github.com/segmentio/kafka-go"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/ss3dev/integration-operator/internal/connectors"
@@ -95,25 +93,4 @@ func (d *Dispatcher) pollOnce(ctx context.Context, job store.PollJob, run *store
 	}
 	run.RecordCount = len(res.Events)
 	return res.Cursor, nil
-}
-
-// PublishEvents writes platform events in the platform's envelope to the
-// connectors' events topic, keyed by store so a store's events stay in order.
-func (d *Dispatcher) PublishEvents(ctx context.Context, events []connectors.Event) error {
-	if len(events) == 0 {
-		return nil
-	}
-	msgs := make([]kafka.Message, len(events))
-	for i, e := range events {
-		at := e.Time
-		value, err := json.Marshal(envelope{EventID: e.ID.String(), EventType: e.Type, StoreID: e.StoreID, Time: &at, Data: e.Data})
-		if err != nil {
-			return fmt.Errorf("encode event %s: %w", e.ID, err)
-		}
-		msgs[i] = kafka.Message{Topic: d.cfg.Connectors.EventsTopic, Key: []byte(e.StoreID), Value: value}
-	}
-	if err := d.publisher.WriteMessages(ctx, msgs...); err != nil {
-		return fmt.Errorf("publish %d events to %s: %w", len(msgs), d.cfg.Connectors.EventsTopic, err)
-	}
-	return nil
 }
