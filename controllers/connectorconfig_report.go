@@ -33,6 +33,10 @@ func (r *StatusReporter) ReportConnectors(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stalled, err := r.intakeStalls(ctx)
+	if err != nil {
+		return err
+	}
 	var list integrationsv1.ConnectorConfigList
 	if err := r.Client.List(ctx, &list); err != nil {
 		return fmt.Errorf("list connectors: %w", err)
@@ -49,7 +53,11 @@ func (r *StatusReporter) ReportConnectors(ctx context.Context) error {
 		}
 		original := cc.DeepCopy()
 		applyHealth(&cc.Status, h)
-		setCondition(&cc.Status.Conditions, cc.Generation, syncedCondition(h))
+		synced := syncedCondition(h)
+		if stall := stalled(string(cc.Spec.StoreID)); stall != nil {
+			synced = stalledCondition(ConditionSynced, string(cc.Spec.StoreID), *stall)
+		}
+		setCondition(&cc.Status.Conditions, cc.Generation, synced)
 		if equality.Semantic.DeepEqual(original.Status, cc.Status) {
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,7 +29,14 @@ const (
 	ReasonNoDeliveriesYet   = "NoDeliveriesYet"
 	ReasonDeliveriesFailing = "DeliveriesFailing"
 	ReasonEndpointGone      = "EndpointGone"
+	// ReasonEventIntakeStalled: the store's events are stuck in Kafka (a
+	// batch holding them cannot be persisted); on subscriptions and connectors.
+	ReasonEventIntakeStalled = "EventIntakeStalled"
 )
+
+// intakeStallFreshness: a stall not refreshed for this long is over (its
+// replica died or moved on); a stalled replica refreshes it every few seconds.
+const intakeStallFreshness = time.Minute
 
 // StatusReporter copies what the dispatchers record in Postgres onto the
 // resources' status: each subscription's delivery health and each
@@ -57,6 +65,10 @@ func (r *StatusReporter) ReportDeliveries(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stalled, err := r.intakeStalls(ctx)
+	if err != nil {
+		return err
+	}
 	var subs integrationsv1.WebhookSubscriptionList
 	if err := r.Client.List(ctx, &subs); err != nil {
 		return fmt.Errorf("list subscriptions: %w", err)
@@ -68,12 +80,17 @@ func (r *StatusReporter) ReportDeliveries(ctx context.Context) error {
 			continue
 		}
 		st, ok := stats[id]
-		if !ok && sub.Status.Delivery == nil {
+		stall := stalled(string(sub.Spec.StoreID))
+		if !ok && sub.Status.Delivery == nil && stall == nil && !isStalled(sub.Status.Conditions) {
 			continue
 		}
 		original := sub.DeepCopy()
 		sub.Status.Delivery = deliveryStatus(st)
-		setCondition(&sub.Status.Conditions, sub.Generation, healthyCondition(st, ok))
+		healthy := healthyCondition(st, ok)
+		if stall != nil {
+			healthy = stalledCondition(ConditionHealthy, string(sub.Spec.StoreID), *stall)
+		}
+		setCondition(&sub.Status.Conditions, sub.Generation, healthy)
 		if equality.Semantic.DeepEqual(original.Status, sub.Status) {
 			continue
 		}
@@ -93,6 +110,39 @@ func (r *StatusReporter) ReportDeliveries(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// intakeStalls returns which stall, if any, holds up a store's events.
+func (r *StatusReporter) intakeStalls(ctx context.Context) (func(storeID string) *store.IntakeStall, error) {
+	stalls, err := r.Store.IntakeStalls(ctx, intakeStallFreshness)
+	if err != nil {
+		return nil, err
+	}
+	return func(storeID string) *store.IntakeStall {
+		for i, st := range stalls {
+			// A batch with no decodable event may hold any store's events.
+			if len(st.StoreIDs) == 0 || slices.Contains(st.StoreIDs, storeID) {
+				return &stalls[i]
+			}
+		}
+		return nil
+	}, nil
+}
+
+func stalledCondition(conditionType, storeID string, st store.IntakeStall) metav1.Condition {
+	return metav1.Condition{Type: conditionType, Status: metav1.ConditionFalse, Reason: ReasonEventIntakeStalled,
+		Message: fmt.Sprintf("events for store %s have been stuck on Kafka partition %s/%d since %s: %s; the dispatcher keeps retrying, see dispatcher_intake_blocked_seconds",
+			storeID, st.Topic, st.Partition, st.Since.UTC().Format(time.RFC3339), st.Reason)}
+}
+
+// isStalled: the status still shows a stall that may since have ended.
+func isStalled(conditions []metav1.Condition) bool {
+	for _, c := range conditions {
+		if c.Reason == ReasonEventIntakeStalled {
+			return true
+		}
+	}
+	return false
 }
 
 func deliveryStatus(st store.SubscriptionStats) *integrationsv1.DeliveryStatus {

@@ -9,8 +9,10 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
 	"github.com/ss3dev/integration-operator/controllers"
@@ -95,4 +97,78 @@ func TestDeliveryHealthReachesTheStatusAndRetriggerRequeues(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A partition the dispatcher cannot make progress on shows on the
+// subscriptions and connectors of the stores its stuck batch carries, and
+// only on those, and clears when the batch goes through.
+func TestAStalledIntakeShowsOnItsStoresResources(t *testing.T) {
+	h := startManager(t, harnessOptions{})
+	ctx := context.Background()
+	stuck := newSubscription(h.namespace, "stuck")
+	flowing := newSubscription(h.namespace, "flowing")
+	flowing.Spec.StoreID = "store-2077"
+	creds := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "stripe-endpoint", Namespace: h.namespace},
+		Data: map[string][]byte{"api-secret": []byte("whsec_test_endpoint_secret")}}
+	connector := &integrationsv1.ConnectorConfig{
+		ObjectMeta: metav1.ObjectMeta{Name: "stripe", Namespace: h.namespace},
+		Spec: integrationsv1.ConnectorConfigSpec{StoreID: stuck.Spec.StoreID, ConnectorType: integrationsv1.ConnectorStripe, DisplayName: "Stripe",
+			CredentialsSecretRef: integrationsv1.ConnectorCredentialsReference{Name: "stripe-endpoint"}},
+	}
+	for _, obj := range []client.Object{stuck, flowing, creds, connector} {
+		if err := h.client.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.waitReady(t, "stuck")
+	h.waitReady(t, "flowing")
+	h.waitConnector(t, "stripe", integrationsv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonSynced)
+	reporter := &controllers.StatusReporter{Client: h.client, Store: h.store, Recorder: h.recorder, Log: logr.Discard()}
+	report := func() {
+		t.Helper()
+		if err := reporter.ReportDeliveries(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := reporter.ReportConnectors(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := time.Now().Add(-time.Minute)
+	if err := h.store.ReportIntakeStall(ctx, store.IntakeStall{Topic: "platform.events", Partition: 3, StoreIDs: []string{string(stuck.Spec.StoreID)},
+		Reason: "persist deliveries: no space left on device", Since: since}); err != nil {
+		t.Fatal(err)
+	}
+	report()
+	c := meta.FindStatusCondition(h.get(t, "stuck").Status.Conditions, controllers.ConditionHealthy)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != controllers.ReasonEventIntakeStalled ||
+		!strings.Contains(c.Message, "platform.events/3") || !strings.Contains(c.Message, "no space left") {
+		t.Fatalf("Healthy of the stuck store's subscription: %+v", c)
+	}
+	if c := meta.FindStatusCondition(h.get(t, "flowing").Status.Conditions, controllers.ConditionHealthy); c != nil && c.Status != metav1.ConditionTrue {
+		t.Fatalf("another store's subscription: %+v", c)
+	}
+	cc := &integrationsv1.ConnectorConfig{}
+	if err := h.client.Get(ctx, client.ObjectKeyFromObject(connector), cc); err != nil {
+		t.Fatal(err)
+	}
+	if c := meta.FindStatusCondition(cc.Status.Conditions, controllers.ConditionSynced); c == nil || c.Status != metav1.ConditionFalse ||
+		c.Reason != controllers.ReasonEventIntakeStalled {
+		t.Fatalf("Synced of the stuck store's connector: %+v", c)
+	}
+
+	// The batch went through: the next report says so.
+	if err := h.store.ClearIntakeStalls(ctx, []string{"platform.events"}, []int{3}); err != nil {
+		t.Fatal(err)
+	}
+	report()
+	if c := meta.FindStatusCondition(h.get(t, "stuck").Status.Conditions, controllers.ConditionHealthy); c == nil ||
+		c.Status != metav1.ConditionTrue {
+		t.Fatalf("Healthy after the stall cleared: %+v", c)
+	}
+	if err := h.client.Get(ctx, client.ObjectKeyFromObject(connector), cc); err != nil {
+		t.Fatal(err)
+	}
+	if c := meta.FindStatusCondition(cc.Status.Conditions, controllers.ConditionSynced); c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("Synced after the stall cleared: %+v", c)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -106,25 +107,17 @@ func benchThroughput(b *testing.B, events, receivers int, ephemeral bool) {
 	want := int64(events)
 	b.ResetTimer()
 	start := time.Now()
-	e.run(b, Config{Ephemeral: ephemeral, Workers: 128})
-	for br.delivered.Load() < want {
-		if time.Since(start) > 15*time.Minute {
-			b.Fatalf("only %d of %d delivered", br.delivered.Load(), want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	d := e.run(b, Config{Ephemeral: ephemeral, Workers: 128})
+	waitFor(b, "deliveries received", want, br.delivered.Load, d)
 	elapsed := time.Since(start)
 	b.StopTimer()
 	if !ephemeral {
 		// Durable means recorded: wait for the outcomes to be written too.
-		for {
+		waitFor(b, "deliveries recorded DELIVERED", want, func() int64 {
 			var n int64
 			_ = e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries WHERE status = 'DELIVERED'`).Scan(&n)
-			if n >= want {
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return n
+		}, d)
 		elapsed = time.Since(start)
 	}
 	b.ReportMetric(float64(want)/elapsed.Seconds(), "deliveries/s")
@@ -132,9 +125,35 @@ func benchThroughput(b *testing.B, events, receivers int, ephemeral bool) {
 	b.ReportMetric(0, "ns/op")
 }
 
+// benchStall is how long a benchmark waits with no progress before it
+// fails, saying what it was waiting for.
+const benchStall = time.Minute
+
+// waitFor waits until count() reaches want, failing with the counts, the
+// consumer lag and the outcomes so far when it stops moving for benchStall.
+func waitFor(b *testing.B, what string, want int64, count func() int64, d *Dispatcher) {
+	b.Helper()
+	last, lastMove := count(), time.Now()
+	for last < want {
+		time.Sleep(5 * time.Millisecond)
+		if n := count(); n != last {
+			last, lastMove = n, time.Now()
+			continue
+		}
+		if time.Since(lastMove) > benchStall {
+			outcomes := map[string]float64{}
+			for _, status := range []string{"DELIVERED", "FAILED", "PENDING", "DEAD_LETTERED"} {
+				outcomes[status] = testutil.ToFloat64(d.metrics.Outcomes.WithLabelValues(status))
+			}
+			b.Fatalf("%s: %d of %d, no progress for %v; consumer lag %v, outcomes %v, events decoded %v",
+				what, last, want, benchStall, testutil.ToFloat64(d.metrics.ConsumerLag), outcomes, testutil.ToFloat64(d.metrics.Events))
+		}
+	}
+}
+
 func benchLatency(b *testing.B, rate int, duration time.Duration, receivers int) {
 	e, br := benchEnv(b, receivers)
-	e.run(b, Config{Workers: 128})
+	d := e.run(b, Config{Workers: 128})
 	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond}
 	defer w.Close()
@@ -142,9 +161,7 @@ func benchLatency(b *testing.B, rate int, duration time.Duration, receivers int)
 	if err := w.WriteMessages(context.Background(), benchMessages(0, 1)...); err != nil {
 		b.Fatal(err)
 	}
-	for br.delivered.Load() < 1 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitFor(b, "the warm-up delivery", 1, br.delivered.Load, d)
 	br.mu.Lock()
 	br.latencies = nil
 	br.mu.Unlock()
@@ -162,13 +179,7 @@ func benchLatency(b *testing.B, rate int, duration time.Duration, receivers int)
 		}
 		total += perTick
 	}
-	want := base + int64(total)
-	for wait := time.Now(); br.delivered.Load() < want; {
-		if time.Since(wait) > time.Minute {
-			b.Fatalf("only %d of %d delivered", br.delivered.Load()-base, total)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(b, "deliveries received", base+int64(total), br.delivered.Load, d)
 	b.StopTimer()
 	br.mu.Lock()
 	lat := slices.Clone(br.latencies)

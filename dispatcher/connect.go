@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -95,7 +96,7 @@ func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDel
 			events[i] = connectors.Event{ID: del.EventID, Type: del.EventType, StoreID: del.StoreID, Time: del.CreatedAt, Data: del.Payload}
 		}
 		callCtx, cancel := context.WithTimeout(ctx, d.cfg.Connectors.Timeout)
-		errs := adapter.HandleEvents(callCtx, events)
+		errs := handleContained(callCtx, adapter, events)
 		cancel()
 		if answered := len(errs); answered != len(batch) {
 			errs = make([]error, len(batch))
@@ -114,6 +115,21 @@ func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDel
 		if err == nil {
 			return
 		}
+		if store.Refused(err) {
+			// What the marketplace said is the only outside text here:
+			// record the outcomes without it, so the events still end.
+			why := "the marketplace's answer could not be stored: " + shortReason(err)
+			for i := range outcomes {
+				if outcomes[i].Error != "" {
+					outcomes[i].Error = why
+				}
+			}
+			for i := range runs {
+				if runs[i].ErrorSummary != "" {
+					runs[i].ErrorSummary = why
+				}
+			}
+		}
 		if try >= 5 {
 			d.log.Error(err, "recording connector outcomes failed; their claims will lapse and the events be handled again",
 				"configId", first.ConfigID, "events", len(batch))
@@ -122,6 +138,38 @@ func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDel
 		d.log.Error(err, "recording connector outcomes failed; retrying", "configId", first.ConfigID)
 		time.Sleep(time.Duration(try+1) * time.Second)
 	}
+}
+
+// handleContained calls the adapter so that a panic on one event's data
+// costs only that event: the batch is handed over again one event at a
+// time, and an event the adapter panics on alone is refused for good.
+func handleContained(ctx context.Context, adapter connectors.Adapter, events []connectors.Event) []error {
+	errs, panicked := handleRecovering(ctx, adapter, events)
+	if panicked == nil {
+		return errs
+	}
+	errs = make([]error, len(events))
+	for i := range events {
+		one, panicked := handleRecovering(ctx, adapter, events[i:i+1])
+		switch {
+		case panicked != nil:
+			errs[i] = connectors.Permanent(fmt.Errorf("the %s adapter failed on this event: %v", adapter.Type(), panicked))
+		case len(one) == 1:
+			errs[i] = one[0]
+		default:
+			errs[i] = fmt.Errorf("the %s adapter answered for %d of 1 events", adapter.Type(), len(one))
+		}
+	}
+	return errs
+}
+
+func handleRecovering(ctx context.Context, adapter connectors.Adapter, events []connectors.Event) (errs []error, panicked any) {
+	defer func() {
+		if p := recover(); p != nil {
+			panicked = p
+		}
+	}()
+	return adapter.HandleEvents(ctx, events), nil
 }
 
 // judgeConnector turns an adapter's verdict on one event into its outcome.
@@ -201,5 +249,9 @@ func truncateSummary(s string) string {
 	if len(s) <= limit {
 		return s
 	}
-	return s[:limit] + "…"
+	cut := limit
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }

@@ -61,18 +61,12 @@ func benchEbay(b *testing.B, events int) {
 	w.Close()
 	b.ResetTimer()
 	start := time.Now()
-	e.run(b, Config{Connectors: ConnectorConfig{PollCheck: 20 * time.Millisecond, BatchSize: 100}})
-	for {
+	d := e.run(b, Config{Connectors: ConnectorConfig{PollCheck: 20 * time.Millisecond, BatchSize: 100}})
+	waitFor(b, "connector events handed to eBay", int64(events), func() int64 {
 		var n int64
 		_ = e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM connector_deliveries WHERE status = 'DELIVERED'`).Scan(&n)
-		if n >= int64(events) {
-			break
-		}
-		if time.Since(start) > 10*time.Minute {
-			b.Fatalf("only %d of %d handed to eBay", n, events)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return n
+	}, d)
 	elapsed := time.Since(start)
 	b.StopTimer()
 	if p := ebay.Problems(); len(p) > 0 {

@@ -16,7 +16,9 @@ import (
 // persist; it commits the batch's offsets only once its deliveries are
 // durable, then hands the new deliveries to the workers. A crash at any
 // point replays the batch, and persisting is idempotent on
-// (subscription_id, event_id), so no event is lost or doubled.
+// (subscription_id, event_id), so no event is lost or doubled. A batch is
+// retried only for what retrying can cure (an outage); what one message
+// itself causes is set aside with that message alone.
 
 func (d *Dispatcher) consume(ctx context.Context, reader *kafka.Reader) error {
 	for {
@@ -27,36 +29,34 @@ func (d *Dispatcher) consume(ctx context.Context, reader *kafka.Reader) error {
 			}
 			return fmt.Errorf("consume: %w", err)
 		}
-		if err := d.processBatch(ctx, reader, batch); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			// Not committed: the batch is retried (idempotently) after a pause.
-			d.log.Error(err, "processing a batch failed; retrying it", "messages", len(batch))
-			d.metrics.BatchRetries.Inc()
-			if !sleep(ctx, d.cfg.OutageRetry/10) {
-				return nil
-			}
-			if err := d.retryBatch(ctx, reader, batch); err != nil {
-				return err
-			}
-		}
+		d.processUntilDone(ctx, reader, batch)
 	}
 }
 
-// retryBatch processes a failed batch again until it succeeds or ctx ends.
-func (d *Dispatcher) retryBatch(ctx context.Context, reader *kafka.Reader, batch []kafka.Message) error {
+// processUntilDone processes a batch, retrying it after an outage with
+// backoff until it succeeds or ctx ends. While it fails, the stall shows in
+// a metric and (as far as Postgres takes it) on the stores' resources.
+func (d *Dispatcher) processUntilDone(ctx context.Context, reader *kafka.Reader, batch []kafka.Message) {
 	backoff := d.cfg.OutageRetry / 10
+	var stalled *intakeStall
 	for {
 		err := d.processBatch(ctx, reader, batch)
 		if err == nil || ctx.Err() != nil {
-			return nil
+			if stalled != nil {
+				stalled.clear(ctx)
+			}
+			return
 		}
-		d.log.Error(err, "processing a batch failed again; retrying it", "messages", len(batch))
-		backoff = min(2*backoff, d.cfg.OutageRetry)
+		if stalled == nil {
+			stalled = d.newIntakeStall(batch)
+		}
+		stalled.report(ctx, err)
+		d.log.Error(err, "processing a batch failed; retrying it", "messages", len(batch), "stalledFor", time.Since(stalled.since).Round(time.Second))
+		d.metrics.BatchRetries.Inc()
 		if !sleep(ctx, backoff) {
-			return nil
+			return
 		}
+		backoff = min(2*backoff, d.cfg.OutageRetry)
 	}
 }
 
@@ -82,60 +82,33 @@ func (d *Dispatcher) fetchBatch(ctx context.Context, reader *kafka.Reader) ([]ka
 	return batch, nil
 }
 
+// routed is one message after decode and route: what it becomes, or why
+// it is poison.
+type routed struct {
+	msg        kafka.Message
+	poison     error
+	deliveries []store.NewDelivery
+	connectors []store.NewConnectorDelivery
+	jobs       []store.Delivery
+}
+
 func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, batch []kafka.Message) error {
 	// Route with the subscriptions as they are now: an event consumed after
 	// a subscription's row was written reaches it. Unchanged, this costs one
 	// small query per batch.
-	err := d.router.Refresh(ctx)
-	if err != nil {
+	if err := d.router.Refresh(ctx); err != nil {
 		return fmt.Errorf("route: %w", err)
 	}
-	var poison []kafka.Message
-	var deliveries []store.NewDelivery
-	var toConnectors []store.NewConnectorDelivery
-	jobs := map[uuid.UUID]store.Delivery{}
-	for _, m := range batch {
-		e, err := Decode(m)
-		if err != nil {
-			d.metrics.Poison.Inc()
-			// The content may be sensitive: log where it was, never what.
-			d.log.Info("poison message set aside", "topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "reason", err.Error())
-			poison = append(poison, poisonMessage(d.cfg.Kafka.PoisonTopic, m, err))
-			continue
-		}
-		d.metrics.Events.Inc()
-		for _, sub := range d.router.Match(e) {
-			nd := store.NewDelivery{ID: uuid.New(), SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type, Payload: e.Data}
-			deliveries = append(deliveries, nd)
-			jobs[nd.ID] = store.Delivery{ID: nd.ID, SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type,
-				Payload: e.Data, TargetURL: sub.TargetURL, Timeout: sub.DeliveryTimeout, SignatureScheme: sub.SignatureScheme,
-				SubscriptionActive: true, MaxConcurrency: sub.MaxConcurrency, RateLimit: sub.RateLimit, RateBurst: sub.RateBurst}
-		}
-		for _, c := range d.router.MatchConnectors(e) {
-			toConnectors = append(toConnectors, store.NewConnectorDelivery{ID: uuid.New(), ConfigID: c.ID, EventID: e.ID,
-				StoreID: e.StoreID, EventType: e.Type, Payload: e.Data})
-		}
+	msgs := make([]routed, len(batch))
+	for i, m := range batch {
+		msgs[i] = d.decodeAndRoute(m)
 	}
-	if len(poison) > 0 {
-		if err = d.publisher.WriteMessages(ctx, poison...); err != nil {
-			return fmt.Errorf("set poison aside: %w", err)
-		}
+	inserted, err := d.persist(ctx, msgs)
+	if err != nil {
+		return err
 	}
-	var inserted []uuid.UUID
-	if d.cfg.Ephemeral {
-		for _, nd := range deliveries {
-			inserted = append(inserted, nd.ID)
-		}
-	} else {
-		// Queued for the connector stage, which works apart from webhook
-		// delivery. First: a failure here then leaves no webhook delivery
-		// claimed but unsent.
-		if err = d.store.InsertConnectorDeliveries(ctx, toConnectors); err != nil {
-			return err
-		}
-		if inserted, err = d.store.InsertDeliveries(ctx, deliveries, d.cfg.ClaimLease); err != nil {
-			return err
-		}
+	if err := d.setAside(ctx, msgs); err != nil {
+		return err
 	}
 	// Bounded: a commit caught in a rebalance must not hold up the loop; the
 	// batch is durable, and replaying it inserts nothing.
@@ -147,22 +120,42 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 		// The replayed batch will find them and insert nothing.
 		d.log.Error(err, "committing offsets failed; the batch will be replayed harmlessly")
 	}
-	for _, id := range inserted {
-		select {
-		case d.jobs <- jobs[id]:
-		case <-ctx.Done():
-			return nil // claimed rows are taken over when the claim lapses
+	for _, m := range msgs {
+		for _, job := range m.jobs {
+			if !inserted[job.ID] {
+				continue
+			}
+			select {
+			case d.jobs <- job:
+			case <-ctx.Done():
+				return nil // claimed rows are taken over when the claim lapses
+			}
 		}
 	}
 	return nil
 }
 
-func poisonMessage(topic string, m kafka.Message, reason error) kafka.Message {
-	headers := append([]kafka.Header{}, m.Headers...)
-	headers = append(headers,
-		kafka.Header{Key: "poison-reason", Value: []byte(reason.Error())},
-		kafka.Header{Key: "poison-source", Value: []byte(fmt.Sprintf("%s/%d/%d", m.Topic, m.Partition, m.Offset))})
-	return kafka.Message{Topic: topic, Key: m.Key, Value: m.Value, Headers: headers}
+// decodeAndRoute is stages 1 and 2 for one message.
+func (d *Dispatcher) decodeAndRoute(m kafka.Message) routed {
+	r := routed{msg: m}
+	e, err := Decode(m)
+	if err != nil {
+		r.poison = err
+		return r
+	}
+	d.metrics.Events.Inc()
+	for _, sub := range d.router.Match(e) {
+		nd := store.NewDelivery{ID: uuid.New(), SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type, Payload: e.Data}
+		r.deliveries = append(r.deliveries, nd)
+		r.jobs = append(r.jobs, store.Delivery{ID: nd.ID, SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type,
+			Payload: e.Data, TargetURL: sub.TargetURL, Timeout: sub.DeliveryTimeout, SignatureScheme: sub.SignatureScheme,
+			SubscriptionActive: true, MaxConcurrency: sub.MaxConcurrency, RateLimit: sub.RateLimit, RateBurst: sub.RateBurst})
+	}
+	for _, c := range d.router.MatchConnectors(e) {
+		r.connectors = append(r.connectors, store.NewConnectorDelivery{ID: uuid.New(), ConfigID: c.ID, EventID: e.ID,
+			StoreID: e.StoreID, EventType: e.Type, Payload: e.Data})
+	}
+	return r
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

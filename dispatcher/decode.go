@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
@@ -80,7 +84,7 @@ func decodeStructuredCloudEvent(value []byte) (Event, error) {
 		return Event{}, fmt.Errorf("cloudevent: %w", err)
 	}
 	if ce.SpecVersion != "1.0" {
-		return Event{}, fmt.Errorf("cloudevent: unsupported specversion %q", ce.SpecVersion)
+		return Event{}, fmt.Errorf("cloudevent: unsupported specversion %s", quoteShort(ce.SpecVersion))
 	}
 	data := ce.Data
 	if ce.DataBase64 != "" {
@@ -90,11 +94,16 @@ func decodeStructuredCloudEvent(value []byte) (Event, error) {
 }
 
 func decodeBinaryCloudEvent(m kafka.Message, specversion string) (Event, error) {
+	for _, h := range m.Headers {
+		if strings.HasPrefix(h.Key, "ce_") && !printable(string(h.Value)) {
+			return Event{}, fmt.Errorf("cloudevent: header %s is not printable UTF-8", printableOr(h.Key, "with an unprintable name"))
+		}
+	}
 	if specversion != "1.0" {
-		return Event{}, fmt.Errorf("cloudevent: unsupported specversion %q", specversion)
+		return Event{}, fmt.Errorf("cloudevent: unsupported specversion %s", quoteShort(specversion))
 	}
 	if ct := header(m, "content-type"); ct != "" && ct != "application/json" && !bytes.HasPrefix([]byte(ct), []byte("application/json;")) {
-		return Event{}, fmt.Errorf("cloudevent: content-type %q is not JSON", ct)
+		return Event{}, fmt.Errorf("cloudevent: content-type %s is not JSON", quoteShort(ct))
 	}
 	if !json.Valid(m.Value) {
 		return Event{}, errors.New("cloudevent: data is not JSON")
@@ -117,18 +126,61 @@ func cloudEventID(source, id string) uuid.UUID {
 	return uuid.NewSHA1(cloudEventsNamespace, []byte(source+"\x00"+id))
 }
 
+// maxNameLen bounds event types and store ids: they travel in HTTP headers
+// and index keys.
+const maxNameLen = 255
+
 func validEvent(e Event) (Event, error) {
 	switch {
 	case e.ID == uuid.Nil:
 		return e, errors.New("event has no id")
 	case e.Type == "":
 		return e, errors.New("event has no type")
+	case len(e.Type) > maxNameLen || !printable(e.Type):
+		return e, fmt.Errorf("event type is not printable UTF-8 of at most %d bytes", maxNameLen)
 	case e.StoreID == "":
 		return e, errors.New("event has no store id")
+	case len(e.StoreID) > maxNameLen || !printable(e.StoreID):
+		return e, fmt.Errorf("store id is not printable UTF-8 of at most %d bytes", maxNameLen)
 	case len(e.Data) == 0 || !json.Valid(e.Data):
 		return e, errors.New("event data is missing or not JSON")
+	case !utf8.Valid(e.Data):
+		// RFC 8259 requires UTF-8 of JSON exchanged between systems;
+		// receivers' parsers refuse anything else.
+		return e, errors.New("event data is not valid UTF-8")
 	}
 	return e, nil
+}
+
+// printable: valid UTF-8 with no control characters, as an HTTP header
+// value and a Postgres text column both need.
+func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// quoteShort quotes at most 64 bytes of s for a reason.
+func quoteShort(s string) string {
+	const limit = 64
+	if len(s) > limit {
+		return strconv.Quote(s[:limit]) + "…"
+	}
+	return strconv.Quote(s)
+}
+
+// printableOr names s in a reason only when it is safe to show.
+func printableOr(s, otherwise string) string {
+	if len(s) <= maxNameLen && printable(s) {
+		return s
+	}
+	return otherwise
 }
 
 func header(m kafka.Message, key string) string {

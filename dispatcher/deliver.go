@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/ss3dev/integration-operator/internal/signing"
 	"github.com/ss3dev/integration-operator/internal/store"
@@ -34,7 +33,9 @@ var errDestinationRefused = errors.New("destination address refused: loopback, p
 
 // attemptResult is what one attempt found, before the retry policy judges it.
 type attemptResult struct {
-	status     int // 0 when there was no answer
+	status int // 0 when there was no answer
+	// body is the answer's first bytes as sent; the store makes them
+	// storable.
 	body       string
 	retryAfter time.Duration
 	err        error
@@ -136,7 +137,7 @@ func (d *Dispatcher) attempt(ctx context.Context, del store.Delivery) attemptRes
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, int64(d.cfg.MaxResponseBody)))
 	// Drain a little more so the connection can be reused; never much.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return attemptResult{status: resp.StatusCode, body: validUTF8(body), retryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+	return attemptResult{status: resp.StatusCode, body: string(body), retryAfter: retryAfter(resp.Header.Get("Retry-After"))}
 }
 
 func unwrapURLError(err error) error {
@@ -161,11 +162,4 @@ func retryAfter(v string) time.Duration {
 		return time.Until(t)
 	}
 	return 0
-}
-
-func validUTF8(b []byte) string {
-	if utf8.Valid(b) {
-		return string(b)
-	}
-	return string(bytes.ToValidUTF8(b, []byte("\uFFFD")))
 }

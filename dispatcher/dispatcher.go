@@ -224,10 +224,21 @@ func (d *Dispatcher) protectedAttempt(ctx context.Context, del store.Delivery) a
 	return r
 }
 
+// ephemeralWaits bounds how often an ephemeral worker waits on one
+// delivery's endpoint (a breaker half-opens within BreakerOpen).
+const ephemeralWaits = 1000
+
 // work delivers jobs until the channel closes.
 func (d *Dispatcher) work(ctx context.Context) {
 	for del := range d.jobs {
-		outcome, reason := d.judge(del, d.protectedAttempt(ctx, del))
+		r := d.protectedAttempt(ctx, del)
+		// Ephemeral mode keeps no row to reschedule from: a delivery the
+		// endpoint's protection holds back waits here instead of being lost.
+		for waits := 0; d.cfg.Ephemeral && r.waitFor > 0 && waits < ephemeralWaits; waits++ {
+			time.Sleep(min(r.waitFor, time.Second))
+			r = d.protectedAttempt(ctx, del)
+		}
+		outcome, reason := d.judge(del, r)
 		d.results <- result{delivery: del, outcome: outcome, reason: reason}
 	}
 }

@@ -143,6 +143,7 @@ type receiver struct {
 	got    []received
 	status int
 	delay  time.Duration
+	answer []byte // nil: "receiver says hi"
 }
 
 func newReceiver(t *testing.T) *receiver {
@@ -152,7 +153,7 @@ func newReceiver(t *testing.T) *receiver {
 		body, _ := io.ReadAll(req.Body)
 		r.mu.Lock()
 		r.got = append(r.got, received{header: req.Header.Clone(), body: body})
-		status, delay := r.status, r.delay
+		status, delay, answer := r.status, r.delay, r.answer
 		r.mu.Unlock()
 		if delay > 0 {
 			select {
@@ -160,8 +161,11 @@ func newReceiver(t *testing.T) *receiver {
 			case <-req.Context().Done():
 			}
 		}
+		if answer == nil {
+			answer = []byte("receiver says hi")
+		}
 		w.WriteHeader(status)
-		_, _ = w.Write([]byte("receiver says hi"))
+		_, _ = w.Write(answer)
 	}))
 	t.Cleanup(r.Close)
 	return r
@@ -170,6 +174,13 @@ func newReceiver(t *testing.T) *receiver {
 func (r *receiver) set(status int, delay time.Duration) {
 	r.mu.Lock()
 	r.status, r.delay = status, delay
+	r.mu.Unlock()
+}
+
+// setAnswer makes the receiver answer with body (any bytes).
+func (r *receiver) setAnswer(body []byte) {
+	r.mu.Lock()
+	r.answer = body
 	r.mu.Unlock()
 }
 

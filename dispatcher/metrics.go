@@ -1,6 +1,11 @@
 package dispatcher
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics of the dispatcher.
 type Metrics struct {
@@ -19,6 +24,11 @@ type Metrics struct {
 	ConnectorOutcomes *prometheus.CounterVec
 	ConnectorPolls    *prometheus.CounterVec
 	InboundWebhooks   *prometheus.CounterVec
+	// IntakeBlocked reads intakeBlockedSince (Unix ns; 0 when the
+	// replica's batches go through) at each scrape.
+	IntakeBlocked      prometheus.GaugeFunc
+	intakeBlockedSince atomic.Int64
+	RecordIsolations   prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -27,7 +37,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Events: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dispatcher_events_total", Help: "Platform events decoded."}),
 		Poison: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "dispatcher_poison_messages_total", Help: "Messages that could not be decoded, set aside on the poison topic."}),
+			Name: "dispatcher_poison_messages_total", Help: "Messages set aside as poison (undecodable, or refused by Postgres by themselves)."}),
 		BatchRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "dispatcher_batch_retries_total", Help: "Kafka batches retried because persisting them failed."}),
 		Outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -56,8 +66,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "dispatcher_inbound_webhooks_total", Help: "Provider webhooks received, by connector type and result (accepted, duplicate, rejected, error)."},
 			[]string{"type", "result"}),
 	}
+	m.IntakeBlocked = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dispatcher_intake_blocked_seconds",
+		Help: "How long this replica's current Kafka batch has failed to persist (0 while batches go through); alert when it grows."},
+		func() float64 {
+			if since := m.intakeBlockedSince.Load(); since != 0 {
+				return time.Since(time.Unix(0, since)).Seconds()
+			}
+			return 0
+		})
+	m.RecordIsolations = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dispatcher_outcomes_recorded_without_answer_total",
+		Help: "Outcomes whose endpoint answer or error Postgres refused, recorded without it so the delivery still ends."})
 	for _, c := range []prometheus.Collector{m.Events, m.Poison, m.BatchRetries, m.Outcomes, m.Latency, m.PublishFailures,
-		m.CircuitChanges, m.OpenCircuits, m.QueueDepth, m.ConsumerLag, m.Rejoins, m.ConnectorOutcomes, m.ConnectorPolls, m.InboundWebhooks} {
+		m.CircuitChanges, m.OpenCircuits, m.QueueDepth, m.ConsumerLag, m.Rejoins, m.ConnectorOutcomes, m.ConnectorPolls, m.InboundWebhooks,
+		m.IntakeBlocked, m.RecordIsolations} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,27 +37,23 @@ func (d *Dispatcher) record(ctx context.Context, stopping <-chan struct{}) {
 		if len(pending) == 0 {
 			return
 		}
-		outcomes := make([]store.Outcome, len(pending))
-		for i, r := range pending {
-			outcomes[i] = r.outcome
-		}
-		deltas := statsDeltas(pending)
 		backoff := 50 * time.Millisecond
-		for try := 1; !d.cfg.Ephemeral; try++ {
-			err := d.store.RecordOutcomesAndStats(ctx, outcomes, deltas)
-			if err == nil {
+		todo := pending
+		for try := 1; len(todo) > 0 && !d.cfg.Ephemeral; try++ {
+			var err error
+			if todo, err = d.writeOutcomes(ctx, todo); err == nil {
 				break
 			}
 			select {
 			case <-stopping:
 				if try >= 3 {
-					d.log.Error(err, "recording outcomes failed at shutdown; their claims will lapse and they will be retried", "outcomes", len(outcomes))
+					d.log.Error(err, "recording outcomes failed at shutdown; their claims will lapse and they will be retried", "outcomes", len(todo))
 					pending = pending[:0]
 					return
 				}
 			default:
 			}
-			d.log.Error(err, "recording outcomes failed; retrying", "outcomes", len(outcomes))
+			d.log.Error(err, "recording outcomes failed; retrying", "outcomes", len(todo))
 			// Keep trying: until recorded, the claims keep others off these
 			// deliveries; if we die, the claims lapse and they are retried.
 			time.Sleep(backoff)
@@ -87,6 +84,52 @@ func (d *Dispatcher) record(ctx context.Context, stopping <-chan struct{}) {
 			flush()
 		}
 	}
+}
+
+// writeOutcomes records results with their stats and returns those still
+// to write when an outage stopped it. Should Postgres refuse a batch for
+// what it holds, the batch is halved until the outcome at fault is alone,
+// and that one is recorded without the endpoint's answer: the delivery
+// still ends, and nothing is retried for ever.
+func (d *Dispatcher) writeOutcomes(ctx context.Context, results []result) ([]result, error) {
+	err := d.store.RecordOutcomesAndStats(ctx, outcomesOf(results), statsDeltas(results))
+	switch {
+	case err == nil:
+		return nil, nil
+	case !store.Refused(err):
+		return results, err
+	case len(results) == 1:
+		d.metrics.RecordIsolations.Inc()
+		r := results[0]
+		why := "the endpoint's answer could not be stored: " + shortReason(err)
+		r.outcome.ResponseBody, r.outcome.Error = nil, why
+		if r.reason != "" {
+			r.reason = why
+		}
+		if err := d.store.RecordOutcomesAndStats(ctx, outcomesOf([]result{r}), statsDeltas([]result{r})); err != nil {
+			if !store.Refused(err) {
+				return results, err
+			}
+			// Only our own values are left; should even they be refused,
+			// the claim lapses and another attempt is made.
+			d.log.Error(err, "an outcome without the endpoint's answer was refused too", "deliveryId", r.delivery.ID)
+		}
+		return nil, nil
+	}
+	half := len(results) / 2
+	rest, err := d.writeOutcomes(ctx, results[:half])
+	if err != nil {
+		return slices.Concat(rest, results[half:]), err
+	}
+	return d.writeOutcomes(ctx, results[half:])
+}
+
+func outcomesOf(results []result) []store.Outcome {
+	outcomes := make([]store.Outcome, len(results))
+	for i, r := range results {
+		outcomes[i] = r.outcome
+	}
+	return outcomes
 }
 
 // statsDeltas sums a batch's attempts per subscription, in arrival order;

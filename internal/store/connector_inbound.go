@@ -26,11 +26,17 @@ type InboundEvent struct {
 // the connector before, and counts it as accepted or duplicate, in one
 // statement. The caller owns publishing an inserted event for lease.
 func (s *Store) InsertInboundEvent(ctx context.Context, e InboundEvent, lease time.Duration) (inserted bool, err error) {
-	err = s.pool.QueryRow(ctx, `
+	docs := newPayloads(1)
+	docs.set(0, e.Payload)
+	err = carefully(func(careful bool) error {
+		return s.pool.QueryRow(ctx, `
 		WITH ins AS (
-			INSERT INTO connector_inbound_events (event_id, config_id, provider_event_id, event_type, store_id, payload, status,
-				claimed_until)
-			VALUES ($1, $2, $3, $4, $5, $6::jsonb, 'RECEIVED', now() + $7 * interval '1 millisecond')
+			INSERT INTO connector_inbound_events (event_id, config_id, provider_event_id, event_type, store_id, payload, raw_payload,
+				payload_sanitised, status, claimed_until)
+			SELECT $1, $2, $3, $4, $5, COALESCE(j.doc, 'null'::jsonb), d.raw, d.copy IS NOT NULL OR j.doc IS NULL,
+				'RECEIVED', now() + $8 * interval '1 millisecond'
+			FROM (SELECT $6::bytea AS raw, $7::text AS copy) d
+			CROSS JOIN LATERAL (SELECT `+jsonbDocSQL("$9")+` AS doc) j
 			ON CONFLICT (config_id, provider_event_id) DO NOTHING
 			RETURNING 1),
 		counted AS (
@@ -39,7 +45,9 @@ func (s *Store) InsertInboundEvent(ctx context.Context, e InboundEvent, lease ti
 			ON CONFLICT (config_id) DO UPDATE SET inbound_accepted = s.inbound_accepted + EXCLUDED.inbound_accepted,
 				inbound_duplicates = s.inbound_duplicates + EXCLUDED.inbound_duplicates, updated_at = now())
 		SELECT count(*) = 1 FROM ins`,
-		e.EventID, e.ConfigID, e.ProviderEventID, e.EventType, e.StoreID, string(e.Payload), lease.Milliseconds()).Scan(&inserted)
+			e.EventID, e.ConfigID, key(e.ProviderEventID), text(e.EventType), text(e.StoreID), docs.raw[0], docs.copies[0],
+			lease.Milliseconds(), careful).Scan(&inserted)
+	})
 	if err != nil {
 		return false, fmt.Errorf("store inbound event: %w", err)
 	}
@@ -52,7 +60,7 @@ func (s *Store) CountInboundRejected(ctx context.Context, configID uuid.UUID, re
 		INSERT INTO connector_stats AS s (config_id, inbound_rejected, last_rejected_at, last_reject_reason)
 		VALUES ($1, 1, now(), $2)
 		ON CONFLICT (config_id) DO UPDATE SET inbound_rejected = s.inbound_rejected + 1, last_rejected_at = now(),
-			last_reject_reason = EXCLUDED.last_reject_reason, updated_at = now()`, configID, reason)
+			last_reject_reason = EXCLUDED.last_reject_reason, updated_at = now()`, configID, text(reason))
 	if err != nil {
 		return fmt.Errorf("count rejected webhook: %w", err)
 	}
@@ -72,7 +80,7 @@ func (s *Store) MarkInboundPublished(ctx context.Context, ids []uuid.UUID) error
 // InboundPublishFailed schedules another try for events Kafka did not take.
 func (s *Store) InboundPublishFailed(ctx context.Context, ids []uuid.UUID, reason string, retryIn time.Duration) error {
 	_, err := s.pool.Exec(ctx, `UPDATE connector_inbound_events SET attempts = attempts + 1, last_error = $2, claimed_until = NULL,
-		next_attempt_at = now() + $3 * interval '1 millisecond' WHERE event_id = ANY($1)`, ids, reason, retryIn.Milliseconds())
+		next_attempt_at = now() + $3 * interval '1 millisecond' WHERE event_id = ANY($1)`, ids, text(reason), retryIn.Milliseconds())
 	if err != nil {
 		return fmt.Errorf("schedule inbound publish retry: %w", err)
 	}
@@ -89,16 +97,15 @@ func (s *Store) ClaimUnpublishedInbound(ctx context.Context, limit int, lease ti
 			ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
 		UPDATE connector_inbound_events e SET claimed_until = now() + $2 * interval '1 millisecond'
 		FROM due WHERE e.event_id = due.event_id
-		RETURNING e.event_id, e.config_id, e.provider_event_id, e.event_type, e.store_id, e.payload::text, e.received_at, e.attempts`,
+		RETURNING e.event_id, e.config_id, e.provider_event_id, e.event_type, e.store_id,
+			COALESCE(e.raw_payload, convert_to(e.payload::text, 'UTF8')), e.received_at, e.attempts`,
 		limit, lease.Milliseconds())
 	if err != nil {
 		return nil, fmt.Errorf("claim unpublished inbound events: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (InboundEvent, error) {
 		var e InboundEvent
-		var payload string
-		err := row.Scan(&e.EventID, &e.ConfigID, &e.ProviderEventID, &e.EventType, &e.StoreID, &payload, &e.ReceivedAt, &e.Attempts)
-		e.Payload = []byte(payload)
+		err := row.Scan(&e.EventID, &e.ConfigID, &e.ProviderEventID, &e.EventType, &e.StoreID, &e.Payload, &e.ReceivedAt, &e.Attempts)
 		return e, err
 	})
 }

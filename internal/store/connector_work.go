@@ -31,22 +31,32 @@ type NewConnectorDelivery struct {
 }
 
 // InsertConnectorDeliveries queues events for connectors in one statement,
-// due now, skipping (config, event) pairs already queued.
+// due now, skipping (config, event) pairs already queued. Payloads are
+// kept as InsertDeliveries keeps them.
 func (s *Store) InsertConnectorDeliveries(ctx context.Context, ds []NewConnectorDelivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
 	n := len(ds)
 	ids, configs, events := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
-	stores, types, payloads := make([]string, n), make([]string, n), make([]string, n)
+	stores, types := make([]string, n), make([]string, n)
+	docs := newPayloads(n)
 	for i, d := range ds {
-		ids[i], configs[i], events[i], stores[i], types[i], payloads[i] = d.ID, d.ConfigID, d.EventID, d.StoreID, d.EventType, string(d.Payload)
+		ids[i], configs[i], events[i], stores[i], types[i] = d.ID, d.ConfigID, d.EventID, text(d.StoreID), text(d.EventType)
+		docs.set(i, d.Payload)
 	}
-	_, err := s.pool.Exec(ctx, `
-		INSERT INTO connector_deliveries (delivery_id, config_id, event_id, store_id, event_type, event_payload, status, next_retry_at)
-		SELECT d.id, d.config, d.event, d.store, d.type, d.payload::jsonb, 'PENDING', now()
-		FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[]) AS d(id, config, event, store, type, payload)
-		ON CONFLICT (config_id, event_id) DO NOTHING`, ids, configs, events, stores, types, payloads)
+	err := carefully(func(careful bool) error {
+		_, err := s.pool.Exec(ctx, `
+			INSERT INTO connector_deliveries (delivery_id, config_id, event_id, store_id, event_type, event_payload, raw_payload,
+				payload_sanitised, status, next_retry_at)
+			SELECT d.id, d.config, d.event, d.store, d.type, COALESCE(j.doc, 'null'::jsonb), d.raw, d.copy IS NOT NULL OR j.doc IS NULL,
+				'PENDING', now()
+			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bytea[], $7::text[])
+				AS d(id, config, event, store, type, raw, copy)
+			CROSS JOIN LATERAL (SELECT `+jsonbDocSQL("$8")+` AS doc) j
+			ON CONFLICT (config_id, event_id) DO NOTHING`, ids, configs, events, stores, types, docs.raw, docs.copies, careful)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("persist connector deliveries: %w", err)
 	}
@@ -82,17 +92,17 @@ func (s *Store) ClaimConnectorDeliveries(ctx context.Context, limit int, lease t
 		UPDATE connector_deliveries d SET claimed_until = now() + $2 * interval '1 millisecond'
 		FROM due, connector_configs c
 		WHERE d.delivery_id = due.delivery_id AND c.config_id = d.config_id
-		RETURNING d.delivery_id, d.config_id, d.event_id, d.store_id, d.event_type, d.event_payload::text, d.created_at,
+		RETURNING d.delivery_id, d.config_id, d.event_id, d.store_id, d.event_type, `+rawPayloadSQL("d")+`, d.created_at,
 			d.attempt_number, c.connector_type, c.settings::text, c.is_active`, limit, lease.Milliseconds())
 	if err != nil {
 		return nil, fmt.Errorf("claim connector deliveries: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ConnectorDelivery, error) {
 		var d ConnectorDelivery
-		var payload, settings string
-		err := row.Scan(&d.ID, &d.ConfigID, &d.EventID, &d.StoreID, &d.EventType, &payload, &d.CreatedAt, &d.Attempts,
+		var settings string
+		err := row.Scan(&d.ID, &d.ConfigID, &d.EventID, &d.StoreID, &d.EventType, &d.Payload, &d.CreatedAt, &d.Attempts,
 			&d.ConnectorType, &settings, &d.ConfigActive)
-		d.Payload, d.Settings = []byte(payload), json.RawMessage(settings)
+		d.Settings = json.RawMessage(settings)
 		return d, err
 	})
 }
@@ -139,10 +149,7 @@ func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []Connecto
 				v := o.RetryIn.Milliseconds()
 				retryMS[i] = &v
 			}
-			if o.Error != "" {
-				e := o.Error
-				errs[i] = &e
-			}
+			errs[i] = textPtr(o.Error)
 		}
 		if n > 0 {
 			if _, err := tx.Exec(ctx, `
@@ -184,12 +191,8 @@ func insertSyncRuns(ctx context.Context, tx pgx.Tx, runs []SyncRun) error {
 	errs := make([]*string, n)
 	started, finished := make([]time.Time, n), make([]time.Time, n)
 	for i, r := range runs {
-		configs[i], dirs[i], entities[i], statuses[i], counts[i] = r.ConfigID, r.Direction, r.EntityType, r.Status, int32(r.RecordCount)
-		started[i], finished[i] = r.StartedAt, r.FinishedAt
-		if r.ErrorSummary != "" {
-			e := r.ErrorSummary
-			errs[i] = &e
-		}
+		configs[i], dirs[i], entities[i], statuses[i], counts[i] = r.ConfigID, r.Direction, text(r.EntityType), r.Status, int32(r.RecordCount)
+		started[i], finished[i], errs[i] = r.StartedAt, r.FinishedAt, textPtr(r.ErrorSummary)
 	}
 	_, err := tx.Exec(ctx, `
 		INSERT INTO connector_sync_log (config_id, direction, entity_type, record_count, status, error_summary, started_at, finished_at)
@@ -272,19 +275,15 @@ func (s *Store) ClaimDuePolls(ctx context.Context, types []string, limit int, le
 // from (unchanged when empty) and when to poll next; it releases the claim.
 func (s *Store) FinishPoll(ctx context.Context, job PollJob, run SyncRun, cursor string, next time.Duration) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var errSummary *string
-		if run.ErrorSummary != "" {
-			errSummary = &run.ErrorSummary
-		}
 		if _, err := tx.Exec(ctx, `UPDATE connector_sync_log SET entity_type = $2, record_count = $3, status = $4, error_summary = $5,
-			finished_at = now() WHERE sync_id = $1`, job.RunID, run.EntityType, run.RecordCount, run.Status, errSummary); err != nil {
+			finished_at = now() WHERE sync_id = $1`, job.RunID, text(run.EntityType), run.RecordCount, run.Status, textPtr(run.ErrorSummary)); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE connector_poll_state SET
 			poll_cursor = CASE WHEN $2 = '' THEN poll_cursor ELSE $2 END,
 			next_poll_at = now() + $3 * interval '1 millisecond', claimed_until = NULL,
 			consecutive_failures = CASE WHEN $4 THEN consecutive_failures + 1 ELSE 0 END
-			WHERE config_id = $1`, job.ConfigID, cursor, next.Milliseconds(), run.Status == SyncFailed)
+			WHERE config_id = $1`, job.ConfigID, text(cursor), next.Milliseconds(), run.Status == SyncFailed)
 		return err
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -61,41 +62,40 @@ type Outcome struct {
 
 // InsertDeliveries creates deliveries in one statement, claimed by the
 // caller for lease, skipping any (subscription, event) pair that already
-// exists. It returns the ids it inserted.
+// exists. It returns the ids it inserted. The payload is kept as its bytes;
+// a document jsonb refuses is stored with a sanitised copy (see Text).
 func (s *Store) InsertDeliveries(ctx context.Context, ds []NewDelivery, lease time.Duration) ([]uuid.UUID, error) {
 	if len(ds) == 0 {
 		return nil, nil
 	}
-	ids := make([]uuid.UUID, len(ds))
-	subs := make([]uuid.UUID, len(ds))
-	stores := make([]string, len(ds))
-	types := make([]string, len(ds))
-	events := make([]uuid.UUID, len(ds))
-	payloads := make([]string, len(ds))
+	n := len(ds)
+	ids, subs, events := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+	stores, types := make([]string, n), make([]string, n)
+	docs := newPayloads(n)
 	for i, d := range ds {
-		ids[i], subs[i], stores[i], types[i], events[i], payloads[i] = d.ID, d.SubscriptionID, d.StoreID, d.EventType, d.EventID, string(d.Payload)
+		ids[i], subs[i], events[i], stores[i], types[i] = d.ID, d.SubscriptionID, d.EventID, text(d.StoreID), text(d.EventType)
+		docs.set(i, d.Payload)
 	}
-	rows, err := s.pool.Query(ctx, `
-		INSERT INTO webhook_deliveries (delivery_id, subscription_id, store_id, event_type, event_id, event_payload,
-			status, attempt_number, next_retry_at, claimed_until)
-		SELECT d.id, d.sub, d.store, d.type, d.event, d.payload::jsonb, 'PENDING', 0, now(), now() + $7 * interval '1 millisecond'
-		FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::text[]) AS d(id, sub, store, type, event, payload)
-		ON CONFLICT (subscription_id, event_id) DO NOTHING
-		RETURNING delivery_id`,
-		ids, subs, stores, types, events, payloads, lease.Milliseconds())
-	if err != nil {
-		return nil, fmt.Errorf("persist deliveries: %w", err)
-	}
-	defer rows.Close()
 	var inserted []uuid.UUID
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("persist deliveries: %w", err)
+	err := carefully(func(careful bool) error {
+		rows, err := s.pool.Query(ctx, `
+			INSERT INTO webhook_deliveries (delivery_id, subscription_id, store_id, event_type, event_id, event_payload,
+				raw_payload, payload_sanitised, status, attempt_number, next_retry_at, claimed_until)
+			SELECT d.id, d.sub, d.store, d.type, d.event, COALESCE(j.doc, 'null'::jsonb), d.raw, d.copy IS NOT NULL OR j.doc IS NULL,
+				'PENDING', 0, now(), now() + $8 * interval '1 millisecond'
+			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::bytea[], $7::text[])
+				AS d(id, sub, store, type, event, raw, copy)
+			CROSS JOIN LATERAL (SELECT `+jsonbDocSQL("$9")+` AS doc) j
+			ON CONFLICT (subscription_id, event_id) DO NOTHING
+			RETURNING delivery_id`,
+			ids, subs, stores, types, events, docs.raw, docs.copies, lease.Milliseconds(), careful)
+		if err != nil {
+			return err
 		}
-		inserted = append(inserted, id)
-	}
-	if err := rows.Err(); err != nil {
+		inserted, err = pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("persist deliveries: %w", err)
 	}
 	return inserted, nil
@@ -116,7 +116,7 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 		UPDATE webhook_deliveries d SET claimed_until = now() + $2 * interval '1 millisecond'
 		FROM due, webhook_subscriptions s
 		WHERE d.delivery_id = due.delivery_id AND s.subscription_id = d.subscription_id
-		RETURNING d.delivery_id, d.subscription_id, d.event_id, d.store_id, d.event_type, d.event_payload::text,
+		RETURNING d.delivery_id, d.subscription_id, d.event_id, d.store_id, d.event_type, `+rawPayloadSQL("d")+`,
 			d.attempt_number, s.target_url, s.delivery_timeout_ms, s.signature_scheme, s.is_active,
 			s.max_concurrency, COALESCE(s.rate_limit_per_second, 0), COALESCE(s.rate_limit_burst, 0)`,
 		limit, lease.Milliseconds())
@@ -127,14 +127,12 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 	var out []Delivery
 	for rows.Next() {
 		var d Delivery
-		var payload string
 		var timeoutMS int64
-		if err := rows.Scan(&d.ID, &d.SubscriptionID, &d.EventID, &d.StoreID, &d.EventType, &payload,
+		if err := rows.Scan(&d.ID, &d.SubscriptionID, &d.EventID, &d.StoreID, &d.EventType, &d.Payload,
 			&d.Attempts, &d.TargetURL, &timeoutMS, &d.SignatureScheme, &d.SubscriptionActive,
 			&d.MaxConcurrency, &d.RateLimit, &d.RateBurst); err != nil {
 			return nil, fmt.Errorf("claim due deliveries: %w", err)
 		}
-		d.Payload = []byte(payload)
 		d.Timeout = time.Duration(timeoutMS) * time.Millisecond
 		out = append(out, d)
 	}
@@ -161,10 +159,15 @@ func (s *Store) recordOutcomesTx(ctx context.Context, db execer, outcomes []Outc
 	attempts := make([]int32, n)
 	httpStatus := make([]*int32, n)
 	bodies := make([]*string, n)
+	bodiesSanitised := make([]bool, n)
 	retryMS := make([]*int64, n)
 	errs := make([]*string, n)
 	for i, o := range outcomes {
-		ids[i], statuses[i], attempts[i], bodies[i] = o.DeliveryID, o.Status, int32(o.Attempts), o.ResponseBody
+		ids[i], statuses[i], attempts[i] = o.DeliveryID, o.Status, int32(o.Attempts)
+		if o.ResponseBody != nil {
+			body, changed := Text(*o.ResponseBody)
+			bodies[i], bodiesSanitised[i] = &body, changed
+		}
 		if o.HTTPStatus != nil {
 			v := int32(*o.HTTPStatus)
 			httpStatus[i] = &v
@@ -173,23 +176,21 @@ func (s *Store) recordOutcomesTx(ctx context.Context, db execer, outcomes []Outc
 			v := o.RetryIn.Milliseconds()
 			retryMS[i] = &v
 		}
-		if o.Error != "" {
-			e := o.Error
-			errs[i] = &e
-		}
+		errs[i] = textPtr(o.Error)
 	}
 	_, err := db.Exec(ctx, `
 		UPDATE webhook_deliveries d SET
 			status = u.status, attempt_number = u.attempts,
 			http_status = COALESCE(u.http_status, d.http_status),
 			response_body = COALESCE(u.body, d.response_body),
+			response_body_sanitised = CASE WHEN u.body IS NULL THEN d.response_body_sanitised ELSE u.body_sanitised END,
 			next_retry_at = CASE WHEN u.retry_ms IS NULL THEN NULL ELSE now() + u.retry_ms * interval '1 millisecond' END,
 			delivered_at = CASE WHEN u.status = 'DELIVERED' THEN now() ELSE d.delivered_at END,
 			last_error = u.err, claimed_until = NULL, updated_at = now()
-		FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::bigint[], $7::text[])
-			AS u(id, status, attempts, http_status, body, retry_ms, err)
+		FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::bool[], $7::bigint[], $8::text[])
+			AS u(id, status, attempts, http_status, body, body_sanitised, retry_ms, err)
 		WHERE d.delivery_id = u.id`,
-		ids, statuses, attempts, httpStatus, bodies, retryMS, errs)
+		ids, statuses, attempts, httpStatus, bodies, bodiesSanitised, retryMS, errs)
 	if err != nil {
 		return fmt.Errorf("record delivery outcomes: %w", err)
 	}

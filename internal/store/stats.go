@@ -82,7 +82,7 @@ func (s *Store) RecordOutcomesAndStats(ctx context.Context, outcomes []Outcome, 
 		errs, reasons := make([]string, n), make([]string, n)
 		for i, d := range deltas {
 			ids[i], delivered[i], failed[i], dead[i] = d.SubscriptionID, d.Delivered, d.FailedAttempts, d.DeadLettered
-			trailing[i], at[i], errs[i], reasons[i] = int32(d.TrailingFailures), d.LastAttemptAt, d.LastError, d.DeadLetterReason
+			trailing[i], at[i], errs[i], reasons[i] = int32(d.TrailingFailures), d.LastAttemptAt, text(d.LastError), text(d.DeadLetterReason)
 			if d.LastHTTPStatus != nil {
 				v := int32(*d.LastHTTPStatus)
 				httpStatus[i] = &v

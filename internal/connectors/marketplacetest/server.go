@@ -39,6 +39,8 @@ type Server struct {
 	exchanges   int
 	failNext    int
 	failStatus  int
+	failBody    []byte
+	failed      int
 	unavailable bool
 	delay       time.Duration
 }
@@ -83,12 +85,23 @@ func (s *Server) TokenExchanges() int {
 	return s.exchanges
 }
 
-// FailNext makes the next n API calls answer status.
-func (s *Server) FailNext(n, status int) {
+// FailNextWith makes the next n API calls answer status with body (any
+// bytes, as a hostile or broken marketplace might send).
+func (s *Server) FailNextWith(n, status int, body []byte) {
 	s.mu.Lock()
-	s.failNext, s.failStatus = n, status
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	s.failNext, s.failStatus, s.failBody = n, status, body
 }
+
+// Failed counts the API calls answered with an injected failure.
+func (s *Server) Failed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failed
+}
+
+// FailNext makes the next n API calls answer status.
+func (s *Server) FailNext(n, status int) { s.FailNextWith(n, status, nil) }
 
 // SetUnavailable makes every request answer 503 until turned off.
 func (s *Server) SetUnavailable(down bool) {
@@ -145,8 +158,13 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, body map[string]
 	defer s.mu.Unlock()
 	if s.failNext > 0 {
 		s.failNext--
+		s.failed++
+		body := s.failBody
+		if body == nil {
+			body = []byte(`{"errors":[{"code":"InjectedFailure"}]}`)
+		}
 		w.WriteHeader(s.failStatus)
-		_, _ = w.Write([]byte(`{"errors":[{"code":"InjectedFailure"}]}`))
+		_, _ = w.Write(body)
 		return false
 	}
 	s.calls = append(s.calls, Call{Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Header: r.Header.Clone(), Body: body})
