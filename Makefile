@@ -11,6 +11,8 @@ CONTROLLER_GEN ?= $(CACHE)/bin/controller-gen-$(CONTROLLER_TOOLS_VERSION)/contro
 # -count=1: these tests talk to real servers; a cached pass proves nothing.
 GO_TEST_FLAGS ?= -timeout 30m -count=1
 CHART_DIR := charts/integration-operator
+# How long make fuzz runs each fuzz target.
+FUZZTIME ?= 60s
 
 .PHONY: all
 all: build
@@ -59,6 +61,10 @@ testbed: ## Install/build everything the tests need (Postgres, kubectl, kube-api
 test: testbed lint ## Unit and integration tests against the real test bed.
 	go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: fuzz
+fuzz: testbed ## Run every Go fuzz target for FUZZTIME each (default 60s); make test runs only their seed corpora.
+	FUZZTIME=$(FUZZTIME) hack/fuzz.sh
+
 .PHONY: e2e
 e2e: testbed ## End-to-end: the built binary driven through kubectl and curl (also part of make test).
 	go test $(GO_TEST_FLAGS) -v ./test/e2e/
@@ -66,7 +72,7 @@ e2e: testbed ## End-to-end: the built binary driven through kubectl and curl (al
 .PHONY: bench
 bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable, ephemeral ceiling, latency), connectors (eBay updates, Stripe webhooks).
 	go test -run '^$$' -bench . -benchtime 3s ./internal/credentials/
-	go test -run '^$$' -bench . -benchtime 1x ./dispatcher/
+	go test -timeout 60m -run '^$$' -bench . -benchtime 1x ./dispatcher/
 
 .PHONY: helm-lint
 helm-lint: ## Lint the chart.

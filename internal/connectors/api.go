@@ -10,8 +10,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 )
@@ -190,10 +192,21 @@ func DecodeSettings(settings json.RawMessage, dst any) error {
 		case errors.As(err, &te):
 			return &SettingsError{Setting: te.Field, Problem: fmt.Sprintf("must be a %s", te.Type)}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
-			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			// The name is Go-quoted; trimming the quotes instead mangled
+			// names that end in an escaped quote or backslash.
+			quoted := strings.TrimPrefix(err.Error(), "json: unknown field ")
+			name, uerr := strconv.Unquote(quoted)
+			if uerr != nil {
+				name = quoted
+			}
 			return &SettingsError{Setting: name, Problem: "is not a setting of this connector type"}
 		}
 		return &SettingsError{Setting: "", Problem: err.Error()}
+	}
+	// Decode reads one value; without this, anything after the object
+	// would be ignored.
+	if err := dec.Decode(&json.RawMessage{}); err != io.EOF {
+		return &SettingsError{Setting: "", Problem: "must be one JSON object, with nothing after it"}
 	}
 	return nil
 }
@@ -214,7 +227,7 @@ func BaseURL(setting, value, fallback string) (*url.URL, error) {
 	}
 	u, err := url.Parse(value)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, &SettingsError{Setting: setting, Problem: fmt.Sprintf("%q is not an absolute http(s) URL", value)}
+		return nil, &SettingsError{Setting: setting, Problem: QuoteSetting(value) + " is not an absolute http(s) URL"}
 	}
 	return u, nil
 }
@@ -232,6 +245,26 @@ func Payload(e Event, dst any) error {
 // marketplace needs.
 func Missing(e Event, field string) error {
 	return Permanent(fmt.Errorf("%s %s: payload has no %s", e.Type, e.ID, field))
+}
+
+// maxEcho is how much of a setting's value an error repeats: the manager
+// shows settings errors in a status condition, whose message the API server
+// limits to 32768 bytes.
+const maxEcho = 100
+
+// QuoteSetting quotes a setting's value for a SettingsError, cut to a
+// bounded length.
+func QuoteSetting(value string) string { return strconv.Quote(clip(value, maxEcho)) }
+
+// clip cuts s to at most n bytes, on a character boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func truncate(s string, n int) string {

@@ -131,7 +131,10 @@ var ErrNoPoll = errors.New("this connector type does not poll")
 // on the ConnectorConfig's status.
 type SettingsError struct{ Setting, Problem string }
 
-func (e *SettingsError) Error() string { return fmt.Sprintf("settings.%s: %s", e.Setting, e.Problem) }
+// Error cuts Setting short: for an unknown key it is whatever the user wrote.
+func (e *SettingsError) Error() string {
+	return fmt.Sprintf("settings.%s: %s", clip(e.Setting, maxEcho), e.Problem)
+}
 
 // Rejection is an inbound webhook that failed verification; Reason is safe
 // to show (it never contains secrets or signatures).

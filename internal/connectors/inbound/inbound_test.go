@@ -93,3 +93,14 @@ func TestPayFastSignature(t *testing.T) {
 		t.Fatal("an ITN without a signature verified")
 	}
 }
+
+func TestPayFastFieldNamesCannotMergeFields(t *testing.T) {
+	// Signed as "a=1&b=2" either way, were the name accepted.
+	if _, err := ParsePayFastForm("a%3D1%26b=2"); err == nil {
+		t.Fatal("a field name holding = and & was accepted")
+	}
+	fields, err := ParsePayFastForm("m_payment_id=01AB&pf_payment_id=1089250&payment_status=COMPLETE")
+	if err != nil || len(fields) != 3 || fields[2] != (Field{"payment_status", "COMPLETE"}) {
+		t.Fatalf("%v %v", fields, err)
+	}
+}

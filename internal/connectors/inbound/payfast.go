@@ -29,6 +29,11 @@ func ParsePayFastForm(body string) ([]Field, error) {
 		if err != nil {
 			return nil, err
 		}
+		// PayFast signs names unencoded: a name holding "=" or "&" would
+		// let fields be merged or split without changing the signed text.
+		if !fieldName(name) {
+			return nil, errors.New("a field name is not letters, digits and underscores")
+		}
 		value, err := url.QueryUnescape(v)
 		if err != nil {
 			return nil, err
@@ -36,6 +41,15 @@ func ParsePayFastForm(body string) ([]Field, error) {
 		fields = append(fields, Field{name, value})
 	}
 	return fields, nil
+}
+
+func fieldName(name string) bool {
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return name != ""
 }
 
 // VerifyPayFast checks an ITN's "signature" field: MD5 (lowercase hex) of the

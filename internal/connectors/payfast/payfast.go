@@ -61,7 +61,7 @@ func New(cfg connectors.Config) (connectors.Adapter, error) {
 	for _, n := range s.AllowedSourceNetworks {
 		p, err := netip.ParsePrefix(n)
 		if err != nil {
-			return nil, &connectors.SettingsError{Setting: "allowedSourceNetworks", Problem: fmt.Sprintf("%q is not a CIDR range", n)}
+			return nil, &connectors.SettingsError{Setting: "allowedSourceNetworks", Problem: connectors.QuoteSetting(n) + " is not a CIDR range"}
 		}
 		a.sources = append(a.sources, p)
 	}
