@@ -51,6 +51,9 @@ type Config struct {
 	// BreakerOpen; then one probe is let through.
 	BreakerTrips int
 	BreakerOpen  time.Duration
+	// PausedMaxAge bounds how long a paused subscription's deliveries
+	// wait: older ones are dead-lettered with that reason.
+	PausedMaxAge time.Duration
 	// Ephemeral skips Postgres entirely (nothing persisted, no retries): for
 	// benchmarks only, to show what durability costs.
 	Ephemeral bool
@@ -139,6 +142,9 @@ func (c *Config) defaults() {
 	}
 	if c.BreakerOpen == 0 {
 		c.BreakerOpen = 30 * time.Second
+	}
+	if c.PausedMaxAge == 0 {
+		c.PausedMaxAge = 72 * time.Hour
 	}
 	if c.SecretCacheTTL == 0 {
 		c.SecretCacheTTL = 30 * time.Second

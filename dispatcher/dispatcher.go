@@ -21,7 +21,7 @@ import (
 )
 
 // Dispatcher runs the pipeline: consume -> decode -> route -> persist ->
-// deliver -> retry -> record -> publish.
+// deliver -> retry -> record -> publish (through the outbox).
 type Dispatcher struct {
 	cfg       Config
 	store     *store.Store
@@ -114,6 +114,8 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		g.Go(func() error { d.connect(gctx); return nil })
 		g.Go(func() error { d.poll(gctx); return nil })
 		g.Go(func() error { d.relay(gctx); return nil })
+		g.Go(func() error { d.relayNotices(gctx); return nil })
+		g.Go(func() error { d.endAbandoned(gctx); return nil })
 	}
 	g.Go(func() error { d.observe(gctx, client, 5*time.Second); return nil })
 	g.Go(func() error { return d.consumeTopics(gctx, client) })
@@ -208,7 +210,8 @@ func (d *Dispatcher) topics() []string {
 // protectedAttempt attempts del if its endpoint admits it now.
 func (d *Dispatcher) protectedAttempt(ctx context.Context, del store.Delivery) attemptResult {
 	if !del.SubscriptionActive {
-		return attemptResult{err: errors.New("the subscription is inactive; the delivery waits for it"), waitFor: time.Minute}
+		// Paused since this was claimed: wait, unclaimed from now on.
+		return attemptResult{err: errors.New("the subscription is paused; the delivery waits for it"), waitFor: time.Minute}
 	}
 	ep := d.endpoints.get(del)
 	done, err := ep.admit(ctx)

@@ -6,17 +6,23 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/ss3dev/integration-operator/internal/connectors"
 	"github.com/ss3dev/integration-operator/internal/store"
 )
 
 // Stage 7, publish: webhook.delivered and webhook.dead_lettered, as the
-// platform specifies them, keyed by subscription so each subscription's
-// outcomes stay in order; and the platform events connectors bring in.
+// platform specifies them (plus an outcomeId, the same for every copy of
+// one outcome), keyed by subscription so each subscription's outcomes stay
+// in order; and the platform events connectors bring in. Notices go
+// through an outbox: written with their outcome, sent right after the
+// commit, and relayed until Kafka takes them.
 
 type deliveredMessage struct {
+	OutcomeID      string `json:"outcomeId"`
 	DeliveryID     string `json:"deliveryId"`
 	SubscriptionID string `json:"subscriptionId"`
 	StoreID        string `json:"storeId"`
@@ -24,44 +30,89 @@ type deliveredMessage struct {
 }
 
 type deadLetteredMessage struct {
+	OutcomeID      string `json:"outcomeId"`
 	DeliveryID     string `json:"deliveryId"`
 	SubscriptionID string `json:"subscriptionId"`
 	StoreID        string `json:"storeId"`
 	Reason         string `json:"reason"`
 }
 
-func (d *Dispatcher) publishOutcomes(ctx context.Context, results []result) {
-	var msgs []kafka.Message
-	for _, r := range results {
-		var topic string
-		var payload any
-		switch r.outcome.Status {
-		case store.DeliveryDelivered:
-			topic = d.cfg.Kafka.DeliveredTopic
-			payload = deliveredMessage{DeliveryID: r.delivery.ID.String(), SubscriptionID: r.delivery.SubscriptionID.String(),
-				StoreID: r.delivery.StoreID, EventType: r.delivery.EventType}
-		case store.DeliveryDeadLettered:
-			topic = d.cfg.Kafka.DeadLetteredTopic
-			payload = deadLetteredMessage{DeliveryID: r.delivery.ID.String(), SubscriptionID: r.delivery.SubscriptionID.String(),
-				StoreID: r.delivery.StoreID, Reason: r.reason}
-		default:
-			continue
-		}
-		value, err := json.Marshal(payload)
-		if err != nil {
-			continue
-		}
-		msgs = append(msgs, kafka.Message{Topic: topic, Key: []byte(r.delivery.SubscriptionID.String()), Value: value})
+// outcomeNamespace makes an outcome's id from the delivery, the attempt
+// that ended it and its status.
+var outcomeNamespace = uuid.MustParse("b7e2f4a1-3c5d-4e6f-8a9b-0c1d2e3f4a5b")
+
+// notice is the outbox message for r's outcome, or nil when it has none.
+func (d *Dispatcher) notice(r result) *store.Notice {
+	id := uuid.NewSHA1(outcomeNamespace, fmt.Appendf(nil, "%s/%d/%s", r.delivery.ID, r.outcome.Attempts, r.outcome.Status))
+	var topic string
+	var payload any
+	switch r.outcome.Status {
+	case store.DeliveryDelivered:
+		topic = d.cfg.Kafka.DeliveredTopic
+		payload = deliveredMessage{OutcomeID: id.String(), DeliveryID: r.delivery.ID.String(), SubscriptionID: r.delivery.SubscriptionID.String(),
+			StoreID: r.delivery.StoreID, EventType: r.delivery.EventType}
+	case store.DeliveryDeadLettered:
+		topic = d.cfg.Kafka.DeadLetteredTopic
+		payload = deadLetteredMessage{OutcomeID: id.String(), DeliveryID: r.delivery.ID.String(), SubscriptionID: r.delivery.SubscriptionID.String(),
+			StoreID: r.delivery.StoreID, Reason: r.reason}
+	default:
+		return nil
 	}
-	if len(msgs) == 0 {
+	value, _ := json.Marshal(payload) // strings only: cannot fail
+	return &store.Notice{ID: id, Topic: topic, Key: []byte(r.delivery.SubscriptionID.String()), Value: value}
+}
+
+// sendNotices publishes notices the outbox holds for us and removes them
+// once Kafka has them; what Kafka refuses stays for the relay.
+func (d *Dispatcher) sendNotices(ctx context.Context, notices []store.Notice) {
+	if len(notices) == 0 {
 		return
+	}
+	msgs := make([]kafka.Message, len(notices))
+	ids := make([]uuid.UUID, len(notices))
+	for i, n := range notices {
+		msgs[i] = kafka.Message{Topic: n.Topic, Key: n.Key, Value: n.Value, Headers: []kafka.Header{{Key: "outcome-id", Value: []byte(n.ID.String())}}}
+		ids[i] = n.ID
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := d.publisher.WriteMessages(pctx, msgs...); err != nil {
 		d.metrics.PublishFailures.Add(float64(len(msgs)))
-		d.log.Error(err, "publishing delivery outcomes failed", "messages", len(msgs))
+		d.log.Error(err, "publishing outcome notices failed; the outbox keeps them and the relay retries", "messages", len(msgs))
+		if !d.cfg.Ephemeral {
+			if err := d.store.NoticesRefused(pctx, ids, err.Error(), d.cfg.OutageRetry); err != nil {
+				d.log.Error(err, "recording the refusal failed; the claims lapse and the relay retries")
+			}
+		}
+		return
 	}
+	if d.cfg.Ephemeral {
+		return
+	}
+	if err := d.store.NoticesSent(pctx, ids); err != nil {
+		// Kafka has them: the relay sends them again, under the same outcome ids.
+		d.log.Error(err, "removing sent outcome notices failed; they will be sent again (same outcomeId)")
+	}
+}
+
+// relayNotices sends what the outbox holds and nobody is sending (Kafka
+// refused it, or its writer died), every PollInterval until ctx ends.
+func (d *Dispatcher) relayNotices(ctx context.Context) {
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		for ctx.Err() == nil {
+			due, err := d.store.ClaimNotices(ctx, 500, time.Minute)
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Error(err, "claiming outcome notices failed; will retry")
+				}
+				return
+			}
+			d.sendNotices(ctx, due)
+			if len(due) < 500 {
+				return
+			}
+		}
+	}, max(d.cfg.PollInterval, time.Second))
 }
 
 // PublishEvents writes platform events in the platform's envelope to the

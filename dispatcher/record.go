@@ -10,9 +10,9 @@ import (
 	"github.com/ss3dev/integration-operator/internal/store"
 )
 
-// Stage 6, record: outcomes are written in batches (one statement for up to
-// recordBatch outcomes or recordWait, whichever comes first), then their
-// delivered / dead-lettered messages are published.
+// Stage 6, record: outcomes are written in batches (one transaction for up
+// to recordBatch outcomes or recordWait, whichever comes first) with their
+// delivered / dead-lettered notices, which are then published.
 
 const (
 	recordBatch = 500
@@ -36,6 +36,9 @@ func (d *Dispatcher) record(ctx context.Context, stopping <-chan struct{}) {
 	flush := func() {
 		if len(pending) == 0 {
 			return
+		}
+		for i := range pending {
+			pending[i].outcome.Notice = d.notice(pending[i])
 		}
 		backoff := 50 * time.Millisecond
 		todo := pending
@@ -62,7 +65,13 @@ func (d *Dispatcher) record(ctx context.Context, stopping <-chan struct{}) {
 		for _, r := range pending {
 			d.metrics.Outcomes.WithLabelValues(r.outcome.Status).Inc()
 		}
-		d.publishOutcomes(ctx, pending)
+		var notices []store.Notice
+		for _, r := range pending {
+			if r.outcome.Notice != nil {
+				notices = append(notices, *r.outcome.Notice)
+			}
+		}
+		d.sendNotices(ctx, notices)
 		pending = pending[:0]
 	}
 	for {
@@ -105,6 +114,7 @@ func (d *Dispatcher) writeOutcomes(ctx context.Context, results []result) ([]res
 		r.outcome.ResponseBody, r.outcome.Error = nil, why
 		if r.reason != "" {
 			r.reason = why
+			r.outcome.Notice = d.notice(r)
 		}
 		if err := d.store.RecordOutcomesAndStats(ctx, outcomesOf([]result{r}), statsDeltas([]result{r})); err != nil {
 			if !store.Refused(err) {
@@ -133,12 +143,14 @@ func outcomesOf(results []result) []store.Outcome {
 }
 
 // statsDeltas sums a batch's attempts per subscription, in arrival order;
-// outcomes that made no attempt (our own outage) do not count.
+// outcomes that made no attempt (our own outage) do not count, except an
+// end without an attempt (a deleted or long-paused subscription).
 func statsDeltas(results []result) []store.StatsDelta {
 	bySub := map[uuid.UUID]*store.StatsDelta{}
 	var order []uuid.UUID
 	for _, r := range results {
-		if r.outcome.Attempts == r.delivery.Attempts {
+		attempted := r.outcome.Attempts != r.delivery.Attempts
+		if !attempted && r.outcome.Status != store.DeliveryDeadLettered {
 			continue
 		}
 		d := bySub[r.delivery.SubscriptionID]
@@ -147,9 +159,11 @@ func statsDeltas(results []result) []store.StatsDelta {
 			bySub[r.delivery.SubscriptionID] = d
 			order = append(order, r.delivery.SubscriptionID)
 		}
-		d.LastAttemptAt = time.Now()
-		d.LastHTTPStatus = r.outcome.HTTPStatus
 		d.LastError = r.outcome.Error
+		if attempted {
+			d.LastAttemptAt = time.Now()
+			d.LastHTTPStatus = r.outcome.HTTPStatus
+		}
 		switch r.outcome.Status {
 		case store.DeliveryDelivered:
 			d.Delivered++
@@ -159,8 +173,10 @@ func statsDeltas(results []result) []store.StatsDelta {
 			d.DeadLettered++
 			d.DeadLetterReason = r.reason
 		}
-		d.FailedAttempts++
-		d.TrailingFailures++
+		if attempted {
+			d.FailedAttempts++
+			d.TrailingFailures++
+		}
 	}
 	out := make([]store.StatsDelta, 0, len(order))
 	for _, id := range order {

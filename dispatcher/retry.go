@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/ss3dev/integration-operator/internal/store"
 )
 
@@ -107,5 +109,64 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 		}
 	}
 }
+
+// endAbandoned ends, every few seconds, the waiting deliveries of deleted
+// subscriptions and of subscriptions paused for longer than PausedMaxAge:
+// dead-lettered with the reason, through the record stage, so the stats,
+// the Events and the outcome notices say so. No attempt is spent on them.
+func (d *Dispatcher) endAbandoned(ctx context.Context) {
+	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		for ctx.Err() == nil {
+			gone, err := d.store.ClaimAbandoned(ctx, 500, d.cfg.PausedMaxAge, d.cfg.ClaimLease)
+			if err != nil {
+				if ctx.Err() == nil {
+					d.log.Error(err, "claiming abandoned deliveries failed; will retry")
+				}
+				return
+			}
+			for _, a := range gone {
+				why := fmt.Sprintf("%s; %d attempts were made", a.Why, a.Attempts)
+				o := store.Outcome{DeliveryID: a.ID, Status: store.DeliveryDeadLettered, Attempts: a.Attempts, Error: why}
+				select {
+				case d.results <- result{delivery: a.Delivery, outcome: o, reason: why}:
+				case <-ctx.Done():
+					return // the claims lapse and are taken again
+				}
+			}
+			if len(gone) < 500 {
+				break
+			}
+		}
+		d.endAbandonedConnectorWork(ctx)
+	}, abandonedCheck)
+}
+
+// endAbandonedConnectorWork does the same for connectors' waiting events.
+func (d *Dispatcher) endAbandonedConnectorWork(ctx context.Context) {
+	for ctx.Err() == nil {
+		gone, err := d.store.ClaimAbandonedConnectorDeliveries(ctx, 500, d.cfg.PausedMaxAge, d.cfg.Connectors.ClaimLease)
+		if err != nil || len(gone) == 0 {
+			if err != nil && ctx.Err() == nil {
+				d.log.Error(err, "claiming abandoned connector events failed; will retry")
+			}
+			return
+		}
+		outcomes := make([]store.ConnectorOutcome, len(gone))
+		for i, a := range gone {
+			outcomes[i] = store.ConnectorOutcome{DeliveryID: a.DeliveryID, ConfigID: a.ConfigID, Status: store.DeliveryDeadLettered,
+				Attempts: a.Attempts, Error: fmt.Sprintf("%s; %d attempts were made", a.Why, a.Attempts), Attempted: true}
+		}
+		if err := d.store.RecordConnectorOutcomes(ctx, outcomes, nil); err != nil {
+			d.log.Error(err, "ending abandoned connector events failed; their claims lapse and they are taken again")
+			return
+		}
+		if len(gone) < 500 {
+			return
+		}
+	}
+}
+
+// abandonedCheck is how often deleted and long-paused work is looked for.
+const abandonedCheck = 5 * time.Second
 
 func ptr[T any](v T) *T { return &v }

@@ -78,17 +78,18 @@ type ConnectorDelivery struct {
 	ConfigActive  bool
 }
 
-// ClaimConnectorDeliveries claims up to limit due connector deliveries for
-// lease (FOR UPDATE SKIP LOCKED, so replicas share them), oldest first.
+// ClaimConnectorDeliveries claims up to limit due deliveries of active
+// connectors for lease (FOR UPDATE SKIP LOCKED, so replicas share them),
+// oldest first; a paused connector's events wait untouched.
 func (s *Store) ClaimConnectorDeliveries(ctx context.Context, limit int, lease time.Duration) ([]ConnectorDelivery, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH due AS (
-			SELECT delivery_id FROM connector_deliveries
-			WHERE status IN ('PENDING', 'FAILED') AND next_retry_at <= now()
-			  AND (claimed_until IS NULL OR claimed_until < now())
-			ORDER BY next_retry_at
+			SELECT d.delivery_id FROM connector_deliveries d JOIN connector_configs c USING (config_id)
+			WHERE d.status IN ('PENDING', 'FAILED') AND d.next_retry_at <= now()
+			  AND (d.claimed_until IS NULL OR d.claimed_until < now()) AND c.is_active
+			ORDER BY d.next_retry_at
 			LIMIT $1
-			FOR UPDATE SKIP LOCKED)
+			FOR UPDATE OF d SKIP LOCKED)
 		UPDATE connector_deliveries d SET claimed_until = now() + $2 * interval '1 millisecond'
 		FROM due, connector_configs c
 		WHERE d.delivery_id = due.delivery_id AND c.config_id = d.config_id
@@ -330,4 +331,43 @@ func (s *Store) ConnectorDeliveryStatus(ctx context.Context, configID, eventID u
 		err = fmt.Errorf("connector delivery %s/%s: %w", configID, eventID, err)
 	}
 	return
+}
+
+// AbandonedConnectorDelivery is a waiting connector event whose connector
+// was deleted, or has been paused for longer than the bound.
+type AbandonedConnectorDelivery struct {
+	DeliveryID uuid.UUID
+	ConfigID   uuid.UUID
+	Attempts   int
+	Why        string
+}
+
+// ClaimAbandonedConnectorDeliveries claims, for lease, up to limit waiting
+// events of deleted connectors and of connectors paused with events older
+// than pausedMaxAge.
+func (s *Store) ClaimAbandonedConnectorDeliveries(ctx context.Context, limit int, pausedMaxAge, lease time.Duration) ([]AbandonedConnectorDelivery, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH gone AS (
+			SELECT d.delivery_id, c.deleted_at IS NOT NULL AS deleted FROM connector_configs c
+			JOIN connector_deliveries d ON d.config_id = c.config_id AND d.status IN ('PENDING', 'FAILED')
+			WHERE NOT c.is_active AND (c.deleted_at IS NOT NULL OR d.created_at < now() - $2 * interval '1 millisecond')
+			  AND (d.claimed_until IS NULL OR d.claimed_until < now())
+			LIMIT $1
+			FOR UPDATE OF d SKIP LOCKED)
+		UPDATE connector_deliveries d SET claimed_until = now() + $3 * interval '1 millisecond'
+		FROM gone WHERE d.delivery_id = gone.delivery_id
+		RETURNING d.delivery_id, d.config_id, d.attempt_number, gone.deleted`, limit, pausedMaxAge.Milliseconds(), lease.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("claim abandoned connector events: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (AbandonedConnectorDelivery, error) {
+		var a AbandonedConnectorDelivery
+		var deleted bool
+		err := row.Scan(&a.DeliveryID, &a.ConfigID, &a.Attempts, &deleted)
+		a.Why = "the connector was deleted"
+		if !deleted {
+			a.Why = fmt.Sprintf("the connector was paused for longer than %v", pausedMaxAge)
+		}
+		return a, err
+	})
 }

@@ -60,11 +60,11 @@ func (s *Store) UpsertConnectorConfig(ctx context.Context, c ConnectorConfig) (b
 	return tag.RowsAffected() > 0, nil
 }
 
-// DeactivateConnectorConfig marks the row inactive, keeping it and its sync
-// log for audit.
+// DeactivateConnectorConfig marks the row inactive and deleted, keeping it
+// and its sync log for audit; the dispatcher ends its waiting events.
 func (s *Store) DeactivateConnectorConfig(ctx context.Context, id uuid.UUID) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE connector_configs SET is_active = false, updated_at = now()
-		WHERE config_id = $1 AND is_active`, id)
+	tag, err := s.pool.Exec(ctx, `UPDATE connector_configs SET is_active = false, deleted_at = now(), updated_at = now()
+		WHERE config_id = $1 AND deleted_at IS NULL`, id)
 	if err != nil {
 		return false, fmt.Errorf("deactivate connector config %s: %w", id, err)
 	}

@@ -58,6 +58,8 @@ type Outcome struct {
 	// RetryIn sets next_retry_at from the database's clock; nil clears it.
 	RetryIn *time.Duration
 	Error   string
+	// Notice, when set, is written to the outbox with the outcome.
+	Notice *Notice
 }
 
 // InsertDeliveries creates deliveries in one statement, claimed by the
@@ -101,18 +103,19 @@ func (s *Store) InsertDeliveries(ctx context.Context, ds []NewDelivery, lease ti
 	return inserted, nil
 }
 
-// ClaimDue claims up to limit deliveries whose next attempt is due and that
-// no live replica holds, for lease. Replicas share the work without waiting
+// ClaimDue claims up to limit deliveries whose next attempt is due, whose
+// subscription is active (a paused one's wait untouched) and that no live
+// replica holds, for lease. Replicas share the work without waiting
 // on each other (FOR UPDATE SKIP LOCKED); an expired claim is taken over.
 func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([]Delivery, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH due AS (
-			SELECT delivery_id FROM webhook_deliveries
-			WHERE status IN ('PENDING', 'FAILED') AND next_retry_at <= now()
-			  AND (claimed_until IS NULL OR claimed_until < now())
-			ORDER BY next_retry_at
+			SELECT d.delivery_id FROM webhook_deliveries d JOIN webhook_subscriptions s USING (subscription_id)
+			WHERE d.status IN ('PENDING', 'FAILED') AND d.next_retry_at <= now()
+			  AND (d.claimed_until IS NULL OR d.claimed_until < now()) AND s.is_active
+			ORDER BY d.next_retry_at
 			LIMIT $1
-			FOR UPDATE SKIP LOCKED)
+			FOR UPDATE OF d SKIP LOCKED)
 		UPDATE webhook_deliveries d SET claimed_until = now() + $2 * interval '1 millisecond'
 		FROM due, webhook_subscriptions s
 		WHERE d.delivery_id = due.delivery_id AND s.subscription_id = d.subscription_id
@@ -139,10 +142,10 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 	return out, rows.Err()
 }
 
-// RecordOutcomes writes many attempts' results in one statement and
-// releases their claims.
+// RecordOutcomes writes many attempts' results and their notices in one
+// transaction and releases their claims.
 func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) error {
-	return s.recordOutcomesTx(ctx, s.pool, outcomes)
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return s.recordOutcomesTx(ctx, tx, outcomes) })
 }
 
 type execer interface {
@@ -194,7 +197,13 @@ func (s *Store) recordOutcomesTx(ctx context.Context, db execer, outcomes []Outc
 	if err != nil {
 		return fmt.Errorf("record delivery outcomes: %w", err)
 	}
-	return nil
+	var notices []Notice
+	for _, o := range outcomes {
+		if o.Notice != nil {
+			notices = append(notices, *o.Notice)
+		}
+	}
+	return insertNotices(ctx, db, notices)
 }
 
 // GetDelivery reads one delivery's state, for tests and the admin API.
@@ -237,13 +246,52 @@ func (s *Store) RequeueDelivery(ctx context.Context, id uuid.UUID) (bool, error)
 	return tag.RowsAffected() == 1, nil
 }
 
-// DueCount counts deliveries whose next attempt is due, for the queue-depth gauge.
+// DueCount counts deliveries whose next attempt is due, for the queue-depth
+// gauge; a paused subscription's are held, not due.
 func (s *Store) DueCount(ctx context.Context) (int64, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries
-		WHERE status IN ('PENDING', 'FAILED') AND next_retry_at <= now()`).Scan(&n)
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries d JOIN webhook_subscriptions s USING (subscription_id)
+		WHERE d.status IN ('PENDING', 'FAILED') AND d.next_retry_at <= now() AND s.is_active`).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("count due deliveries: %w", err)
 	}
 	return n, nil
+}
+
+// Abandoned is a waiting delivery whose subscription was deleted, or has
+// been paused for longer than the bound: it is to be ended, with Why.
+type Abandoned struct {
+	Delivery
+	Why string
+}
+
+// ClaimAbandoned claims, for lease, up to limit waiting deliveries of
+// deleted subscriptions and of subscriptions paused with deliveries older
+// than pausedMaxAge.
+func (s *Store) ClaimAbandoned(ctx context.Context, limit int, pausedMaxAge, lease time.Duration) ([]Abandoned, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH gone AS (
+			SELECT d.delivery_id, s.deleted_at IS NOT NULL AS deleted FROM webhook_subscriptions s
+			JOIN webhook_deliveries d ON d.subscription_id = s.subscription_id AND d.status IN ('PENDING', 'FAILED')
+			WHERE NOT s.is_active AND (s.deleted_at IS NOT NULL OR d.created_at < now() - $2 * interval '1 millisecond')
+			  AND (d.claimed_until IS NULL OR d.claimed_until < now())
+			LIMIT $1
+			FOR UPDATE OF d SKIP LOCKED)
+		UPDATE webhook_deliveries d SET claimed_until = now() + $3 * interval '1 millisecond'
+		FROM gone WHERE d.delivery_id = gone.delivery_id
+		RETURNING d.delivery_id, d.subscription_id, d.event_id, d.store_id, d.event_type, d.attempt_number, gone.deleted`,
+		limit, pausedMaxAge.Milliseconds(), lease.Milliseconds())
+	if err != nil {
+		return nil, fmt.Errorf("claim abandoned deliveries: %w", err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Abandoned, error) {
+		var a Abandoned
+		var deleted bool
+		err := row.Scan(&a.ID, &a.SubscriptionID, &a.EventID, &a.StoreID, &a.EventType, &a.Attempts, &deleted)
+		a.Why = "the subscription was deleted"
+		if !deleted {
+			a.Why = fmt.Sprintf("the subscription was paused for longer than %v", pausedMaxAge)
+		}
+		return a, err
+	})
 }

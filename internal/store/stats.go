@@ -77,12 +77,15 @@ func (s *Store) RecordOutcomesAndStats(ctx context.Context, outcomes []Outcome, 
 		ids := make([]uuid.UUID, n)
 		delivered, failed, dead := make([]int64, n), make([]int64, n), make([]int64, n)
 		trailing := make([]int32, n)
-		at := make([]time.Time, n)
+		at := make([]*time.Time, n) // NULL: the batch made no attempt for it
 		httpStatus := make([]*int32, n)
 		errs, reasons := make([]string, n), make([]string, n)
 		for i, d := range deltas {
 			ids[i], delivered[i], failed[i], dead[i] = d.SubscriptionID, d.Delivered, d.FailedAttempts, d.DeadLettered
-			trailing[i], at[i], errs[i], reasons[i] = int32(d.TrailingFailures), d.LastAttemptAt, text(d.LastError), text(d.DeadLetterReason)
+			trailing[i], errs[i], reasons[i] = int32(d.TrailingFailures), text(d.LastError), text(d.DeadLetterReason)
+			if !d.LastAttemptAt.IsZero() {
+				at[i] = &d.LastAttemptAt
+			}
 			if d.LastHTTPStatus != nil {
 				v := int32(*d.LastHTTPStatus)
 				httpStatus[i] = &v

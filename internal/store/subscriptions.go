@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -82,11 +83,12 @@ func (s *Store) UpsertSubscription(ctx context.Context, sub Subscription) (bool,
 	return tag.RowsAffected() > 0, nil
 }
 
-// DeactivateSubscription marks the row inactive, keeping it (and its
-// deliveries) for audit. A missing row is not an error.
+// DeactivateSubscription marks the row inactive and deleted, keeping it
+// (and its deliveries) for audit; the dispatcher ends its waiting
+// deliveries. A missing row is not an error.
 func (s *Store) DeactivateSubscription(ctx context.Context, id uuid.UUID) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE webhook_subscriptions SET is_active = false, updated_at = now()
-		WHERE subscription_id = $1 AND is_active`, id)
+	tag, err := s.pool.Exec(ctx, `UPDATE webhook_subscriptions SET is_active = false, deleted_at = now(), updated_at = now()
+		WHERE subscription_id = $1 AND deleted_at IS NULL`, id)
 	if err != nil {
 		return false, fmt.Errorf("deactivate subscription %s: %w", id, err)
 	}
@@ -151,14 +153,11 @@ func (s *Store) ActiveSubscriptions(ctx context.Context) ([]Subscription, error)
 // RoutingVersion changes whenever any subscription or connector row
 // changes, so the routing index reloads only when something did.
 func (s *Store) RoutingVersion(ctx context.Context) (string, error) {
-	var version string
-	err := s.pool.QueryRow(ctx, `SELECT
-		(SELECT count(*)::text || '/' || COALESCE(max(updated_at)::text, '') FROM webhook_subscriptions) || '|' ||
-		(SELECT count(*)::text || '/' || COALESCE(max(updated_at)::text, '') FROM connector_configs)`).Scan(&version)
-	if err != nil {
+	var version int64
+	if err := s.pool.QueryRow(ctx, `SELECT version FROM routing_version`).Scan(&version); err != nil {
 		return "", fmt.Errorf("routing version: %w", err)
 	}
-	return version, nil
+	return strconv.FormatInt(version, 10), nil
 }
 
 const subscriptionColumns = `subscription_id, store_id, name, target_url, events, is_active, delivery_timeout_ms,
