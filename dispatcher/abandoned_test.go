@@ -8,9 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ss3dev/integration-operator/internal/connectors/marketplacetest"
+	"github.com/ss3dev/integration-operator/internal/store"
 )
 
 func TestDeletedSubscriptionsEndTheirDeliveriesAndPausedOnesHoldThem(t *testing.T) {
@@ -174,4 +178,73 @@ func TestDeletedConnectorsEndTheirWaitingEvents(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestCircuitStateOnTheStatusAndGaugeFollowsTheBreaker(t *testing.T) {
+	e := startEnv(t)
+	recv := newReceiver(t)
+	recv.set(http.StatusBadGateway, 0)
+	sub, _ := e.subscribe(t, "store-cb", recv.URL, []string{"order.*"}, nil)
+	d := e.run(t, Config{BreakerTrips: 3, BreakerOpen: 500 * time.Millisecond,
+		RetrySchedule: []time.Duration{0, 200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond, time.Hour}})
+	var msgs []kafka.Message
+	for i := range 5 {
+		m, _ := envelopeMessage(t, "store-cb", "order.placed", map[string]any{"n": i})
+		msgs = append(msgs, m)
+	}
+	e.produce(t, msgs...)
+	circuit := func(want string, gauge float64) func() error {
+		return func() error {
+			stats, err := e.store.SubscriptionStatsAll(context.Background())
+			if st := stats[sub.ID]; err != nil || st.CircuitState != want || testutil.ToFloat64(d.metrics.OpenCircuits) != gauge {
+				return fmt.Errorf("state %q, gauge %v (%v)", st.CircuitState, testutil.ToFloat64(d.metrics.OpenCircuits), err)
+			}
+			return nil
+		}
+	}
+	eventually(t, 20*time.Second, "the breaker opens, and the status and gauge say so", circuit("open", 1))
+	recv.set(http.StatusOK, 0)
+	eventually(t, 20*time.Second, "the endpoint healed: closed on the status, 0 on the gauge", circuit("closed", 0))
+	eventually(t, 20*time.Second, "every delivery made it", func() error {
+		stats, err := e.store.SubscriptionStatsAll(context.Background())
+		if st := stats[sub.ID]; err != nil || st.Delivered != 5 {
+			return fmt.Errorf("%d delivered (%v)", st.Delivered, err)
+		}
+		return nil
+	})
+}
+
+func TestShutdownReleasesWhatItDidNotStart(t *testing.T) {
+	e := startEnv(t)
+	recv := newReceiver(t)
+	recv.set(http.StatusOK, time.Second)
+	e.subscribe(t, "store-s", recv.URL, []string{"order.*"}, func(s *store.Subscription) { s.MaxConcurrency = 1 })
+	cfg := Config{AllowedNetworks: loopback, PollInterval: 50 * time.Millisecond, OutageRetry: 200 * time.Millisecond, Workers: 1}
+	cfg.Kafka.Brokers, cfg.Kafka.Topics = e.bed.Kafka.Brokers(), []string{eventsTopic}
+	m, _ := NewMetrics(prometheus.NewRegistry())
+	d, err := New(cfg, e.store, e.vault, m, testr.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	e.produce(t, goodEvents(t, "store-s", 6)...)
+	waitRequests(t, recv, 1, "the first attempt in flight")
+	stopped := time.Now()
+	cancel() // SIGTERM: five deliveries are claimed but not started
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(stopped); took > 5*time.Second {
+		t.Fatalf("shutdown took %v: it attempted what it had not started", took)
+	}
+	var held int
+	if err := e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries
+		WHERE status IN ('PENDING', 'FAILED') AND claimed_until > now()`).Scan(&held); err != nil || held != 0 {
+		t.Fatalf("%d deliveries still claimed by the stopped replica (%v)", held, err)
+	}
+	// With a 5-minute lease, only the release lets another replica start now.
+	e.run(t, Config{Workers: 4})
+	waitRequests(t, recv, 6, "the rest delivered by the next replica at once")
 }

@@ -120,16 +120,20 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 		// The replayed batch will find them and insert nothing.
 		d.log.Error(err, "committing offsets failed; the batch will be replayed harmlessly")
 	}
+	var hand []store.Delivery
 	for _, m := range msgs {
 		for _, job := range m.jobs {
-			if !inserted[job.ID] {
-				continue
+			if inserted[job.ID] {
+				hand = append(hand, job)
 			}
-			select {
-			case d.jobs <- job:
-			case <-ctx.Done():
-				return nil // claimed rows are taken over when the claim lapses
-			}
+		}
+	}
+	for i, job := range hand {
+		select {
+		case d.jobs <- job:
+		case <-ctx.Done():
+			d.release(deliveryIDs(hand[i:])) // for another replica, now
+			return nil
 		}
 	}
 	return nil
@@ -156,6 +160,14 @@ func (d *Dispatcher) decodeAndRoute(m kafka.Message) routed {
 			StoreID: e.StoreID, EventType: e.Type, Payload: e.Data})
 	}
 	return r
+}
+
+func deliveryIDs(ds []store.Delivery) []uuid.UUID {
+	ids := make([]uuid.UUID, len(ds))
+	for i, d := range ds {
+		ids[i] = d.ID
+	}
+	return ids
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

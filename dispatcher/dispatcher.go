@@ -74,22 +74,10 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 	return d, nil
 }
 
-// circuitChanged records a breaker's new state for the status, off the hot path.
-func (d *Dispatcher) circuitChanged(subscription uuid.UUID, from, state string) {
+// circuitChanged counts a breaker's transition; reportCircuits carries
+// the states to the gauge and the status.
+func (d *Dispatcher) circuitChanged(_ uuid.UUID, _, state string) {
 	d.metrics.CircuitChanges.WithLabelValues(state).Inc()
-	switch {
-	case from == "closed":
-		d.metrics.OpenCircuits.Inc()
-	case state == "closed":
-		d.metrics.OpenCircuits.Dec()
-	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := d.store.SetCircuitState(ctx, subscription, state); err != nil {
-			d.log.Error(err, "recording circuit state failed", "subscriptionId", subscription, "state", state)
-		}
-	}()
 }
 
 // Run consumes and delivers until ctx ends, then finishes the attempts in
@@ -100,10 +88,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	client := &kafka.Client{Addr: kafka.TCP(d.cfg.Kafka.Brokers...), Transport: d.transport, Timeout: 10 * time.Second}
 
-	// Workers and the recorder outlive ctx, to finish what is in flight.
+	// Workers and the recorder outlive ctx, to finish what is in flight;
+	// queued jobs not yet started are released for another replica.
 	var workers sync.WaitGroup
+	unstarted := &claimed{}
 	for range d.cfg.Workers {
-		workers.Go(func() { d.work(context.WithoutCancel(ctx)) })
+		workers.Go(func() { d.work(context.WithoutCancel(ctx), ctx.Done(), unstarted) })
 	}
 	recorded := make(chan struct{})
 	go func() { d.record(context.WithoutCancel(ctx), ctx.Done()); close(recorded) }()
@@ -116,6 +106,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		g.Go(func() error { d.relay(gctx); return nil })
 		g.Go(func() error { d.relayNotices(gctx); return nil })
 		g.Go(func() error { d.endAbandoned(gctx); return nil })
+		g.Go(func() error { d.reportCircuits(gctx, circuitReport); return nil })
 	}
 	g.Go(func() error { d.observe(gctx, client, 5*time.Second); return nil })
 	g.Go(func() error { return d.consumeTopics(gctx, client) })
@@ -123,6 +114,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 	close(d.jobs)
 	workers.Wait()
+	d.release(unstarted.ids)
 	close(d.results)
 	<-recorded
 	return errors.Join(err, d.publisher.Close())
@@ -231,9 +223,43 @@ func (d *Dispatcher) protectedAttempt(ctx context.Context, del store.Delivery) a
 // delivery's endpoint (a breaker half-opens within BreakerOpen).
 const ephemeralWaits = 1000
 
-// work delivers jobs until the channel closes.
-func (d *Dispatcher) work(ctx context.Context) {
+// claimed collects the deliveries workers hand back at shutdown.
+type claimed struct {
+	mu  sync.Mutex
+	ids []uuid.UUID
+}
+
+func (c *claimed) add(id uuid.UUID) {
+	c.mu.Lock()
+	c.ids = append(c.ids, id)
+	c.mu.Unlock()
+}
+
+// release gives up our claims on deliveries we will not attempt, so that
+// another replica takes them now rather than when the lease lapses.
+func (d *Dispatcher) release(ids []uuid.UUID) {
+	if len(ids) == 0 || d.cfg.Ephemeral {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.store.ReleaseClaims(ctx, ids); err != nil {
+		d.log.Error(err, "releasing unstarted deliveries failed; they are taken over when their claims lapse", "deliveries", len(ids))
+		return
+	}
+	d.log.Info("released deliveries not started before shutdown", "deliveries", len(ids))
+}
+
+// work delivers jobs until the channel closes; once stopping closes, it
+// hands the jobs it has not started to unstarted instead.
+func (d *Dispatcher) work(ctx context.Context, stopping <-chan struct{}, unstarted *claimed) {
 	for del := range d.jobs {
+		select {
+		case <-stopping:
+			unstarted.add(del.ID)
+			continue
+		default:
+		}
 		r := d.protectedAttempt(ctx, del)
 		// Ephemeral mode keeps no row to reschedule from: a delivery the
 		// endpoint's protection holds back waits here instead of being lost.

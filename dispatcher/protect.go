@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -122,4 +123,55 @@ func (ep *endpoint) admit(ctx context.Context) (func(endpointOK bool), error) {
 		}
 		release()
 	}, nil
+}
+
+// circuitReport is how often breaker states reach the gauge and the status.
+const circuitReport = time.Second
+
+// states reads every breaker's state now (reading moves an open breaker
+// whose time is up to half-open, as the next attempt would).
+func (e *endpoints) states() map[uuid.UUID]string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[uuid.UUID]string, len(e.byID))
+	for id, ep := range e.byID {
+		out[id] = ep.breaker.State().String()
+	}
+	return out
+}
+
+// reportCircuits sets dispatcher_open_circuits to the breakers not closed
+// and writes each subscription's state when it changed, every interval, in
+// order: a gauge counted up and down, or writes raced from each transition,
+// could be left saying "half-open" after the endpoint healed.
+func (d *Dispatcher) reportCircuits(ctx context.Context, interval time.Duration) {
+	written := map[uuid.UUID]string{}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		states := d.endpoints.states()
+		notClosed := 0
+		changed := map[uuid.UUID]string{}
+		for id, state := range states {
+			if state != gobreaker.StateClosed.String() {
+				notClosed++
+			}
+			if written[id] != state {
+				changed[id] = state
+			}
+		}
+		d.metrics.OpenCircuits.Set(float64(notClosed))
+		if err := d.store.SetCircuitStates(ctx, changed); err != nil {
+			if ctx.Err() == nil {
+				d.log.Error(err, "recording circuit states failed; will retry")
+			}
+			continue
+		}
+		maps.Copy(written, changed)
+	}
 }

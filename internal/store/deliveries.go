@@ -295,3 +295,14 @@ func (s *Store) ClaimAbandoned(ctx context.Context, limit int, pausedMaxAge, lea
 		return a, err
 	})
 }
+
+// ReleaseClaims gives up claims on deliveries that will not be attempted
+// by their claimant (it is shutting down), so they are due to others now.
+func (s *Store) ReleaseClaims(ctx context.Context, ids []uuid.UUID) error {
+	_, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries SET claimed_until = NULL
+		WHERE delivery_id = ANY($1) AND status IN ('PENDING', 'FAILED')`, ids)
+	if err != nil {
+		return fmt.Errorf("release claims: %w", err)
+	}
+	return nil
+}
