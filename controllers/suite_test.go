@@ -23,6 +23,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -91,6 +92,9 @@ type harness struct {
 	kubeWrites *atomic.Int64
 	logs       syncBuffer
 	recorder   events.EventRecorder
+	// wake is the subscription reconciler's wake-up channel, for a
+	// StatusReporter's Resync.
+	wake chan event.GenericEvent
 }
 
 // syncBuffer collects the manager's logs, to check no secret is in them.
@@ -145,6 +149,7 @@ func startManager(t *testing.T, opts harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	h.recorder = mgr.GetEventRecorder("integration-operator")
+	h.wake = make(chan event.GenericEvent, 64)
 	if err := (&controllers.WebhookSubscriptionReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
@@ -154,6 +159,7 @@ func startManager(t *testing.T, opts harnessOptions) *harness {
 		Metrics:                 metrics,
 		ResyncInterval:          opts.resync,
 		MaxConcurrentReconciles: 8,
+		Wake:                    h.wake,
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}

@@ -17,9 +17,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
 	"github.com/ss3dev/integration-operator/internal/signing"
@@ -57,6 +59,9 @@ type WebhookSubscriptionReconciler struct {
 	// repair drift no watch sees (a Vault secret or row changed by hand).
 	ResyncInterval          time.Duration
 	MaxConcurrentReconciles int
+	// Wake, when set, reconciles the subscriptions sent on it now (the
+	// status reporter sends one whose Vault secret the dispatcher lacks).
+	Wake <-chan event.GenericEvent
 }
 
 // +kubebuilder:rbac:groups=integrations.ss3.dev,resources=webhooksubscriptions,verbs=get;list;watch;update;patch
@@ -363,12 +368,15 @@ func (r *WebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error
 	if err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&integrationsv1.WebhookSubscription{}, builder.WithPredicates(
 			predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.subscriptionsImporting), builder.OnlyMetadata).
-		WithOptions(controllerOptions(r.MaxConcurrentReconciles)).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.subscriptionsImporting), builder.OnlyMetadata)
+	if r.Wake != nil {
+		b = b.WatchesRawSource(source.Channel(r.Wake, &handler.EnqueueRequestForObject{}))
+	}
+	return b.WithOptions(controllerOptions(r.MaxConcurrentReconciles)).
 		Named("webhooksubscription").
 		Complete(r)
 }

@@ -12,9 +12,11 @@ import (
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
 	"github.com/ss3dev/integration-operator/internal/store"
@@ -49,6 +51,10 @@ type StatusReporter struct {
 	Recorder events.EventRecorder
 	Interval time.Duration
 	Log      logr.Logger
+	// Resync, when set, wakes the subscription reconciler for a
+	// subscription whose signing secret the dispatcher cannot find, so the
+	// secret is put back now rather than at the next resync.
+	Resync chan<- event.GenericEvent
 }
 
 // Start reports every Interval until ctx ends.
@@ -91,6 +97,7 @@ func (r *StatusReporter) ReportDeliveries(ctx context.Context) error {
 			healthy = stalledCondition(ConditionHealthy, string(sub.Spec.StoreID), *stall)
 		}
 		setCondition(&sub.Status.Conditions, sub.Generation, healthy)
+		missing := r.secretMissing(sub, st)
 		if equality.Semantic.DeepEqual(original.Status, sub.Status) {
 			continue
 		}
@@ -98,6 +105,9 @@ func (r *StatusReporter) ReportDeliveries(ctx context.Context) error {
 			// A conflict means the reconciler just wrote; next interval catches up.
 			r.Log.V(1).Info("delivery status not written this interval", "subscription", client.ObjectKeyFromObject(sub), "error", err.Error())
 			continue
+		}
+		if missing {
+			r.restoreSecret(sub)
 		}
 		before := int64(0)
 		if original.Status.Delivery != nil {
@@ -110,6 +120,43 @@ func (r *StatusReporter) ReportDeliveries(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ReasonSecretMissingFromVault: the dispatcher found no signing secret in
+// Vault (a restore, a dev restart); the manager puts it back.
+const ReasonSecretMissingFromVault = "SecretMissingFromVault"
+
+// secretMissing marks SigningSecretSynced false when the dispatcher has
+// found the secret missing since the manager last wrote it; it reports
+// whether it did.
+func (r *StatusReporter) secretMissing(sub *integrationsv1.WebhookSubscription, st store.SubscriptionStats) bool {
+	if st.SecretMissingSince == nil {
+		return false
+	}
+	c := meta.FindStatusCondition(sub.Status.Conditions, ConditionSigningSecretSynced)
+	// A condition's time is kept to the second: compare at that grain.
+	if c == nil || c.Status != metav1.ConditionTrue || !c.LastTransitionTime.Time.Before(st.SecretMissingSince.Truncate(time.Second)) {
+		return false // not synced yet, already flagged, or restored since
+	}
+	setCondition(&sub.Status.Conditions, sub.Generation, metav1.Condition{Type: ConditionSigningSecretSynced, Status: metav1.ConditionFalse,
+		Reason: ReasonSecretMissingFromVault, Message: fmt.Sprintf("the dispatcher has found no signing secret in Vault since %s; "+
+			"deliveries wait (no attempt spent) while the manager puts it back", st.SecretMissingSince.UTC().Format(time.RFC3339))})
+	setReady(&sub.Status.Conditions, sub.Generation, ConditionSigningSecretSynced, ConditionDatabaseSynced)
+	return true
+}
+
+// restoreSecret says so with an Event and wakes the reconciler.
+func (r *StatusReporter) restoreSecret(sub *integrationsv1.WebhookSubscription) {
+	if r.Recorder != nil {
+		r.Recorder.Eventf(sub, nil, corev1.EventTypeWarning, ReasonSecretMissingFromVault, "Restore",
+			"the dispatcher found no signing secret in Vault; restoring it from the subscription's Kubernetes Secret")
+	}
+	if r.Resync != nil {
+		select {
+		case r.Resync <- event.GenericEvent{Object: sub}:
+		default: // the reconciler is busy; the next report asks again
+		}
+	}
 }
 
 // intakeStalls returns which stall, if any, holds up a store's events.

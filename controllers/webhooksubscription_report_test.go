@@ -172,3 +172,56 @@ func TestAStalledIntakeShowsOnItsStoresResources(t *testing.T) {
 		t.Fatalf("Synced after the stall cleared: %+v", c)
 	}
 }
+
+// Vault loses a signing secret (a restore, a dev restart): once the
+// dispatcher records that it cannot find it, the next report shows it on
+// the subscription and the manager puts it back within seconds, not at
+// its next resync (an hour away here).
+func TestASecretVaultLostShowsAndIsRestoredAtOnce(t *testing.T) {
+	h := startManager(t, harnessOptions{resync: time.Hour})
+	ctx := context.Background()
+	if err := h.client.Create(ctx, newSubscription(h.namespace, "lost")); err != nil {
+		t.Fatal(err)
+	}
+	sub := h.waitReady(t, "lost")
+	subID := uuid.MustParse(string(sub.UID))
+	before, err := h.vaultSecret(t, sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.vault.Delete(ctx, "webhook/"+subID.String()+"/secret"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // the dispatcher notices after the condition was last set (kept to the second)
+	// What the dispatcher's record stage writes when an attempt finds no secret.
+	if err := h.store.RecordOutcomesAndStats(ctx, nil, []store.StatsDelta{{SubscriptionID: subID,
+		LastError: "signing secret unavailable: vault: secret not found", SecretMissing: true}}); err != nil {
+		t.Fatal(err)
+	}
+	reporter := &controllers.StatusReporter{Client: h.client, Store: h.store, Recorder: h.recorder, Log: logr.Discard(), Resync: h.wake}
+	if err := reporter.ReportDeliveries(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.waitEvent(t, "lost", controllers.ReasonSecretMissingFromVault, "restoring it")
+	eventually(t, 10*time.Second, "the secret back in Vault, unchanged", func() error {
+		after, err := h.vaultSecret(t, sub)
+		if err != nil || after["secret"] != before["secret"] {
+			return fmt.Errorf("not restored (%v)", err)
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, "SigningSecretSynced true again", func() error {
+		c := meta.FindStatusCondition(h.get(t, "lost").Status.Conditions, controllers.ConditionSigningSecretSynced)
+		if c == nil || c.Status != metav1.ConditionTrue {
+			return fmt.Errorf("%+v", c)
+		}
+		return nil
+	})
+	// Restored since: the next report does not flag it again.
+	if err := reporter.ReportDeliveries(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := meta.FindStatusCondition(h.get(t, "lost").Status.Conditions, controllers.ConditionSigningSecretSynced); c.Status != metav1.ConditionTrue {
+		t.Fatalf("flagged again after the restore: %+v", c)
+	}
+}

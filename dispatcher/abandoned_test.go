@@ -248,3 +248,42 @@ func TestShutdownReleasesWhatItDidNotStart(t *testing.T) {
 	e.run(t, Config{Workers: 4})
 	waitRequests(t, recv, 6, "the rest delivered by the next replica at once")
 }
+
+func TestASigningSecretMissingFromVaultIsRecordedAndClears(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	recv := newReceiver(t)
+	sub, secret := e.subscribe(t, "store-v", recv.URL, []string{"order.*"}, nil)
+	if err := e.vault.Delete(ctx, "webhook/"+sub.ID.String()+"/secret"); err != nil {
+		t.Fatal(err)
+	}
+	e.run(t, Config{})
+	e.produce(t, goodEvents(t, "store-v", 3)...)
+	eventually(t, 10*time.Second, "the missing secret recorded for the manager", func() error {
+		stats, err := e.store.SubscriptionStatsAll(ctx)
+		if st := stats[sub.ID]; err != nil || st.SecretMissingSince == nil || !strings.Contains(st.LastError, "secret not found") {
+			return fmt.Errorf("%+v %v", st, err)
+		}
+		return nil
+	})
+	if n := len(recv.requests()); n != 0 {
+		t.Fatalf("%d requests sent unsigned", n)
+	}
+	// The manager puts it back.
+	if _, err := e.vault.Put(ctx, "webhook/"+sub.ID.String()+"/secret", map[string]string{"secret": secret}); err != nil {
+		t.Fatal(err)
+	}
+	waitRequests(t, recv, 3, "delivered once the secret is back")
+	eventually(t, 10*time.Second, "the mark cleared, no attempt spent while it was missing", func() error {
+		stats, err := e.store.SubscriptionStatsAll(ctx)
+		var firstAttempts int
+		if err == nil {
+			err = e.store.Pool().QueryRow(ctx, `SELECT count(*) FROM webhook_deliveries WHERE subscription_id = $1 AND status = 'DELIVERED'
+				AND attempt_number = 1`, sub.ID).Scan(&firstAttempts)
+		}
+		if st := stats[sub.ID]; err != nil || st.SecretMissingSince != nil || firstAttempts != 3 {
+			return fmt.Errorf("%+v, %d delivered on their first attempt: %v", st, firstAttempts, err)
+		}
+		return nil
+	})
+}

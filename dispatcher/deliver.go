@@ -15,6 +15,7 @@ import (
 
 	"github.com/ss3dev/integration-operator/internal/signing"
 	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/vault"
 )
 
 // Stage 4, deliver: one HTTP POST of the event's payload, signed, with the
@@ -41,6 +42,8 @@ type attemptResult struct {
 	err        error
 	// outage: our own dependency failed; the endpoint is not to blame.
 	outage bool
+	// secretMissing: the outage is a signing secret Vault does not have.
+	secretMissing bool
 	// waitFor: not attempted now (endpoint protection, inactive
 	// subscription); try again after this, with no attempt spent.
 	waitFor time.Duration
@@ -97,7 +100,8 @@ func refusedAddress(ip netip.Addr, allowed []netip.Prefix) bool {
 func (d *Dispatcher) attempt(ctx context.Context, del store.Delivery) attemptResult {
 	secrets, err := d.secrets.get(ctx, del.SubscriptionID)
 	if err != nil {
-		return attemptResult{err: fmt.Errorf("signing secret unavailable: %w", err), outage: true}
+		return attemptResult{err: fmt.Errorf("signing secret unavailable: %w", err), outage: true,
+			secretMissing: errors.Is(err, vault.ErrNotFound) || errors.Is(err, errEmptySecret)}
 	}
 	timeout := del.Timeout
 	if timeout <= 0 {

@@ -268,6 +268,6 @@ func (d *Dispatcher) work(ctx context.Context, stopping <-chan struct{}, unstart
 			r = d.protectedAttempt(ctx, del)
 		}
 		outcome, reason := d.judge(del, r)
-		d.results <- result{delivery: del, outcome: outcome, reason: reason}
+		d.results <- result{delivery: del, outcome: outcome, reason: reason, secretMissing: r.secretMissing}
 	}
 }

@@ -24,6 +24,8 @@ type result struct {
 	delivery store.Delivery
 	outcome  store.Outcome
 	reason   string // dead-letter reason
+	// secretMissing: not attempted, for want of the signing secret in Vault.
+	secretMissing bool
 }
 
 // record runs until results closes. stopping closes when the dispatcher is
@@ -144,13 +146,14 @@ func outcomesOf(results []result) []store.Outcome {
 
 // statsDeltas sums a batch's attempts per subscription, in arrival order;
 // outcomes that made no attempt (our own outage) do not count, except an
-// end without an attempt (a deleted or long-paused subscription).
+// end without an attempt (a deleted or long-paused subscription) and a
+// signing secret missing from Vault (for the manager to restore).
 func statsDeltas(results []result) []store.StatsDelta {
 	bySub := map[uuid.UUID]*store.StatsDelta{}
 	var order []uuid.UUID
 	for _, r := range results {
 		attempted := r.outcome.Attempts != r.delivery.Attempts
-		if !attempted && r.outcome.Status != store.DeliveryDeadLettered {
+		if !attempted && r.outcome.Status != store.DeliveryDeadLettered && !r.secretMissing {
 			continue
 		}
 		d := bySub[r.delivery.SubscriptionID]
@@ -160,6 +163,7 @@ func statsDeltas(results []result) []store.StatsDelta {
 			order = append(order, r.delivery.SubscriptionID)
 		}
 		d.LastError = r.outcome.Error
+		d.SecretMissing = d.SecretMissing || r.secretMissing
 		if attempted {
 			d.LastAttemptAt = time.Now()
 			d.LastHTTPStatus = r.outcome.HTTPStatus

@@ -24,6 +24,8 @@ type cachedSecrets struct {
 	previousUntil time.Time
 }
 
+var errEmptySecret = errors.New("the signing secret in Vault is empty")
+
 // maxCachedSecrets bounds the subscriptions whose secrets are kept in memory.
 const maxCachedSecrets = 100_000
 
@@ -42,7 +44,7 @@ func (c *secretCache) get(ctx context.Context, subscriptionID uuid.UUID) ([]stri
 			return nil, err
 		}
 		if data["secret"] == "" {
-			return nil, errors.New("the signing secret in Vault is empty")
+			return nil, errEmptySecret
 		}
 		e = cachedSecrets{secrets: []string{data["secret"]}}
 		if prev := data["previous"]; prev != "" {

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -113,6 +114,8 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 		return err
 	}
 	st, recorder := store.New(pool), mgr.GetEventRecorder("integration-operator")
+	// The status reporter wakes the reconciler for a secret Vault lost.
+	wake := make(chan event.GenericEvent, 64)
 	if err := (&controllers.WebhookSubscriptionReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
@@ -122,6 +125,7 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 		Metrics:                 metrics,
 		ResyncInterval:          o.resync,
 		MaxConcurrentReconciles: o.concurrency,
+		Wake:                    wake,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up webhooksubscription controller: %w", err)
 	}
@@ -157,7 +161,7 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 	}
 	if err := mgr.Add(&controllers.StatusReporter{
 		Client: mgr.GetClient(), Store: st, Recorder: recorder,
-		Interval: o.reportInterval, Log: ctrl.Log.WithName("status"),
+		Interval: o.reportInterval, Log: ctrl.Log.WithName("status"), Resync: wake,
 	}); err != nil {
 		return err
 	}

@@ -22,6 +22,8 @@ type StatsDelta struct {
 	LastHTTPStatus   *int
 	LastError        string
 	DeadLetterReason string
+	// SecretMissing: the batch found the signing secret missing from Vault.
+	SecretMissing bool
 }
 
 // SubscriptionStats is a subscription's delivery health.
@@ -37,16 +39,20 @@ type SubscriptionStats struct {
 	LastError            string
 	LastDeadLetterReason string
 	CircuitState         string
+	// SecretMissingSince: the dispatcher has found no signing secret in
+	// Vault since then (nil: it has one).
+	SecretMissingSince *time.Time
 }
 
 // recordStatsSQL adds a batch's deltas in one statement. The newest
 // attempt succeeded when it left no error: that resets consecutive failures.
 const recordStatsSQL = `
 		INSERT INTO webhook_subscription_stats AS s (subscription_id, delivered_total, failed_attempts_total, dead_lettered_total,
-			consecutive_failures, last_attempt_at, last_http_status, last_error, last_dead_letter_reason, updated_at)
-		SELECT u.id, u.delivered, u.failed, u.dead, u.trail, u.at, u.http_status, NULLIF(u.err, ''), NULLIF(u.reason, ''), now()
-		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::timestamptz[], $7::int[], $8::text[], $9::text[])
-			AS u(id, delivered, failed, dead, trail, at, http_status, err, reason)
+			consecutive_failures, last_attempt_at, last_http_status, last_error, last_dead_letter_reason, secret_missing_since, updated_at)
+		SELECT u.id, u.delivered, u.failed, u.dead, u.trail, u.at, u.http_status, NULLIF(u.err, ''), NULLIF(u.reason, ''),
+			CASE WHEN u.missing THEN now() END, now()
+		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::timestamptz[], $7::int[], $8::text[], $9::text[],
+			$10::bool[]) AS u(id, delivered, failed, dead, trail, at, http_status, err, reason, missing)
 		ON CONFLICT (subscription_id) DO UPDATE SET
 			delivered_total = s.delivered_total + EXCLUDED.delivered_total,
 			failed_attempts_total = s.failed_attempts_total + EXCLUDED.failed_attempts_total,
@@ -59,6 +65,10 @@ const recordStatsSQL = `
 			last_http_status = COALESCE(EXCLUDED.last_http_status, s.last_http_status),
 			last_error = EXCLUDED.last_error,
 			last_dead_letter_reason = COALESCE(EXCLUDED.last_dead_letter_reason, s.last_dead_letter_reason),
+			secret_missing_since = CASE
+				WHEN EXCLUDED.secret_missing_since IS NOT NULL THEN COALESCE(s.secret_missing_since, EXCLUDED.secret_missing_since)
+				WHEN EXCLUDED.last_attempt_at IS NOT NULL THEN NULL
+				ELSE s.secret_missing_since END,
 			updated_at = now()`
 
 // RecordOutcomesAndStats writes outcomes and the stats they add up to in
@@ -80,9 +90,10 @@ func (s *Store) RecordOutcomesAndStats(ctx context.Context, outcomes []Outcome, 
 		at := make([]*time.Time, n) // NULL: the batch made no attempt for it
 		httpStatus := make([]*int32, n)
 		errs, reasons := make([]string, n), make([]string, n)
+		missing := make([]bool, n)
 		for i, d := range deltas {
 			ids[i], delivered[i], failed[i], dead[i] = d.SubscriptionID, d.Delivered, d.FailedAttempts, d.DeadLettered
-			trailing[i], errs[i], reasons[i] = int32(d.TrailingFailures), text(d.LastError), text(d.DeadLetterReason)
+			trailing[i], errs[i], reasons[i], missing[i] = int32(d.TrailingFailures), text(d.LastError), text(d.DeadLetterReason), d.SecretMissing
 			if !d.LastAttemptAt.IsZero() {
 				at[i] = &d.LastAttemptAt
 			}
@@ -91,7 +102,7 @@ func (s *Store) RecordOutcomesAndStats(ctx context.Context, outcomes []Outcome, 
 				httpStatus[i] = &v
 			}
 		}
-		if _, err := tx.Exec(ctx, recordStatsSQL, ids, delivered, failed, dead, trailing, at, httpStatus, errs, reasons); err != nil {
+		if _, err := tx.Exec(ctx, recordStatsSQL, ids, delivered, failed, dead, trailing, at, httpStatus, errs, reasons, missing); err != nil {
 			return fmt.Errorf("record delivery stats: %w", err)
 		}
 	}
@@ -111,7 +122,7 @@ func (s *Store) SubscriptionStatsAll(ctx context.Context) (map[uuid.UUID]Subscri
 		SELECT COALESCE(s.subscription_id, o.subscription_id), COALESCE(s.delivered_total, 0), COALESCE(s.failed_attempts_total, 0),
 			COALESCE(s.dead_lettered_total, 0), COALESCE(o.pending, 0), COALESCE(s.consecutive_failures, 0),
 			s.last_attempt_at, s.last_http_status, COALESCE(s.last_error, ''), COALESCE(s.last_dead_letter_reason, ''),
-			COALESCE(s.circuit_state, 'closed')
+			COALESCE(s.circuit_state, 'closed'), s.secret_missing_since
 		FROM webhook_subscription_stats s FULL OUTER JOIN open o ON o.subscription_id = s.subscription_id`)
 	if err != nil {
 		return nil, fmt.Errorf("read delivery stats: %w", err)
@@ -122,7 +133,7 @@ func (s *Store) SubscriptionStatsAll(ctx context.Context) (map[uuid.UUID]Subscri
 		var st SubscriptionStats
 		var hs *int32
 		if err := rows.Scan(&st.SubscriptionID, &st.Delivered, &st.FailedAttempts, &st.DeadLettered, &st.Pending,
-			&st.ConsecutiveFailures, &st.LastAttemptAt, &hs, &st.LastError, &st.LastDeadLetterReason, &st.CircuitState); err != nil {
+			&st.ConsecutiveFailures, &st.LastAttemptAt, &hs, &st.LastError, &st.LastDeadLetterReason, &st.CircuitState, &st.SecretMissingSince); err != nil {
 			return nil, fmt.Errorf("read delivery stats: %w", err)
 		}
 		if hs != nil {

@@ -40,6 +40,9 @@ func FuzzRecordedAnswer(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, body, attemptErr string) {
+		// Bounded: a write that hangs fails with its input.
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
 		clean, changed := store.Text(body)
 		if !utf8.ValidString(clean) || strings.IndexByte(clean, 0) >= 0 {
 			t.Fatalf("Text(%q) = %q: not storable", body, clean)
@@ -88,6 +91,8 @@ func FuzzJSONBCopy(f *testing.F) {
 		if !json.Valid(doc) {
 			return
 		}
+		ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
 		cp := store.JSONBCopy(doc)
 		stored := string(doc)
 		if cp != nil {
