@@ -30,7 +30,7 @@ while IFS=$'\t' read -r -u 3 pkg dir files; do
   for name in $(grep '^Fuzz' "$log" || true); do
     ran=$((ran + 1))
     if go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$@" "$pkg" >"$log" 2>&1 </dev/null; then
-      echo "$name $pkg: ok"
+      echo "$name $pkg: ok ($(grep -o 'execs: [0-9]*' "$log" | tail -n 1), $(grep -o 'total: [0-9]*' "$log" | tail -n 1) in the corpus)"
     else
       failed=$((failed + 1))
       echo "$name $pkg: FAILED"
