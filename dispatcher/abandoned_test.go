@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr/testr"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 
@@ -219,21 +217,11 @@ func TestShutdownReleasesWhatItDidNotStart(t *testing.T) {
 	recv := newReceiver(t)
 	recv.set(http.StatusOK, time.Second)
 	e.subscribe(t, "store-s", recv.URL, []string{"order.*"}, func(s *store.Subscription) { s.MaxConcurrency = 1 })
-	cfg := Config{AllowedNetworks: loopback, PollInterval: 50 * time.Millisecond, OutageRetry: 200 * time.Millisecond, Workers: 1}
-	cfg.Kafka.Brokers, cfg.Kafka.Topics = e.bed.Kafka.Brokers(), []string{eventsTopic}
-	m, _ := NewMetrics(prometheus.NewRegistry())
-	d, err := New(cfg, e.store, e.vault, m, testr.New(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	stop := e.runStoppable(t, Config{Workers: 1})
 	e.produce(t, goodEvents(t, "store-s", 6)...)
 	waitRequests(t, recv, 1, "the first attempt in flight")
 	stopped := time.Now()
-	cancel() // SIGTERM: five deliveries are claimed but not started
-	if err := <-done; err != nil {
+	if err := stop(); err != nil { // SIGTERM: five deliveries are claimed but not started
 		t.Fatal(err)
 	}
 	if took := time.Since(stopped); took > 5*time.Second {

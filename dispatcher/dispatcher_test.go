@@ -15,9 +15,7 @@ import (
 
 	"net/netip"
 
-	"github.com/go-logr/logr/testr"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ss3dev/integration-operator/internal/signing"
@@ -531,16 +529,7 @@ func TestShutdownFinishesInFlightDeliveries(t *testing.T) {
 	recv := newReceiver(t)
 	recv.set(http.StatusOK, 1500*time.Millisecond)
 	sub, _ := e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, nil)
-	cfg := Config{AllowedNetworks: loopback, PollInterval: 50 * time.Millisecond, OutageRetry: 200 * time.Millisecond}
-	cfg.Kafka.Brokers, cfg.Kafka.Topics = e.bed.Kafka.Brokers(), []string{eventsTopic}
-	m, _ := NewMetrics(prometheus.NewRegistry())
-	d, err := New(cfg, e.store, e.vault, m, testr.New(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
+	stop := e.runStoppable(t, Config{})
 	msg, _ := envelopeMessage(t, "store-a", "order.placed", map[string]any{})
 	e.produce(t, msg)
 	eventually(t, 20*time.Second, "attempt in flight", func() error {
@@ -549,8 +538,7 @@ func TestShutdownFinishesInFlightDeliveries(t *testing.T) {
 		}
 		return nil
 	})
-	cancel() // SIGTERM while the receiver is still answering
-	if err := <-done; err != nil {
+	if err := stop(); err != nil { // SIGTERM while the receiver is still answering
 		t.Fatal(err)
 	}
 	// Run returned only after the attempt finished and was recorded.

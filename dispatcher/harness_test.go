@@ -108,6 +108,26 @@ func (e *env) runWith(t testing.TB, cfg Config, topics []string) *Dispatcher {
 	return d
 }
 
+// runStoppable starts a dispatcher the test stops itself, as SIGTERM
+// would; stop cancels it and returns what Run returned.
+func (e *env) runStoppable(t *testing.T, cfg Config) (stop func() error) {
+	t.Helper()
+	cfg.AllowedNetworks, cfg.PollInterval, cfg.OutageRetry = loopback, 50*time.Millisecond, 200*time.Millisecond
+	cfg.Kafka.Brokers, cfg.Kafka.Topics = e.bed.Kafka.Brokers(), []string{eventsTopic}
+	m, _ := NewMetrics(prometheus.NewRegistry())
+	d, err := New(cfg, e.store, e.vault, m, testr.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
 func (e *env) produce(t *testing.T, msgs ...kafka.Message) {
 	t.Helper()
 	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{}, BatchTimeout: time.Millisecond,
