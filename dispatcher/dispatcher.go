@@ -37,6 +37,7 @@ type Dispatcher struct {
 
 	endpoints *endpoints
 	jobs      chan store.Delivery
+	sent      sentNotices
 
 	// rejoin asks the consume loop to leave and rejoin the group (stall).
 	rejoin chan struct{}
@@ -117,6 +118,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	d.release(unstarted.ids)
 	close(d.results)
 	<-recorded
+	d.removeSent(context.WithoutCancel(ctx))
 	return errors.Join(err, d.publisher.Close())
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -62,8 +63,43 @@ func (d *Dispatcher) notice(r result) *store.Notice {
 	return &store.Notice{ID: id, Topic: topic, Key: []byte(r.delivery.SubscriptionID.String()), Value: value}
 }
 
-// sendNotices publishes notices the outbox holds for us and removes them
-// once Kafka has them; what Kafka refuses stays for the relay.
+// sentNotices are notices Kafka has taken whose outbox rows are still to
+// be removed: the next outcome batch removes them in its own transaction
+// (or the relay does, when no batch comes), well within their claim.
+type sentNotices struct {
+	mu  sync.Mutex
+	ids []uuid.UUID
+}
+
+func (s *sentNotices) add(ids ...uuid.UUID) {
+	s.mu.Lock()
+	s.ids = append(s.ids, ids...)
+	s.mu.Unlock()
+}
+
+func (s *sentNotices) take() []uuid.UUID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := s.ids
+	s.ids = nil
+	return ids
+}
+
+// removeSent removes the outbox rows of notices Kafka has taken.
+func (d *Dispatcher) removeSent(ctx context.Context) {
+	ids := d.sent.take()
+	if len(ids) == 0 || d.cfg.Ephemeral {
+		return
+	}
+	if err := d.store.NoticesSent(ctx, ids); err != nil {
+		d.sent.add(ids...)
+		d.log.Error(err, "removing sent outcome notices failed; will retry")
+	}
+}
+
+// sendNotices publishes notices the outbox holds for us; once Kafka has
+// them their rows are removed (with the next outcome batch); what Kafka
+// refuses stays for the relay.
 func (d *Dispatcher) sendNotices(ctx context.Context, notices []store.Notice) {
 	if len(notices) == 0 {
 		return
@@ -86,19 +122,14 @@ func (d *Dispatcher) sendNotices(ctx context.Context, notices []store.Notice) {
 		}
 		return
 	}
-	if d.cfg.Ephemeral {
-		return
-	}
-	if err := d.store.NoticesSent(pctx, ids); err != nil {
-		// Kafka has them: the relay sends them again, under the same outcome ids.
-		d.log.Error(err, "removing sent outcome notices failed; they will be sent again (same outcomeId)")
-	}
+	d.sent.add(ids...)
 }
 
 // relayNotices sends what the outbox holds and nobody is sending (Kafka
 // refused it, or its writer died), every PollInterval until ctx ends.
 func (d *Dispatcher) relayNotices(ctx context.Context) {
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
+		d.removeSent(ctx) // when no outcome batch came to do it
 		for ctx.Err() == nil {
 			due, err := d.store.ClaimNotices(ctx, 500, time.Minute)
 			if err != nil {
@@ -108,6 +139,7 @@ func (d *Dispatcher) relayNotices(ctx context.Context) {
 				return
 			}
 			d.sendNotices(ctx, due)
+			d.removeSent(ctx)
 			if len(due) < 500 {
 				return
 			}

@@ -46,7 +46,7 @@ func (d *Dispatcher) record(ctx context.Context, stopping <-chan struct{}) {
 		todo := pending
 		for try := 1; len(todo) > 0 && !d.cfg.Ephemeral; try++ {
 			var err error
-			if todo, err = d.writeOutcomes(ctx, todo); err == nil {
+			if todo, err = d.writeOutcomes(ctx, todo, d.sent.take()); err == nil {
 				break
 			}
 			select {
@@ -102,12 +102,13 @@ func (d *Dispatcher) record(ctx context.Context, stopping <-chan struct{}) {
 // what it holds, the batch is halved until the outcome at fault is alone,
 // and that one is recorded without the endpoint's answer: the delivery
 // still ends, and nothing is retried for ever.
-func (d *Dispatcher) writeOutcomes(ctx context.Context, results []result) ([]result, error) {
-	err := d.store.RecordOutcomesAndStats(ctx, outcomesOf(results), statsDeltas(results))
+func (d *Dispatcher) writeOutcomes(ctx context.Context, results []result, sent []uuid.UUID) ([]result, error) {
+	err := d.store.RecordOutcomeBatch(ctx, outcomesOf(results), statsDeltas(results), sent)
 	switch {
 	case err == nil:
 		return nil, nil
 	case !store.Refused(err):
+		d.sent.add(sent...) // rolled back: for the next batch
 		return results, err
 	case len(results) == 1:
 		d.metrics.RecordIsolations.Inc()
@@ -118,7 +119,8 @@ func (d *Dispatcher) writeOutcomes(ctx context.Context, results []result) ([]res
 			r.reason = why
 			r.outcome.Notice = d.notice(r)
 		}
-		if err := d.store.RecordOutcomesAndStats(ctx, outcomesOf([]result{r}), statsDeltas([]result{r})); err != nil {
+		if err := d.store.RecordOutcomeBatch(ctx, outcomesOf([]result{r}), statsDeltas([]result{r}), sent); err != nil {
+			d.sent.add(sent...)
 			if !store.Refused(err) {
 				return results, err
 			}
@@ -129,11 +131,11 @@ func (d *Dispatcher) writeOutcomes(ctx context.Context, results []result) ([]res
 		return nil, nil
 	}
 	half := len(results) / 2
-	rest, err := d.writeOutcomes(ctx, results[:half])
+	rest, err := d.writeOutcomes(ctx, results[:half], sent)
 	if err != nil {
 		return slices.Concat(rest, results[half:]), err
 	}
-	return d.writeOutcomes(ctx, results[half:])
+	return d.writeOutcomes(ctx, results[half:], nil)
 }
 
 func outcomesOf(results []result) []store.Outcome {

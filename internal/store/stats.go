@@ -74,11 +74,23 @@ const recordStatsSQL = `
 // RecordOutcomesAndStats writes outcomes and the stats they add up to in
 // one transaction, so health never disagrees with the deliveries.
 func (s *Store) RecordOutcomesAndStats(ctx context.Context, outcomes []Outcome, deltas []StatsDelta) error {
+	return s.RecordOutcomeBatch(ctx, outcomes, deltas, nil)
+}
+
+// RecordOutcomeBatch is RecordOutcomesAndStats that also removes, in the
+// same transaction, outbox notices Kafka has taken since the last batch:
+// the hot path then commits once per batch, not twice.
+func (s *Store) RecordOutcomeBatch(ctx context.Context, outcomes []Outcome, deltas []StatsDelta, sentNotices []uuid.UUID) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("record delivery outcomes: %w", err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
+	if len(sentNotices) > 0 {
+		if _, err := tx.Exec(ctx, `DELETE FROM outcome_outbox WHERE outcome_id = ANY($1)`, sentNotices); err != nil {
+			return fmt.Errorf("remove sent outcome notices: %w", err)
+		}
+	}
 	if err := s.recordOutcomesTx(ctx, tx, outcomes); err != nil {
 		return err
 	}
