@@ -26,16 +26,7 @@ func TestDeletedSubscriptionsEndTheirDeliveriesAndPausedOnesHoldThem(t *testing.
 	// The first retry waits an hour for the deleted one's endpoint, 2 s
 	// for the paused one's (its subscription is paused before then).
 	e.run(t, Config{RetrySchedule: []time.Duration{0, 2 * time.Second, time.Hour, time.Hour}, BreakerTrips: 1000})
-	var msgs []kafka.Message
-	for i := range 6 {
-		m, _ := envelopeMessage(t, "store-del", "order.placed", map[string]any{"n": i})
-		msgs = append(msgs, m)
-	}
-	for i := range 3 {
-		m, _ := envelopeMessage(t, "store-pause", "order.placed", map[string]any{"n": i})
-		msgs = append(msgs, m)
-	}
-	e.produce(t, msgs...)
+	e.produce(t, append(goodEvents(t, "store-del", 6), goodEvents(t, "store-pause", 3)...)...)
 	waitRequests(t, pausedRecv, 3, "the paused subscription's first attempts")
 	paused.IsActive = false
 	if _, err := e.store.UpsertSubscription(ctx, paused); err != nil {

@@ -38,16 +38,7 @@ func TestOutcomeNoticesSurviveKafkaRefusingThem(t *testing.T) {
 	gone.set(http.StatusGone, 0)
 	e.subscribe(t, "store-a", ok.URL, []string{"order.*"}, nil)
 	e.subscribe(t, "store-b", gone.URL, []string{"order.*"}, nil)
-	var msgs []kafka.Message
-	for i := range 20 {
-		m, _ := envelopeMessage(t, "store-a", "order.placed", map[string]any{"n": i})
-		msgs = append(msgs, m)
-	}
-	for i := range 10 {
-		m, _ := envelopeMessage(t, "store-b", "order.placed", map[string]any{"n": i})
-		msgs = append(msgs, m)
-	}
-	e.produce(t, msgs...)
+	e.produce(t, append(goodEvents(t, "store-a", 20), goodEvents(t, "store-b", 10)...)...)
 	var refusing atomic.Bool
 	refusing.Store(true)
 	failProduce(e, &refusing)
