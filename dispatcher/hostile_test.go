@@ -156,8 +156,9 @@ func TestHostileEventsCostOnlyThemselves(t *testing.T) {
 
 func TestPoisonTooLargeForThePoisonTopicIsKeptInPostgres(t *testing.T) {
 	e := startEnv(t)
-	recv := newReceiver(t)
+	recv, other := newReceiver(t), newReceiver(t)
 	e.subscribe(t, "store-a", recv.URL, []string{"order.*"}, nil)
+	e.subscribe(t, "store-b", other.URL, []string{"order.*"}, nil)
 	// The poison topic takes less than the events topic does: the copy of a
 	// large message no longer fits.
 	client := &kafka.Client{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Timeout: 10 * time.Second}
@@ -169,8 +170,10 @@ func TestPoisonTooLargeForThePoisonTopicIsKeptInPostgres(t *testing.T) {
 	}
 	e.run(t, Config{})
 	large := bytes.Repeat([]byte("not json "), 60000/9)
-	e.produce(t, append([]kafka.Message{{Key: []byte("same-partition"), Value: large}}, goodEvents(t, "store-a", 10)...)...)
+	e.produce(t, append(append([]kafka.Message{{Key: []byte("same-partition"), Value: large}}, goodEvents(t, "store-a", 10)...),
+		goodEvents(t, "store-b", 10)...)...)
 	waitRequests(t, recv, 10, "the events after the large poison message are delivered")
+	waitRequests(t, other, 10, "another store's events after it are delivered")
 
 	var value []byte
 	var reason string
@@ -264,8 +267,9 @@ func TestSignedStripeEventsPostgresCannotHoldAreAccepted(t *testing.T) {
 	e := startEnv(t)
 	const secret = "whsec_stripe_endpoint_secret"
 	configID := e.connector(t, "stripe", "store-s", nil, nil, map[string]string{"api-secret": secret}, 0)
-	recv := newReceiver(t)
+	recv, other := newReceiver(t), newReceiver(t)
 	e.subscribe(t, "store-s", recv.URL, []string{"stripe.*"}, nil)
+	e.subscribe(t, "store-o", other.URL, []string{"order.*"}, nil)
 	d := e.run(t, Config{Connectors: fastConnectors})
 	srv := httptest.NewServer(d.InboundHandler())
 	t.Cleanup(srv.Close)
@@ -279,7 +283,9 @@ func TestSignedStripeEventsPostgresCannotHoldAreAccepted(t *testing.T) {
 			t.Fatalf("attempt %d: %d %s", replay+1, code, answer)
 		}
 	}
+	e.produce(t, goodEvents(t, "store-o", 10)...)
 	waitRequests(t, recv, 1, "the Stripe event reaches the store's subscription")
+	waitRequests(t, other, 10, "another store's events keep flowing")
 	var delivered struct {
 		Event json.RawMessage `json:"event"`
 	}
