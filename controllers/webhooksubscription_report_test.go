@@ -38,7 +38,7 @@ func TestDeliveryHealthReachesTheStatusAndRetriggerRequeues(t *testing.T) {
 		news = append(news, store.NewDelivery{ID: id, SubscriptionID: subID, EventID: uuid.New(), StoreID: "store-1042",
 			EventType: "order.placed", Payload: []byte(`{}`)})
 	}
-	if _, err := h.store.InsertDeliveries(ctx, news, time.Minute); err != nil {
+	if _, err := h.store.InsertDeliveries(ctx, news, store.NewClaim(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	s200, s500 := 200, 500

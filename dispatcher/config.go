@@ -1,9 +1,12 @@
 package dispatcher
 
 import (
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"os"
 	"regexp"
 	"time"
 
@@ -31,8 +34,9 @@ type Config struct {
 	RetrySchedule []time.Duration
 	// Workers deliver concurrently.
 	Workers int
-	// ClaimLease is how long a replica owns a delivery it is working on; it
-	// must outlive the longest attempt (the largest delivery timeout).
+	// ClaimLease is how long a claim on a delivery (webhook or connector)
+	// lasts unless renewed; a replica renews its claims every third of it,
+	// so a dead replica's work is taken over within one lease.
 	ClaimLease time.Duration
 	// PollInterval is how often due retries (and deliveries a dead replica
 	// left claimed) are looked for.
@@ -54,6 +58,10 @@ type Config struct {
 	// PausedMaxAge bounds how long a paused subscription's deliveries
 	// wait: older ones are dead-lettered with that reason.
 	PausedMaxAge time.Duration
+	// SecretMissingMaxAge bounds how long deliveries wait for a signing
+	// secret missing from Vault (the manager restores one in seconds; one
+	// missing this long is gone for good): they are then dead-lettered.
+	SecretMissingMaxAge time.Duration
 	// Ephemeral skips Postgres entirely (nothing persisted, no retries): for
 	// benchmarks only, to show what durability costs.
 	Ephemeral bool
@@ -71,7 +79,8 @@ type ConnectorConfig struct {
 	BatchSize int
 	// Timeout bounds one adapter call (a batch, or a poll run).
 	Timeout time.Duration
-	// ClaimLease must outlive Timeout.
+	// ClaimLease is a poll run's claim on its connector; it must outlive
+	// Timeout. (Claims on events are Config.ClaimLease, renewed.)
 	ClaimLease time.Duration
 	// PollCheck is how often due polls, queued connector work and
 	// unpublished inbound events are looked for.
@@ -105,11 +114,17 @@ type KafkaConfig struct {
 	// SessionTimeout is how long the group waits for a silent member
 	// before giving its partitions to others.
 	SessionTimeout time.Duration
-	// StallTimeout: when the group has lag but its committed offsets have
-	// not moved for this long, the replica rejoins the group, so partitions
-	// stuck with a stale assignment (seen after a member was killed) are
-	// consumed again instead of waiting for someone to restart a worker.
+	// StallTimeout: when a partition this replica owns has lag but its
+	// committed offset has not moved for this long, the replica rejoins the
+	// group, so partitions stuck with a stale assignment (seen after a
+	// member was killed) are consumed again instead of waiting for someone
+	// to restart a worker. Not while the replica's intake is blocked by an
+	// outage, which no rejoin cures; partitions nobody owns are rejoined
+	// for by one replica only.
 	StallTimeout time.Duration
+	// clientID names this replica to the brokers, so that it can find its
+	// own member (and partitions) in the group.
+	clientID string
 
 	TLS *tls.Config
 	// SASLMechanism is "", "PLAIN", "SCRAM-SHA-256" or "SCRAM-SHA-512".
@@ -126,7 +141,7 @@ func (c *Config) defaults() {
 		c.Workers = 64
 	}
 	if c.ClaimLease == 0 {
-		c.ClaimLease = 5 * time.Minute
+		c.ClaimLease = 15 * time.Second
 	}
 	if c.PollInterval == 0 {
 		c.PollInterval = 500 * time.Millisecond
@@ -145,6 +160,9 @@ func (c *Config) defaults() {
 	}
 	if c.PausedMaxAge == 0 {
 		c.PausedMaxAge = 72 * time.Hour
+	}
+	if c.SecretMissingMaxAge == 0 {
+		c.SecretMissingMaxAge = 24 * time.Hour
 	}
 	if c.SecretCacheTTL == 0 {
 		c.SecretCacheTTL = 30 * time.Second
@@ -202,6 +220,18 @@ func (c *Config) defaults() {
 	if k.BatchWait == 0 {
 		k.BatchWait = 5 * time.Millisecond
 	}
+	if k.clientID == "" {
+		k.clientID = replicaClientID()
+	}
+}
+
+// replicaClientID is the hostname (the pod's name) and a random suffix:
+// replicas sharing a process (tests) or a hostname must still differ.
+func replicaClientID() string {
+	host, _ := os.Hostname()
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	return "integration-dispatcher-" + host + "-" + hex.EncodeToString(suffix)
 }
 
 func (k KafkaConfig) saslMechanism() (sasl.Mechanism, error) {
@@ -223,7 +253,7 @@ func (k KafkaConfig) dialer() (*kafka.Dialer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: k.TLS, SASLMechanism: mech}, nil
+	return &kafka.Dialer{ClientID: k.clientID, Timeout: 10 * time.Second, DualStack: true, TLS: k.TLS, SASLMechanism: mech}, nil
 }
 
 func (k KafkaConfig) transport() (*kafka.Transport, error) {

@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,11 +17,14 @@ import (
 )
 
 // Stage 8, connect: events queued for connectors are claimed in batches
-// (FOR UPDATE SKIP LOCKED, like webhook retries), grouped by connector and
-// handed to its adapter by a separate pool of workers, so a slow or failing
-// marketplace never holds up webhook delivery. Failures retry on the
-// connector schedule; each batch writes its outcomes, one sync-log row per
-// entity type and the connector's counts in one transaction.
+// (FOR UPDATE SKIP LOCKED, like webhook retries, and held the same way:
+// renewed while they wait for a worker), grouped by connector and handed
+// to its adapter by a separate pool of workers, so a slow or failing
+// marketplace never holds up webhook delivery. One entity's events (a
+// SKU's, an order's) are claimed one at a time in arrival order, across
+// replicas, so a marketplace sees them in event order. Failures retry on
+// the connector schedule; each batch writes its outcomes, one sync-log row
+// per entity type and the connector's counts in one transaction.
 
 // connect claims and hands out connector work every PollCheck until ctx ends.
 func (d *Dispatcher) connect(ctx context.Context) {
@@ -29,18 +33,30 @@ func (d *Dispatcher) connect(ctx context.Context) {
 	defer running.Wait()
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		for ctx.Err() == nil {
-			claimed, err := d.store.ClaimConnectorDeliveries(ctx, d.cfg.Connectors.BatchSize, d.cfg.Connectors.ClaimLease)
+			sent := time.Now()
+			claimed, err := d.store.ClaimConnectorDeliveries(ctx, d.cfg.Connectors.BatchSize, d.cfg.ClaimLease)
 			if err != nil {
 				if ctx.Err() == nil {
 					d.log.Error(err, "claiming connector work failed; will retry")
 				}
 				return
 			}
-			for _, batch := range byConfig(claimed) {
+			for _, del := range claimed {
+				d.connectorHeld.add(del.ClaimToken, sent, del.ID)
+			}
+			batches := byConfig(claimed)
+			for i, batch := range batches {
 				select {
 				case slots <- struct{}{}:
 				case <-ctx.Done():
-					return // the claims lapse and are taken over
+					var rest []store.Held
+					for _, b := range batches[i:] {
+						for _, del := range b {
+							rest = append(rest, store.Held{ID: del.ID, Token: del.ClaimToken})
+						}
+					}
+					d.release(d.connectorHeld, rest) // for another replica, now
+					return
 				}
 				running.Go(func() {
 					defer func() { <-slots }()
@@ -71,15 +87,32 @@ func byConfig(ds []store.ConnectorDelivery) [][]store.ConnectorDelivery {
 }
 
 // handleBatch gives one connector's events to its adapter and records what
-// became of each.
+// became of each. Events whose claim may have lapsed while they waited are
+// left to whoever holds them now.
 func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDelivery) {
+	defer func() {
+		for _, del := range batch {
+			d.connectorHeld.drop(del.ID)
+		}
+	}()
+	batch = slices.DeleteFunc(batch, func(del store.ConnectorDelivery) bool {
+		if d.connectorHeld.valid(del.ID) {
+			return false
+		}
+		d.metrics.ClaimsLost.Inc()
+		d.connectorHeld.drop(del.ID)
+		return true
+	})
+	if len(batch) == 0 {
+		return
+	}
 	first := batch[0]
 	started := time.Now()
 	outcomes := make([]store.ConnectorOutcome, len(batch))
 	waitAll := func(wait time.Duration, why string) {
 		for i, del := range batch {
 			outcomes[i] = store.ConnectorOutcome{DeliveryID: del.ID, ConfigID: del.ConfigID, Status: pendingOrFailed(del.Attempts),
-				Attempts: del.Attempts, RetryIn: &wait, Error: why}
+				Attempts: del.Attempts, RetryIn: &wait, Error: why, ClaimToken: del.ClaimToken}
 		}
 	}
 	var runs []store.SyncRun
@@ -174,7 +207,7 @@ func handleRecovering(ctx context.Context, adapter connectors.Adapter, events []
 
 // judgeConnector turns an adapter's verdict on one event into its outcome.
 func (d *Dispatcher) judgeConnector(del store.ConnectorDelivery, err error) store.ConnectorOutcome {
-	o := store.ConnectorOutcome{DeliveryID: del.ID, ConfigID: del.ConfigID, Attempts: del.Attempts + 1, Attempted: true}
+	o := store.ConnectorOutcome{DeliveryID: del.ID, ConfigID: del.ConfigID, Attempts: del.Attempts + 1, Attempted: true, ClaimToken: del.ClaimToken}
 	schedule := d.cfg.Connectors.RetrySchedule
 	switch {
 	case err == nil:

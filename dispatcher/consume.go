@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ss3dev/integration-operator/internal/connectors"
 	"github.com/ss3dev/integration-operator/internal/store"
 )
 
@@ -103,7 +104,8 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 	for i, m := range batch {
 		msgs[i] = d.decodeAndRoute(m)
 	}
-	inserted, err := d.persist(ctx, msgs)
+	claim, sent := store.NewClaim(d.cfg.ClaimLease), time.Now()
+	inserted, err := d.persist(ctx, msgs, claim)
 	if err != nil {
 		return err
 	}
@@ -124,15 +126,19 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 	for _, m := range msgs {
 		for _, job := range m.jobs {
 			if inserted[job.ID] {
+				job.ClaimToken = claim.Token
 				hand = append(hand, job)
 			}
 		}
 	}
+	// Held (renewed) only once handed over: rows this attempt inserted but
+	// does not hand over (a retried batch) lapse and are claimed as due.
+	d.held.add(claim.Token, sent, deliveryIDs(hand)...)
 	for i, job := range hand {
 		select {
 		case d.jobs <- job:
 		case <-ctx.Done():
-			d.release(deliveryIDs(hand[i:])) // for another replica, now
+			d.release(d.held, heldOf(hand[i:])) // for another replica, now
 			return nil
 		}
 	}
@@ -157,7 +163,7 @@ func (d *Dispatcher) decodeAndRoute(m kafka.Message) routed {
 	}
 	for _, c := range d.router.MatchConnectors(e) {
 		r.connectors = append(r.connectors, store.NewConnectorDelivery{ID: uuid.New(), ConfigID: c.ID, EventID: e.ID,
-			StoreID: e.StoreID, EventType: e.Type, Payload: e.Data})
+			StoreID: e.StoreID, EventType: e.Type, Payload: e.Data, EntityKey: connectors.EntityKey(e.Type, e.Data)})
 	}
 	return r
 }

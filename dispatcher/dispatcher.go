@@ -38,6 +38,11 @@ type Dispatcher struct {
 	endpoints *endpoints
 	jobs      chan store.Delivery
 	sent      sentNotices
+	// held and connectorHeld are the claims this replica holds (nil in
+	// ephemeral mode); stopped remembers when the process was not running.
+	held          *holds
+	connectorHeld *holds
+	stopped       *stops
 
 	// rejoin asks the consume loop to leave and rejoin the group (stall).
 	rejoin chan struct{}
@@ -70,6 +75,11 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 		jobs:    make(chan store.Delivery, cfg.Workers*2),
 		results: make(chan result, cfg.Workers*2),
 		rejoin:  make(chan struct{}, 1),
+		stopped: newStops(),
+	}
+	if !cfg.Ephemeral {
+		d.held = newHolds(store.WebhookClaims, cfg.ClaimLease)
+		d.connectorHeld = newHolds(store.ConnectorClaims, cfg.ClaimLease)
 	}
 	d.endpoints = newEndpoints(cfg.BreakerTrips, cfg.BreakerOpen, d.circuitChanged)
 	return d, nil
@@ -89,8 +99,9 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	client := &kafka.Client{Addr: kafka.TCP(d.cfg.Kafka.Brokers...), Transport: d.transport, Timeout: 10 * time.Second}
 
-	// Workers and the recorder outlive ctx, to finish what is in flight;
-	// queued jobs not yet started are released for another replica.
+	// Workers, the recorder and the renewal of claims outlive ctx, to
+	// finish what is in flight; queued jobs not yet started are released
+	// for another replica.
 	var workers sync.WaitGroup
 	unstarted := &claimed{}
 	for range d.cfg.Workers {
@@ -98,6 +109,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	}
 	recorded := make(chan struct{})
 	go func() { d.record(context.WithoutCancel(ctx), ctx.Done()); close(recorded) }()
+	keepCtx, stopKeeping := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopKeeping()
+	go d.stopped.watch(keepCtx)
+	if !d.cfg.Ephemeral {
+		go d.renew(keepCtx, d.held, d.connectorHeld)
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	if !d.cfg.Ephemeral {
@@ -115,9 +132,10 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 
 	close(d.jobs)
 	workers.Wait()
-	d.release(unstarted.ids)
+	d.release(d.held, unstarted.held)
 	close(d.results)
 	<-recorded
+	stopKeeping()
 	d.removeSent(context.WithoutCancel(ctx))
 	return errors.Join(err, d.publisher.Close())
 }
@@ -201,7 +219,9 @@ func (d *Dispatcher) topics() []string {
 	return d.currentTopics
 }
 
-// protectedAttempt attempts del if its endpoint admits it now.
+// protectedAttempt attempts del if its endpoint admits it now. An attempt
+// left without an answer while this replica was stopped is our outage,
+// not the endpoint's failure.
 func (d *Dispatcher) protectedAttempt(ctx context.Context, del store.Delivery) attemptResult {
 	if !del.SubscriptionActive {
 		// Paused since this was claimed: wait, unclaimed from now on.
@@ -216,7 +236,15 @@ func (d *Dispatcher) protectedAttempt(ctx context.Context, del store.Delivery) a
 		}
 		return attemptResult{err: err, waitFor: d.cfg.OutageRetry}
 	}
+	started := time.Now()
 	r := d.attempt(ctx, del)
+	if r.err != nil && r.status == 0 && !r.outage {
+		if gap, stopped := d.stopped.during(started, time.Now()); stopped {
+			d.metrics.AttemptsForgiven.Inc()
+			r = attemptResult{outage: true, err: fmt.Errorf("this replica was stopped for %v during the attempt (%v); retried, not counted against the endpoint",
+				gap.Round(time.Second), r.err)}
+		}
+	}
 	done(r.outage || r.err == nil && r.status < 500 && r.status != 429)
 	return r
 }
@@ -227,40 +255,39 @@ const ephemeralWaits = 1000
 
 // claimed collects the deliveries workers hand back at shutdown.
 type claimed struct {
-	mu  sync.Mutex
-	ids []uuid.UUID
+	mu   sync.Mutex
+	held []store.Held
 }
 
-func (c *claimed) add(id uuid.UUID) {
+func (c *claimed) add(del store.Delivery) {
 	c.mu.Lock()
-	c.ids = append(c.ids, id)
+	c.held = append(c.held, store.Held{ID: del.ID, Token: del.ClaimToken})
 	c.mu.Unlock()
 }
 
-// release gives up our claims on deliveries we will not attempt, so that
-// another replica takes them now rather than when the lease lapses.
-func (d *Dispatcher) release(ids []uuid.UUID) {
-	if len(ids) == 0 || d.cfg.Ephemeral {
-		return
+func heldOf(ds []store.Delivery) []store.Held {
+	out := make([]store.Held, len(ds))
+	for i, d := range ds {
+		out[i] = store.Held{ID: d.ID, Token: d.ClaimToken}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := d.store.ReleaseClaims(ctx, ids); err != nil {
-		d.log.Error(err, "releasing unstarted deliveries failed; they are taken over when their claims lapse", "deliveries", len(ids))
-		return
-	}
-	d.log.Info("released deliveries not started before shutdown", "deliveries", len(ids))
+	return out
 }
 
 // work delivers jobs until the channel closes; once stopping closes, it
-// hands the jobs it has not started to unstarted instead.
+// hands the jobs it has not started to unstarted instead. A job whose
+// claim may have lapsed is left to whoever holds it now.
 func (d *Dispatcher) work(ctx context.Context, stopping <-chan struct{}, unstarted *claimed) {
 	for del := range d.jobs {
 		select {
 		case <-stopping:
-			unstarted.add(del.ID)
+			unstarted.add(del)
 			continue
 		default:
+		}
+		if !d.held.valid(del.ID) {
+			d.held.drop(del.ID)
+			d.metrics.ClaimsLost.Inc()
+			continue
 		}
 		r := d.protectedAttempt(ctx, del)
 		// Ephemeral mode keeps no row to reschedule from: a delivery the

@@ -29,6 +29,18 @@ type Metrics struct {
 	IntakeBlocked      prometheus.GaugeFunc
 	intakeBlockedSince atomic.Int64
 	RecordIsolations   prometheus.Counter
+	// Claims this replica lost (taken over or ended before it got to
+	// them) and outcomes fenced off because their claim was lost.
+	ClaimsLost    prometheus.Counter
+	StaleOutcomes prometheus.Counter
+	// AttemptsForgiven: attempts without an answer while this replica was
+	// stopped, not counted against the endpoint.
+	AttemptsForgiven prometheus.Counter
+
+	// Per replica, over the partitions the group assigned it.
+	OwnedPartitions   prometheus.Gauge
+	OwnedLag          prometheus.Gauge
+	StalledPartitions prometheus.Gauge
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -78,9 +90,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m.RecordIsolations = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "dispatcher_outcomes_recorded_without_answer_total",
 		Help: "Outcomes whose endpoint answer or error Postgres refused, recorded without it so the delivery still ends."})
+	m.ClaimsLost = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dispatcher_claims_lost_total", Help: "Claims this replica lost before attempting them (taken over by another replica, or ended)."})
+	m.StaleOutcomes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dispatcher_stale_outcomes_total", Help: "Outcomes not recorded because this replica's claim had been taken over meanwhile."})
+	m.AttemptsForgiven = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dispatcher_attempts_forgiven_total", Help: "Attempts left without an answer while this replica was stopped; retried without counting against the endpoint."})
+	m.OwnedPartitions = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "dispatcher_owned_partitions", Help: "Event topic partitions the consumer group assigned to this replica."})
+	m.OwnedLag = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "dispatcher_owned_consumer_lag_messages", Help: "Messages on this replica's partitions not yet committed (sums across replicas, unlike dispatcher_consumer_lag_messages)."})
+	m.StalledPartitions = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "dispatcher_stalled_partitions", Help: "Partitions of this replica with lag whose committed offset has not moved for the stall timeout."})
 	for _, c := range []prometheus.Collector{m.Events, m.Poison, m.BatchRetries, m.Outcomes, m.Latency, m.PublishFailures,
 		m.CircuitChanges, m.OpenCircuits, m.QueueDepth, m.ConsumerLag, m.Rejoins, m.ConnectorOutcomes, m.ConnectorPolls, m.InboundWebhooks,
-		m.IntakeBlocked, m.RecordIsolations} {
+		m.IntakeBlocked, m.RecordIsolations, m.ClaimsLost, m.StaleOutcomes, m.AttemptsForgiven, m.OwnedPartitions, m.OwnedLag, m.StalledPartitions} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

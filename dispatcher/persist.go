@@ -17,10 +17,11 @@ import (
 // with the reason: one bad event costs only itself, and the batch never
 // retries for a reason retrying cannot cure.
 
-// persist writes the deliveries of msgs and returns the ids it inserted
-// (a replayed batch inserts none). It marks messages Postgres refuses as
-// poison; its error is an outage, for the caller to retry.
-func (d *Dispatcher) persist(ctx context.Context, msgs []routed) (map[uuid.UUID]bool, error) {
+// persist writes the deliveries of msgs, claimed under claim, and returns
+// the ids it inserted (a replayed batch inserts none). It marks messages
+// Postgres refuses as poison; its error is an outage, for the caller to
+// retry.
+func (d *Dispatcher) persist(ctx context.Context, msgs []routed, claim store.Claim) (map[uuid.UUID]bool, error) {
 	inserted := map[uuid.UUID]bool{}
 	if d.cfg.Ephemeral {
 		for _, m := range msgs {
@@ -30,7 +31,7 @@ func (d *Dispatcher) persist(ctx context.Context, msgs []routed) (map[uuid.UUID]
 		}
 		return inserted, nil
 	}
-	err := d.persistTogether(ctx, msgs, inserted)
+	err := d.persistTogether(ctx, msgs, claim, inserted)
 	if err == nil || !store.Refused(err) {
 		return inserted, err
 	}
@@ -40,7 +41,7 @@ func (d *Dispatcher) persist(ctx context.Context, msgs []routed) (map[uuid.UUID]
 		if m.poison != nil {
 			continue
 		}
-		err := d.persistTogether(ctx, msgs[i:i+1], inserted)
+		err := d.persistTogether(ctx, msgs[i:i+1], claim, inserted)
 		if err != nil && store.Refused(err) {
 			m.poison = fmt.Errorf("Postgres refused its deliveries: %w", err)
 			m.jobs = nil
@@ -53,7 +54,7 @@ func (d *Dispatcher) persist(ctx context.Context, msgs []routed) (map[uuid.UUID]
 	return inserted, nil
 }
 
-func (d *Dispatcher) persistTogether(ctx context.Context, msgs []routed, inserted map[uuid.UUID]bool) error {
+func (d *Dispatcher) persistTogether(ctx context.Context, msgs []routed, claim store.Claim, inserted map[uuid.UUID]bool) error {
 	var deliveries []store.NewDelivery
 	var toConnectors []store.NewConnectorDelivery
 	for _, m := range msgs {
@@ -67,7 +68,7 @@ func (d *Dispatcher) persistTogether(ctx context.Context, msgs []routed, inserte
 	if err := d.store.InsertConnectorDeliveries(ctx, toConnectors); err != nil {
 		return err
 	}
-	ids, err := d.store.InsertDeliveries(ctx, deliveries, d.cfg.ClaimLease)
+	ids, err := d.store.InsertDeliveries(ctx, deliveries, claim)
 	if err != nil {
 		return err
 	}

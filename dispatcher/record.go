@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"time"
 
@@ -44,9 +45,17 @@ func (d *Dispatcher) record(ctx context.Context, stopping <-chan struct{}) {
 		}
 		backoff := 50 * time.Millisecond
 		todo := pending
+		stale := map[uuid.UUID]bool{}
+		// Recorded (or given up: their claims lapse), they are held no more.
+		batch := pending
+		defer func() {
+			for _, r := range batch {
+				d.held.drop(r.delivery.ID)
+			}
+		}()
 		for try := 1; len(todo) > 0 && !d.cfg.Ephemeral; try++ {
 			var err error
-			if todo, err = d.writeOutcomes(ctx, todo, d.sent.take()); err == nil {
+			if todo, err = d.writeOutcomes(ctx, todo, d.sent.take(), stale); err == nil {
 				break
 			}
 			select {
@@ -64,11 +73,16 @@ func (d *Dispatcher) record(ctx context.Context, stopping <-chan struct{}) {
 			time.Sleep(backoff)
 			backoff = min(2*backoff, 5*time.Second)
 		}
-		for _, r := range pending {
-			d.metrics.Outcomes.WithLabelValues(r.outcome.Status).Inc()
+		if len(stale) > 0 {
+			d.metrics.StaleOutcomes.Add(float64(len(stale)))
+			d.log.Info("outcomes not recorded: another replica took their claims over meanwhile", "outcomes", len(stale))
 		}
 		var notices []store.Notice
 		for _, r := range pending {
+			if stale[r.delivery.ID] {
+				continue
+			}
+			d.metrics.Outcomes.WithLabelValues(r.outcome.Status).Inc()
 			if r.outcome.Notice != nil {
 				notices = append(notices, *r.outcome.Notice)
 			}
@@ -98,12 +112,14 @@ func (d *Dispatcher) record(ctx context.Context, stopping <-chan struct{}) {
 }
 
 // writeOutcomes records results with their stats and returns those still
-// to write when an outage stopped it. Should Postgres refuse a batch for
-// what it holds, the batch is halved until the outcome at fault is alone,
-// and that one is recorded without the endpoint's answer: the delivery
-// still ends, and nothing is retried for ever.
-func (d *Dispatcher) writeOutcomes(ctx context.Context, results []result, sent []uuid.UUID) ([]result, error) {
-	err := d.store.RecordOutcomeBatch(ctx, outcomesOf(results), statsDeltas(results), sent)
+// to write when an outage stopped it; it adds to stale those fenced off
+// (their claim was lost: the new holder's outcome stands, and counts).
+// Should Postgres refuse a batch for what it holds, the batch is halved
+// until the outcome at fault is alone, and that one is recorded without
+// the endpoint's answer: the delivery still ends, and nothing is retried
+// for ever.
+func (d *Dispatcher) writeOutcomes(ctx context.Context, results []result, sent []uuid.UUID, stale map[uuid.UUID]bool) ([]result, error) {
+	err := d.writeBatch(ctx, results, sent, stale)
 	switch {
 	case err == nil:
 		return nil, nil
@@ -119,7 +135,7 @@ func (d *Dispatcher) writeOutcomes(ctx context.Context, results []result, sent [
 			r.reason = why
 			r.outcome.Notice = d.notice(r)
 		}
-		if err := d.store.RecordOutcomeBatch(ctx, outcomesOf([]result{r}), statsDeltas([]result{r}), sent); err != nil {
+		if err := d.writeBatch(ctx, []result{r}, sent, stale); err != nil {
 			d.sent.add(sent...)
 			if !store.Refused(err) {
 				return results, err
@@ -131,11 +147,26 @@ func (d *Dispatcher) writeOutcomes(ctx context.Context, results []result, sent [
 		return nil, nil
 	}
 	half := len(results) / 2
-	rest, err := d.writeOutcomes(ctx, results[:half], sent)
+	rest, err := d.writeOutcomes(ctx, results[:half], sent, stale)
 	if err != nil {
 		return slices.Concat(rest, results[half:]), err
 	}
-	return d.writeOutcomes(ctx, results[half:], nil)
+	return d.writeOutcomes(ctx, results[half:], nil, stale)
+}
+
+// writeBatch is one transaction: the outcomes still fenced by their
+// claims, the stats of those, and the removal of sent notices.
+func (d *Dispatcher) writeBatch(ctx context.Context, results []result, sent []uuid.UUID, stale map[uuid.UUID]bool) error {
+	fenced, err := d.store.RecordOutcomeBatch(ctx, outcomesOf(results), func(fenced map[uuid.UUID]bool) []store.StatsDelta {
+		if len(fenced) == 0 {
+			return statsDeltas(results)
+		}
+		return statsDeltas(slices.DeleteFunc(slices.Clone(results), func(r result) bool { return fenced[r.delivery.ID] }))
+	}, sent)
+	if err == nil {
+		maps.Copy(stale, fenced)
+	}
+	return err
 }
 
 func outcomesOf(results []result) []store.Outcome {

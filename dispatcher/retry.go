@@ -11,13 +11,13 @@ import (
 )
 
 // Stage 5, retry: the platform's schedule judges each attempt, and a
-// scheduler claims due deliveries (FOR UPDATE SKIP LOCKED, with a lease that
-// outlives any attempt) so replicas share them and a dead replica's claims
-// are taken over.
+// scheduler claims due deliveries (FOR UPDATE SKIP LOCKED, under a short
+// lease renewed while held: see hold.go) so replicas share them and a dead
+// replica's claims are taken over within a lease.
 
 // judge turns an attempt's result into the outcome to record.
 func (d *Dispatcher) judge(del store.Delivery, r attemptResult) (store.Outcome, string) {
-	o := store.Outcome{DeliveryID: del.ID, Attempts: del.Attempts}
+	o := store.Outcome{DeliveryID: del.ID, Attempts: del.Attempts, ClaimToken: del.ClaimToken}
 	if r.waitFor > 0 {
 		o.Status = pendingOrFailed(del.Attempts)
 		o.RetryIn = ptr(r.waitFor)
@@ -89,6 +89,7 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			if free <= 0 {
 				break
 			}
+			sent := time.Now()
 			due, err := d.store.ClaimDue(ctx, free, d.cfg.ClaimLease)
 			if err != nil {
 				if ctx.Err() == nil {
@@ -97,9 +98,13 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 				break
 			}
 			for _, del := range due {
+				d.held.add(del.ClaimToken, sent, del.ID)
+			}
+			for i, del := range due {
 				select {
 				case d.jobs <- del:
 				case <-ctx.Done():
+					d.release(d.held, heldOf(due[i:])) // for another replica, now
 					return
 				}
 			}
@@ -111,13 +116,15 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 }
 
 // endAbandoned ends, every few seconds, the waiting deliveries of deleted
-// subscriptions and of subscriptions paused for longer than PausedMaxAge:
+// subscriptions, of subscriptions paused for longer than PausedMaxAge, and
+// of those whose signing secret has been missing for SecretMissingMaxAge:
 // dead-lettered with the reason, through the record stage, so the stats,
 // the Events and the outcome notices say so. No attempt is spent on them.
 func (d *Dispatcher) endAbandoned(ctx context.Context) {
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		for ctx.Err() == nil {
-			gone, err := d.store.ClaimAbandoned(ctx, 500, d.cfg.PausedMaxAge, d.cfg.ClaimLease)
+			sent := time.Now()
+			gone, err := d.store.ClaimAbandoned(ctx, 500, d.cfg.PausedMaxAge, d.cfg.SecretMissingMaxAge, d.cfg.ClaimLease)
 			if err != nil {
 				if ctx.Err() == nil {
 					d.log.Error(err, "claiming abandoned deliveries failed; will retry")
@@ -125,8 +132,9 @@ func (d *Dispatcher) endAbandoned(ctx context.Context) {
 				return
 			}
 			for _, a := range gone {
+				d.held.add(a.ClaimToken, sent, a.ID)
 				why := fmt.Sprintf("%s; %d attempts were made", a.Why, a.Attempts)
-				o := store.Outcome{DeliveryID: a.ID, Status: store.DeliveryDeadLettered, Attempts: a.Attempts, Error: why}
+				o := store.Outcome{DeliveryID: a.ID, Status: store.DeliveryDeadLettered, Attempts: a.Attempts, Error: why, ClaimToken: a.ClaimToken}
 				select {
 				case d.results <- result{delivery: a.Delivery, outcome: o, reason: why}:
 				case <-ctx.Done():
@@ -144,7 +152,7 @@ func (d *Dispatcher) endAbandoned(ctx context.Context) {
 // endAbandonedConnectorWork does the same for connectors' waiting events.
 func (d *Dispatcher) endAbandonedConnectorWork(ctx context.Context) {
 	for ctx.Err() == nil {
-		gone, err := d.store.ClaimAbandonedConnectorDeliveries(ctx, 500, d.cfg.PausedMaxAge, d.cfg.Connectors.ClaimLease)
+		gone, err := d.store.ClaimAbandonedConnectorDeliveries(ctx, 500, d.cfg.PausedMaxAge, d.cfg.ClaimLease)
 		if err != nil || len(gone) == 0 {
 			if err != nil && ctx.Err() == nil {
 				d.log.Error(err, "claiming abandoned connector events failed; will retry")
@@ -154,7 +162,7 @@ func (d *Dispatcher) endAbandonedConnectorWork(ctx context.Context) {
 		outcomes := make([]store.ConnectorOutcome, len(gone))
 		for i, a := range gone {
 			outcomes[i] = store.ConnectorOutcome{DeliveryID: a.DeliveryID, ConfigID: a.ConfigID, Status: store.DeliveryDeadLettered,
-				Attempts: a.Attempts, Error: fmt.Sprintf("%s; %d attempts were made", a.Why, a.Attempts), Attempted: true}
+				Attempts: a.Attempts, Error: fmt.Sprintf("%s; %d attempts were made", a.Why, a.Attempts), Attempted: true, ClaimToken: a.ClaimToken}
 		}
 		if err := d.store.RecordConnectorOutcomes(ctx, outcomes, nil); err != nil {
 			d.log.Error(err, "ending abandoned connector events failed; their claims lapse and they are taken again")

@@ -24,11 +24,11 @@ func TestRetriggerCommandRequeuesOneDeadLetter(t *testing.T) {
 	dead, live := uuid.New(), uuid.New()
 	for _, id := range []uuid.UUID{dead, live} {
 		if _, err := st.InsertDeliveries(ctx, []store.NewDelivery{{ID: id, SubscriptionID: sub.ID, EventID: uuid.New(), StoreID: "s",
-			EventType: "order.placed", Payload: []byte(`{}`)}}, time.Minute); err != nil {
+			EventType: "order.placed", Payload: []byte(`{}`)}}, store.NewClaim(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := st.RecordOutcomes(ctx, []store.Outcome{{DeliveryID: dead, Status: store.DeliveryDeadLettered, Attempts: 5}}); err != nil {
+	if _, err := st.RecordOutcomes(ctx, []store.Outcome{{DeliveryID: dead, Status: store.DeliveryDeadLettered, Attempts: 5}}); err != nil {
 		t.Fatal(err)
 	}
 	run := func(args ...string) (string, error) {

@@ -1,10 +1,14 @@
 package connectors
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // The platform's event payloads that adapters read.
@@ -80,4 +84,50 @@ func (m Money) Micros() (int64, error) {
 	}
 	f, _ := strconv.ParseInt(frac, 10, 64)
 	return w*1_000_000 + f, nil
+}
+
+// entityKeyLimit bounds an entity key (it is stored and indexed); a longer
+// identifier is hashed to a fixed length.
+const entityKeyLimit = 200
+
+// EntityKey names what an event changes at a marketplace, so that one
+// entity's events are handed over one at a time and in event order:
+// product and inventory updates by SKU (both set its quantity), order
+// events by the marketplace's order id or the platform's. Empty when the
+// event names no entity (its order does not matter).
+func EntityKey(eventType string, data json.RawMessage) string {
+	var ids struct {
+		SKU                any `json:"sku"`
+		OrderID            any `json:"orderId"`
+		MarketplaceOrderID any `json:"marketplaceOrderId"`
+	}
+	if json.Unmarshal(data, &ids) != nil {
+		return ""
+	}
+	entity, _, _ := strings.Cut(eventType, ".")
+	var kind string
+	var id any
+	switch {
+	case (entity == "product" || entity == "inventory") && ids.SKU != nil:
+		kind, id = "sku", ids.SKU
+	case entity == "order" && ids.MarketplaceOrderID != nil:
+		kind, id = "marketplace-order", ids.MarketplaceOrderID
+	case entity == "order" && ids.OrderID != nil:
+		kind, id = "order", ids.OrderID
+	default:
+		return ""
+	}
+	text := fmt.Sprint(id)
+	if s, ok := id.(string); ok {
+		text = s
+	}
+	if text == "" {
+		return ""
+	}
+	key := kind + ":" + text
+	if len(key) > entityKeyLimit || !utf8.ValidString(key) || strings.ContainsRune(key, 0) {
+		sum := sha256.Sum256([]byte(text))
+		key = kind + ":sha256:" + hex.EncodeToString(sum[:])
+	}
+	return key
 }

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,6 +30,10 @@ type NewConnectorDelivery struct {
 	StoreID   string
 	EventType string
 	Payload   []byte
+	// EntityKey names what the event changes at the marketplace (a SKU, an
+	// order): one entity's events are handed over one at a time, in the
+	// order they arrived. Empty: no order to keep.
+	EntityKey string
 }
 
 // InsertConnectorDeliveries queues events for connectors in one statement,
@@ -39,22 +45,25 @@ func (s *Store) InsertConnectorDeliveries(ctx context.Context, ds []NewConnector
 	}
 	n := len(ds)
 	ids, configs, events := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
-	stores, types := make([]string, n), make([]string, n)
+	stores, types, entities := make([]string, n), make([]string, n), make([]*string, n)
 	docs := newPayloads(n)
 	for i, d := range ds {
 		ids[i], configs[i], events[i], stores[i], types[i] = d.ID, d.ConfigID, d.EventID, text(d.StoreID), text(d.EventType)
+		entities[i] = textPtr(d.EntityKey)
 		docs.set(i, d.Payload)
 	}
+	// WITH ORDINALITY keeps the batch's order in seq: the order of arrival.
 	err := carefully(func(careful bool) error {
 		_, err := s.pool.Exec(ctx, `
 			INSERT INTO connector_deliveries (delivery_id, config_id, event_id, store_id, event_type, event_payload, raw_payload,
-				payload_sanitised, status, next_retry_at)
+				payload_sanitised, status, next_retry_at, entity_key)
 			SELECT d.id, d.config, d.event, d.store, d.type, COALESCE(j.doc, 'null'::jsonb), d.raw, d.copy IS NOT NULL OR j.doc IS NULL,
-				'PENDING', now()
-			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bytea[], $7::text[])
-				AS d(id, config, event, store, type, raw, copy)
+				'PENDING', now(), d.entity
+			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bytea[], $7::text[], $9::text[])
+				WITH ORDINALITY AS d(id, config, event, store, type, raw, copy, entity, n)
 			CROSS JOIN LATERAL (SELECT `+jsonbDocSQL("$8")+` AS doc) j
-			ON CONFLICT (config_id, event_id) DO NOTHING`, ids, configs, events, stores, types, docs.raw, docs.copies, careful)
+			ORDER BY d.n
+			ON CONFLICT (config_id, event_id) DO NOTHING`, ids, configs, events, stores, types, docs.raw, docs.copies, careful, entities)
 		return err
 	})
 	if err != nil {
@@ -76,36 +85,53 @@ type ConnectorDelivery struct {
 	ConnectorType string
 	Settings      json.RawMessage
 	ConfigActive  bool
+	// Seq is the order of arrival; ClaimToken fences the outcome.
+	Seq        int64
+	ClaimToken uuid.UUID
 }
 
 // ClaimConnectorDeliveries claims up to limit due deliveries of active
-// connectors for lease (FOR UPDATE SKIP LOCKED, so replicas share them),
-// oldest first; a paused connector's events wait untouched.
+// connectors under a fresh claim for lease (FOR UPDATE SKIP LOCKED, so
+// replicas share them), in order of arrival; a paused connector's events
+// wait untouched. An event waits, unclaimed, while an older event for the
+// same entity is unfinished (wherever it is held), so a marketplace sees
+// one entity's updates in event order: an older absolute quantity never
+// lands after a newer one.
 func (s *Store) ClaimConnectorDeliveries(ctx context.Context, limit int, lease time.Duration) ([]ConnectorDelivery, error) {
+	claim := NewClaim(lease)
 	rows, err := s.pool.Query(ctx, `
 		WITH due AS (
 			SELECT d.delivery_id FROM connector_deliveries d JOIN connector_configs c USING (config_id)
 			WHERE d.status IN ('PENDING', 'FAILED') AND d.next_retry_at <= now()
 			  AND (d.claimed_until IS NULL OR d.claimed_until < now()) AND c.is_active
-			ORDER BY d.next_retry_at
+			  AND (d.entity_key IS NULL OR NOT EXISTS (
+				SELECT 1 FROM connector_deliveries o WHERE o.config_id = d.config_id AND o.entity_key = d.entity_key
+				  AND o.status IN ('PENDING', 'FAILED') AND o.seq < d.seq))
+			ORDER BY d.next_retry_at, d.seq
 			LIMIT $1
 			FOR UPDATE OF d SKIP LOCKED)
-		UPDATE connector_deliveries d SET claimed_until = now() + $2 * interval '1 millisecond'
+		UPDATE connector_deliveries d SET claimed_until = now() + $2 * interval '1 millisecond', claim_token = $3
 		FROM due, connector_configs c
 		WHERE d.delivery_id = due.delivery_id AND c.config_id = d.config_id
 		RETURNING d.delivery_id, d.config_id, d.event_id, d.store_id, d.event_type, `+rawPayloadSQL("d")+`, d.created_at,
-			d.attempt_number, c.connector_type, c.settings::text, c.is_active`, limit, lease.Milliseconds())
+			d.attempt_number, c.connector_type, c.settings::text, c.is_active, d.seq`, limit, claim.Lease.Milliseconds(), claim.Token)
 	if err != nil {
 		return nil, fmt.Errorf("claim connector deliveries: %w", err)
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (ConnectorDelivery, error) {
+	claimed, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ConnectorDelivery, error) {
 		var d ConnectorDelivery
 		var settings string
 		err := row.Scan(&d.ID, &d.ConfigID, &d.EventID, &d.StoreID, &d.EventType, &d.Payload, &d.CreatedAt, &d.Attempts,
-			&d.ConnectorType, &settings, &d.ConfigActive)
-		d.Settings = json.RawMessage(settings)
+			&d.ConnectorType, &settings, &d.ConfigActive, &d.Seq)
+		d.Settings, d.ClaimToken = json.RawMessage(settings), claim.Token
 		return d, err
 	})
+	if err != nil {
+		return nil, fmt.Errorf("claim connector deliveries: %w", err)
+	}
+	// RETURNING keeps no order; arrival order is what adapters get.
+	slices.SortFunc(claimed, func(a, b ConnectorDelivery) int { return cmp.Compare(a.Seq, b.Seq) })
+	return claimed, nil
 }
 
 // ConnectorOutcome is what became of a connector delivery.
@@ -120,6 +146,8 @@ type ConnectorOutcome struct {
 	// Attempted says the adapter was called (the outcome counts in the
 	// connector's stats); false for events that only wait.
 	Attempted bool
+	// ClaimToken fences the outcome as Outcome.ClaimToken does.
+	ClaimToken uuid.UUID
 }
 
 // SyncRun is one connector_sync_log row.
@@ -135,7 +163,8 @@ type SyncRun struct {
 }
 
 // RecordConnectorOutcomes writes a batch's outcomes, its sync-log rows and
-// the connectors' counts in one transaction.
+// the connectors' counts in one transaction. Outcomes whose claim was lost
+// are not written, nor counted.
 func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []ConnectorOutcome, runs []SyncRun) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		n := len(outcomes)
@@ -144,8 +173,10 @@ func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []Connecto
 		attempts := make([]int32, n)
 		attempted := make([]bool, n)
 		retryMS := make([]*int64, n)
+		tokens := make([]uuid.UUID, n)
 		for i, o := range outcomes {
 			ids[i], configs[i], statuses[i], attempts[i], attempted[i] = o.DeliveryID, o.ConfigID, o.Status, int32(o.Attempts), o.Attempted
+			tokens[i] = o.ClaimToken
 			if o.RetryIn != nil {
 				v := o.RetryIn.Milliseconds()
 				retryMS[i] = &v
@@ -154,27 +185,28 @@ func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []Connecto
 		}
 		if n > 0 {
 			if _, err := tx.Exec(ctx, `
-				UPDATE connector_deliveries d SET status = u.status, attempt_number = u.attempts,
-					next_retry_at = CASE WHEN u.retry_ms IS NULL THEN NULL ELSE now() + u.retry_ms * interval '1 millisecond' END,
-					delivered_at = CASE WHEN u.status = 'DELIVERED' THEN now() ELSE d.delivered_at END,
-					last_error = u.err, claimed_until = NULL, updated_at = now()
-				FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bigint[], $5::text[]) AS u(id, status, attempts, retry_ms, err)
-				WHERE d.delivery_id = u.id`, ids, statuses, attempts, retryMS, errs); err != nil {
-				return fmt.Errorf("record connector outcomes: %w", err)
-			}
-			if _, err := tx.Exec(ctx, `
+				WITH u AS (
+					SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::uuid[], $7::uuid[], $8::bool[])
+						AS u(id, status, attempts, retry_ms, err, token, config, attempted)),
+				applied AS (
+					UPDATE connector_deliveries d SET status = u.status, attempt_number = u.attempts,
+						next_retry_at = CASE WHEN u.retry_ms IS NULL THEN NULL ELSE now() + u.retry_ms * interval '1 millisecond' END,
+						delivered_at = CASE WHEN u.status = 'DELIVERED' THEN now() ELSE d.delivered_at END,
+						last_error = u.err, claimed_until = NULL, claim_token = NULL, updated_at = now()
+					FROM u WHERE d.delivery_id = u.id AND `+fenceSQL+`
+					RETURNING d.delivery_id)
 				INSERT INTO connector_stats AS s (config_id, outbound_delivered, outbound_failed, outbound_dead_lettered, updated_at)
 				SELECT u.config, count(*) FILTER (WHERE u.status = 'DELIVERED'), count(*) FILTER (WHERE u.status = 'FAILED'),
 					count(*) FILTER (WHERE u.status = 'DEAD_LETTERED'), now()
-				FROM unnest($1::uuid[], $2::text[], $3::bool[]) AS u(config, status, attempted)
+				FROM u JOIN applied ON applied.delivery_id = u.id
 				WHERE u.attempted
 				GROUP BY u.config
 				ON CONFLICT (config_id) DO UPDATE SET
 					outbound_delivered = s.outbound_delivered + EXCLUDED.outbound_delivered,
 					outbound_failed = s.outbound_failed + EXCLUDED.outbound_failed,
 					outbound_dead_lettered = s.outbound_dead_lettered + EXCLUDED.outbound_dead_lettered,
-					updated_at = now()`, configs, statuses, attempted); err != nil {
-				return fmt.Errorf("record connector stats: %w", err)
+					updated_at = now()`, ids, statuses, attempts, retryMS, errs, tokens, configs, attempted); err != nil {
+				return fmt.Errorf("record connector outcomes: %w", err)
 			}
 		}
 		return insertSyncRuns(ctx, tx, runs)
@@ -315,7 +347,7 @@ func scanSyncRun(row pgx.CollectableRow) (SyncRun, error) {
 // fresh attempt budget. It returns how many.
 func (s *Store) RequeueDeadLetteredConnector(ctx context.Context, configID uuid.UUID, since *time.Time) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE connector_deliveries
-		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, last_error = NULL, updated_at = now()
+		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, claim_token = NULL, last_error = NULL, updated_at = now()
 		WHERE config_id = $1 AND status = 'DEAD_LETTERED' AND ($2::timestamptz IS NULL OR updated_at >= $2)`, configID, since)
 	if err != nil {
 		return 0, fmt.Errorf("requeue dead-lettered connector events: %w", err)
@@ -340,12 +372,14 @@ type AbandonedConnectorDelivery struct {
 	ConfigID   uuid.UUID
 	Attempts   int
 	Why        string
+	ClaimToken uuid.UUID
 }
 
 // ClaimAbandonedConnectorDeliveries claims, for lease, up to limit waiting
 // events of deleted connectors and of connectors paused with events older
 // than pausedMaxAge.
 func (s *Store) ClaimAbandonedConnectorDeliveries(ctx context.Context, limit int, pausedMaxAge, lease time.Duration) ([]AbandonedConnectorDelivery, error) {
+	claim := NewClaim(lease)
 	rows, err := s.pool.Query(ctx, `
 		WITH gone AS (
 			SELECT d.delivery_id, c.deleted_at IS NOT NULL AS deleted FROM connector_configs c
@@ -354,9 +388,9 @@ func (s *Store) ClaimAbandonedConnectorDeliveries(ctx context.Context, limit int
 			  AND (d.claimed_until IS NULL OR d.claimed_until < now())
 			LIMIT $1
 			FOR UPDATE OF d SKIP LOCKED)
-		UPDATE connector_deliveries d SET claimed_until = now() + $3 * interval '1 millisecond'
+		UPDATE connector_deliveries d SET claimed_until = now() + $3 * interval '1 millisecond', claim_token = $4
 		FROM gone WHERE d.delivery_id = gone.delivery_id
-		RETURNING d.delivery_id, d.config_id, d.attempt_number, gone.deleted`, limit, pausedMaxAge.Milliseconds(), lease.Milliseconds())
+		RETURNING d.delivery_id, d.config_id, d.attempt_number, gone.deleted`, limit, pausedMaxAge.Milliseconds(), claim.Lease.Milliseconds(), claim.Token)
 	if err != nil {
 		return nil, fmt.Errorf("claim abandoned connector events: %w", err)
 	}
@@ -364,6 +398,7 @@ func (s *Store) ClaimAbandonedConnectorDeliveries(ctx context.Context, limit int
 		var a AbandonedConnectorDelivery
 		var deleted bool
 		err := row.Scan(&a.DeliveryID, &a.ConfigID, &a.Attempts, &deleted)
+		a.ClaimToken = claim.Token
 		a.Why = "the connector was deleted"
 		if !deleted {
 			a.Why = fmt.Sprintf("the connector was paused for longer than %v", pausedMaxAge)

@@ -38,6 +38,8 @@ type Delivery struct {
 	Payload        []byte
 	// Attempts already made.
 	Attempts int
+	// ClaimToken fences what is recorded of this claim (see Claim).
+	ClaimToken uuid.UUID
 
 	TargetURL          string
 	Timeout            time.Duration
@@ -60,13 +62,16 @@ type Outcome struct {
 	Error   string
 	// Notice, when set, is written to the outbox with the outcome.
 	Notice *Notice
+	// ClaimToken is the claim the attempt was made under: the outcome
+	// applies only while the row still carries it (zero: unfenced).
+	ClaimToken uuid.UUID
 }
 
 // InsertDeliveries creates deliveries in one statement, claimed by the
-// caller for lease, skipping any (subscription, event) pair that already
+// caller under claim, skipping any (subscription, event) pair that already
 // exists. It returns the ids it inserted. The payload is kept as its bytes;
 // a document jsonb refuses is stored with a sanitised copy (see Text).
-func (s *Store) InsertDeliveries(ctx context.Context, ds []NewDelivery, lease time.Duration) ([]uuid.UUID, error) {
+func (s *Store) InsertDeliveries(ctx context.Context, ds []NewDelivery, claim Claim) ([]uuid.UUID, error) {
 	if len(ds) == 0 {
 		return nil, nil
 	}
@@ -82,15 +87,15 @@ func (s *Store) InsertDeliveries(ctx context.Context, ds []NewDelivery, lease ti
 	err := carefully(func(careful bool) error {
 		rows, err := s.pool.Query(ctx, `
 			INSERT INTO webhook_deliveries (delivery_id, subscription_id, store_id, event_type, event_id, event_payload,
-				raw_payload, payload_sanitised, status, attempt_number, next_retry_at, claimed_until)
+				raw_payload, payload_sanitised, status, attempt_number, next_retry_at, claimed_until, claim_token)
 			SELECT d.id, d.sub, d.store, d.type, d.event, COALESCE(j.doc, 'null'::jsonb), d.raw, d.copy IS NOT NULL OR j.doc IS NULL,
-				'PENDING', 0, now(), now() + $8 * interval '1 millisecond'
+				'PENDING', 0, now(), now() + $8 * interval '1 millisecond', $10
 			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::bytea[], $7::text[])
 				AS d(id, sub, store, type, event, raw, copy)
 			CROSS JOIN LATERAL (SELECT `+jsonbDocSQL("$9")+` AS doc) j
 			ON CONFLICT (subscription_id, event_id) DO NOTHING
 			RETURNING delivery_id`,
-			ids, subs, stores, types, events, docs.raw, docs.copies, lease.Milliseconds(), careful)
+			ids, subs, stores, types, events, docs.raw, docs.copies, claim.Lease.Milliseconds(), careful, claim.Token)
 		if err != nil {
 			return err
 		}
@@ -105,9 +110,11 @@ func (s *Store) InsertDeliveries(ctx context.Context, ds []NewDelivery, lease ti
 
 // ClaimDue claims up to limit deliveries whose next attempt is due, whose
 // subscription is active (a paused one's wait untouched) and that no live
-// replica holds, for lease. Replicas share the work without waiting
-// on each other (FOR UPDATE SKIP LOCKED); an expired claim is taken over.
+// replica holds, under a fresh claim for lease. Replicas share the work
+// without waiting on each other (FOR UPDATE SKIP LOCKED); an expired claim
+// is taken over.
 func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([]Delivery, error) {
+	claim := NewClaim(lease)
 	rows, err := s.pool.Query(ctx, `
 		WITH due AS (
 			SELECT d.delivery_id FROM webhook_deliveries d JOIN webhook_subscriptions s USING (subscription_id)
@@ -116,13 +123,13 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 			ORDER BY d.next_retry_at
 			LIMIT $1
 			FOR UPDATE OF d SKIP LOCKED)
-		UPDATE webhook_deliveries d SET claimed_until = now() + $2 * interval '1 millisecond'
+		UPDATE webhook_deliveries d SET claimed_until = now() + $2 * interval '1 millisecond', claim_token = $3
 		FROM due, webhook_subscriptions s
 		WHERE d.delivery_id = due.delivery_id AND s.subscription_id = d.subscription_id
 		RETURNING d.delivery_id, d.subscription_id, d.event_id, d.store_id, d.event_type, `+rawPayloadSQL("d")+`,
 			d.attempt_number, s.target_url, s.delivery_timeout_ms, s.signature_scheme, s.is_active,
 			s.max_concurrency, COALESCE(s.rate_limit_per_second, 0), COALESCE(s.rate_limit_burst, 0)`,
-		limit, lease.Milliseconds())
+		limit, claim.Lease.Milliseconds(), claim.Token)
 	if err != nil {
 		return nil, fmt.Errorf("claim due deliveries: %w", err)
 	}
@@ -137,24 +144,34 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 			return nil, fmt.Errorf("claim due deliveries: %w", err)
 		}
 		d.Timeout = time.Duration(timeoutMS) * time.Millisecond
+		d.ClaimToken = claim.Token
 		out = append(out, d)
 	}
 	return out, rows.Err()
 }
 
 // RecordOutcomes writes many attempts' results and their notices in one
-// transaction and releases their claims.
-func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return s.recordOutcomesTx(ctx, tx, outcomes) })
+// transaction and releases their claims; it returns the outcomes fenced
+// off (their claim was lost), which were not written.
+func (s *Store) RecordOutcomes(ctx context.Context, outcomes []Outcome) (stale map[uuid.UUID]bool, err error) {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		stale, err = s.recordOutcomesTx(ctx, tx, outcomes)
+		return err
+	})
+	return stale, err
 }
 
-type execer interface {
+type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-func (s *Store) recordOutcomesTx(ctx context.Context, db execer, outcomes []Outcome) error {
+// recordOutcomesTx writes the outcomes whose claims still hold, with their
+// notices, and returns the ids of those whose claims did not.
+func (s *Store) recordOutcomesTx(ctx context.Context, db querier, outcomes []Outcome) (map[uuid.UUID]bool, error) {
+	stale := map[uuid.UUID]bool{}
 	if len(outcomes) == 0 {
-		return nil
+		return stale, nil
 	}
 	n := len(outcomes)
 	ids := make([]uuid.UUID, n)
@@ -165,8 +182,9 @@ func (s *Store) recordOutcomesTx(ctx context.Context, db execer, outcomes []Outc
 	bodiesSanitised := make([]bool, n)
 	retryMS := make([]*int64, n)
 	errs := make([]*string, n)
+	tokens := make([]uuid.UUID, n)
 	for i, o := range outcomes {
-		ids[i], statuses[i], attempts[i] = o.DeliveryID, o.Status, int32(o.Attempts)
+		ids[i], statuses[i], attempts[i], tokens[i] = o.DeliveryID, o.Status, int32(o.Attempts), o.ClaimToken
 		if o.ResponseBody != nil {
 			body, changed := Text(*o.ResponseBody)
 			bodies[i], bodiesSanitised[i] = &body, changed
@@ -181,7 +199,7 @@ func (s *Store) recordOutcomesTx(ctx context.Context, db execer, outcomes []Outc
 		}
 		errs[i] = textPtr(o.Error)
 	}
-	_, err := db.Exec(ctx, `
+	rows, err := db.Query(ctx, `
 		UPDATE webhook_deliveries d SET
 			status = u.status, attempt_number = u.attempts,
 			http_status = COALESCE(u.http_status, d.http_status),
@@ -189,21 +207,33 @@ func (s *Store) recordOutcomesTx(ctx context.Context, db execer, outcomes []Outc
 			response_body_sanitised = CASE WHEN u.body IS NULL THEN d.response_body_sanitised ELSE u.body_sanitised END,
 			next_retry_at = CASE WHEN u.retry_ms IS NULL THEN NULL ELSE now() + u.retry_ms * interval '1 millisecond' END,
 			delivered_at = CASE WHEN u.status = 'DELIVERED' THEN now() ELSE d.delivered_at END,
-			last_error = u.err, claimed_until = NULL, updated_at = now()
-		FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::bool[], $7::bigint[], $8::text[])
-			AS u(id, status, attempts, http_status, body, body_sanitised, retry_ms, err)
-		WHERE d.delivery_id = u.id`,
-		ids, statuses, attempts, httpStatus, bodies, bodiesSanitised, retryMS, errs)
+			last_error = u.err, claimed_until = NULL, claim_token = NULL, updated_at = now()
+		FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::bool[], $7::bigint[], $8::text[], $9::uuid[])
+			AS u(id, status, attempts, http_status, body, body_sanitised, retry_ms, err, token)
+		WHERE d.delivery_id = u.id AND `+fenceSQL+`
+		RETURNING d.delivery_id`,
+		ids, statuses, attempts, httpStatus, bodies, bodiesSanitised, retryMS, errs, tokens)
 	if err != nil {
-		return fmt.Errorf("record delivery outcomes: %w", err)
+		return nil, fmt.Errorf("record delivery outcomes: %w", err)
+	}
+	written, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return nil, fmt.Errorf("record delivery outcomes: %w", err)
+	}
+	applied := make(map[uuid.UUID]bool, len(written))
+	for _, id := range written {
+		applied[id] = true
 	}
 	var notices []Notice
 	for _, o := range outcomes {
-		if o.Notice != nil {
+		switch {
+		case !applied[o.DeliveryID]:
+			stale[o.DeliveryID] = true
+		case o.Notice != nil:
 			notices = append(notices, *o.Notice)
 		}
 	}
-	return insertNotices(ctx, db, notices)
+	return stale, insertNotices(ctx, db, notices)
 }
 
 // GetDelivery reads one delivery's state, for tests and the admin API.
@@ -226,7 +256,7 @@ func (s *Store) GetDelivery(ctx context.Context, id uuid.UUID) (status string, a
 // attempt budget, keeping their delivery ids. It returns how many.
 func (s *Store) RequeueDeadLettered(ctx context.Context, subscriptionID uuid.UUID, since *time.Time) (int64, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries
-		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, last_error = NULL, updated_at = now()
+		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, claim_token = NULL, last_error = NULL, updated_at = now()
 		WHERE subscription_id = $1 AND status = 'DEAD_LETTERED' AND ($2::timestamptz IS NULL OR updated_at >= $2)`,
 		subscriptionID, since)
 	if err != nil {
@@ -238,7 +268,7 @@ func (s *Store) RequeueDeadLettered(ctx context.Context, subscriptionID uuid.UUI
 // RequeueDelivery puts one dead-lettered delivery back to PENDING, keeping its id.
 func (s *Store) RequeueDelivery(ctx context.Context, id uuid.UUID) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries
-		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, last_error = NULL, updated_at = now()
+		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, claim_token = NULL, last_error = NULL, updated_at = now()
 		WHERE delivery_id = $1 AND status = 'DEAD_LETTERED'`, id)
 	if err != nil {
 		return false, fmt.Errorf("requeue delivery %s: %w", id, err)
@@ -265,44 +295,56 @@ type Abandoned struct {
 	Why string
 }
 
-// ClaimAbandoned claims, for lease, up to limit waiting deliveries of
-// deleted subscriptions and of subscriptions paused with deliveries older
-// than pausedMaxAge.
-func (s *Store) ClaimAbandoned(ctx context.Context, limit int, pausedMaxAge, lease time.Duration) ([]Abandoned, error) {
-	rows, err := s.pool.Query(ctx, `
-		WITH gone AS (
-			SELECT d.delivery_id, s.deleted_at IS NOT NULL AS deleted FROM webhook_subscriptions s
+// ClaimAbandoned claims, for lease, up to limit waiting deliveries that
+// can never be attempted: those of deleted subscriptions, of subscriptions
+// paused with deliveries older than pausedMaxAge, and of active ones whose
+// signing secret the dispatcher has found missing from Vault for longer
+// than secretMissingMaxAge (the manager restores a lost secret in seconds;
+// one gone this long is gone for good).
+func (s *Store) ClaimAbandoned(ctx context.Context, limit int, pausedMaxAge, secretMissingMaxAge, lease time.Duration) ([]Abandoned, error) {
+	claim := NewClaim(lease)
+	// Two statements, each driven by its own small set (inactive
+	// subscriptions; subscriptions missing a secret), rather than one OR
+	// that would scan every waiting delivery.
+	retired, err := s.claimAbandoned(ctx, claim, `
+			SELECT d.delivery_id, CASE WHEN s.deleted_at IS NOT NULL THEN 'the subscription was deleted'
+				ELSE 'the subscription was paused for longer than ' || $2::text END AS why
+			FROM webhook_subscriptions s
 			JOIN webhook_deliveries d ON d.subscription_id = s.subscription_id AND d.status IN ('PENDING', 'FAILED')
-			WHERE NOT s.is_active AND (s.deleted_at IS NOT NULL OR d.created_at < now() - $2 * interval '1 millisecond')
-			  AND (d.claimed_until IS NULL OR d.claimed_until < now())
+			WHERE NOT s.is_active AND (s.deleted_at IS NOT NULL OR d.created_at < now() - $3 * interval '1 millisecond')
+			  AND (d.claimed_until IS NULL OR d.claimed_until < now())`, limit, pausedMaxAge.String(), pausedMaxAge.Milliseconds())
+	if err != nil || len(retired) == limit {
+		return retired, err
+	}
+	secretless, err := s.claimAbandoned(ctx, claim, `
+			SELECT d.delivery_id, 'the signing secret has been missing from Vault since ' ||
+				to_char(st.secret_missing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ', longer than ' || $2::text AS why
+			FROM webhook_subscription_stats st
+			JOIN webhook_subscriptions s ON s.subscription_id = st.subscription_id AND s.is_active
+			JOIN webhook_deliveries d ON d.subscription_id = st.subscription_id AND d.status IN ('PENDING', 'FAILED')
+			WHERE st.secret_missing_since < now() - $3 * interval '1 millisecond'
+			  AND (d.claimed_until IS NULL OR d.claimed_until < now())`,
+		limit-len(retired), secretMissingMaxAge.String(), secretMissingMaxAge.Milliseconds())
+	return append(retired, secretless...), err
+}
+
+// claimAbandoned claims, under claim, up to limit of the deliveries that
+// selectSQL (delivery_id, why; $2 and $3 its own) lists.
+func (s *Store) claimAbandoned(ctx context.Context, claim Claim, selectSQL string, limit int, arg2 string, arg3 int64) ([]Abandoned, error) {
+	rows, err := s.pool.Query(ctx, `
+		WITH gone AS (`+selectSQL+`
 			LIMIT $1
 			FOR UPDATE OF d SKIP LOCKED)
-		UPDATE webhook_deliveries d SET claimed_until = now() + $3 * interval '1 millisecond'
+		UPDATE webhook_deliveries d SET claimed_until = now() + $4 * interval '1 millisecond', claim_token = $5
 		FROM gone WHERE d.delivery_id = gone.delivery_id
-		RETURNING d.delivery_id, d.subscription_id, d.event_id, d.store_id, d.event_type, d.attempt_number, gone.deleted`,
-		limit, pausedMaxAge.Milliseconds(), lease.Milliseconds())
+		RETURNING d.delivery_id, d.subscription_id, d.event_id, d.store_id, d.event_type, d.attempt_number, gone.why`,
+		limit, arg2, arg3, claim.Lease.Milliseconds(), claim.Token)
 	if err != nil {
 		return nil, fmt.Errorf("claim abandoned deliveries: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Abandoned, error) {
-		var a Abandoned
-		var deleted bool
-		err := row.Scan(&a.ID, &a.SubscriptionID, &a.EventID, &a.StoreID, &a.EventType, &a.Attempts, &deleted)
-		a.Why = "the subscription was deleted"
-		if !deleted {
-			a.Why = fmt.Sprintf("the subscription was paused for longer than %v", pausedMaxAge)
-		}
+		a := Abandoned{Delivery: Delivery{ClaimToken: claim.Token}}
+		err := row.Scan(&a.ID, &a.SubscriptionID, &a.EventID, &a.StoreID, &a.EventType, &a.Attempts, &a.Why)
 		return a, err
 	})
-}
-
-// ReleaseClaims gives up claims on deliveries that will not be attempted
-// by their claimant (it is shutting down), so they are due to others now.
-func (s *Store) ReleaseClaims(ctx context.Context, ids []uuid.UUID) error {
-	_, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries SET claimed_until = NULL
-		WHERE delivery_id = ANY($1) AND status IN ('PENDING', 'FAILED')`, ids)
-	if err != nil {
-		return fmt.Errorf("release claims: %w", err)
-	}
-	return nil
 }

@@ -64,7 +64,7 @@ func TestHostilePayloadsAreStoredAndSentAsProduced(t *testing.T) {
 			EventType: "order.placed", Payload: []byte(h.doc)})
 	}
 	// All in one batch: one refused document must not cost the others.
-	inserted, err := st.InsertDeliveries(ctx, deliveries, time.Millisecond)
+	inserted, err := st.InsertDeliveries(ctx, deliveries, store.NewClaim(time.Millisecond))
 	if err != nil || len(inserted) != len(hostileDocs) {
 		t.Fatalf("inserted %d of %d: %v", len(inserted), len(hostileDocs), err)
 	}
@@ -136,7 +136,7 @@ func TestHostileAnswersAndErrorsAreRecorded(t *testing.T) {
 		connectorWork = append(connectorWork, store.NewConnectorDelivery{ID: uuid.New(), ConfigID: cfg.ID, EventID: d.EventID, StoreID: "store-h",
 			EventType: "order.placed", Payload: []byte(`{}`)})
 	}
-	if _, err := st.InsertDeliveries(ctx, deliveries, time.Minute); err != nil {
+	if _, err := st.InsertDeliveries(ctx, deliveries, store.NewClaim(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	if err := st.InsertConnectorDeliveries(ctx, connectorWork); err != nil {

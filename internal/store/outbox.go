@@ -24,7 +24,7 @@ type Notice struct {
 // may send it instead.
 const noticeClaim = 30 * time.Second
 
-func insertNotices(ctx context.Context, db execer, notices []Notice) error {
+func insertNotices(ctx context.Context, db querier, notices []Notice) error {
 	if len(notices) == 0 {
 		return nil
 	}

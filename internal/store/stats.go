@@ -74,26 +74,33 @@ const recordStatsSQL = `
 // RecordOutcomesAndStats writes outcomes and the stats they add up to in
 // one transaction, so health never disagrees with the deliveries.
 func (s *Store) RecordOutcomesAndStats(ctx context.Context, outcomes []Outcome, deltas []StatsDelta) error {
-	return s.RecordOutcomeBatch(ctx, outcomes, deltas, nil)
+	_, err := s.RecordOutcomeBatch(ctx, outcomes, func(map[uuid.UUID]bool) []StatsDelta { return deltas }, nil)
+	return err
 }
 
-// RecordOutcomeBatch is RecordOutcomesAndStats that also removes, in the
-// same transaction, outbox notices Kafka has taken since the last batch:
-// the hot path then commits once per batch, not twice.
-func (s *Store) RecordOutcomeBatch(ctx context.Context, outcomes []Outcome, deltas []StatsDelta, sentNotices []uuid.UUID) error {
+// RecordOutcomeBatch writes outcomes and the stats that deltasFor makes of
+// those written (it is told which were fenced off: their claim was lost,
+// so another replica owns what became of them) and removes, in the same
+// transaction, outbox notices Kafka has taken since the last batch: the
+// hot path then commits once per batch, not twice. It returns the
+// outcomes fenced off.
+func (s *Store) RecordOutcomeBatch(ctx context.Context, outcomes []Outcome, deltasFor func(stale map[uuid.UUID]bool) []StatsDelta,
+	sentNotices []uuid.UUID) (map[uuid.UUID]bool, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("record delivery outcomes: %w", err)
+		return nil, fmt.Errorf("record delivery outcomes: %w", err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	if len(sentNotices) > 0 {
 		if _, err := tx.Exec(ctx, `DELETE FROM outcome_outbox WHERE outcome_id = ANY($1)`, sentNotices); err != nil {
-			return fmt.Errorf("remove sent outcome notices: %w", err)
+			return nil, fmt.Errorf("remove sent outcome notices: %w", err)
 		}
 	}
-	if err := s.recordOutcomesTx(ctx, tx, outcomes); err != nil {
-		return err
+	stale, err := s.recordOutcomesTx(ctx, tx, outcomes)
+	if err != nil {
+		return nil, err
 	}
+	deltas := deltasFor(stale)
 	if len(deltas) > 0 {
 		n := len(deltas)
 		ids := make([]uuid.UUID, n)
@@ -115,13 +122,13 @@ func (s *Store) RecordOutcomeBatch(ctx context.Context, outcomes []Outcome, delt
 			}
 		}
 		if _, err := tx.Exec(ctx, recordStatsSQL, ids, delivered, failed, dead, trailing, at, httpStatus, errs, reasons, missing); err != nil {
-			return fmt.Errorf("record delivery stats: %w", err)
+			return nil, fmt.Errorf("record delivery stats: %w", err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("record delivery outcomes: %w", err)
+		return nil, fmt.Errorf("record delivery outcomes: %w", err)
 	}
-	return nil
+	return stale, nil
 }
 
 // SubscriptionStatsAll reads every subscription's stats with its count of

@@ -36,7 +36,7 @@ func FuzzRecordedAnswer(f *testing.F) {
 	}
 	delivery := uuid.New()
 	if _, err := st.InsertDeliveries(ctx, []store.NewDelivery{{ID: delivery, SubscriptionID: sub.ID, EventID: uuid.New(), StoreID: "store-f",
-		EventType: "order.placed", Payload: []byte(`{}`)}}, time.Minute); err != nil {
+		EventType: "order.placed", Payload: []byte(`{}`)}}, store.NewClaim(time.Minute)); err != nil {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, body, attemptErr string) {

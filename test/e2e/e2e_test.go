@@ -93,6 +93,29 @@ func (w *world) start(logName string, args ...string) string {
 	return logPath
 }
 
+// startReceiver runs the partner's receiver for subscription's
+// deliveries on addr, with the signing secret from the subscription's
+// Secret, and returns the secret and the receiver's log.
+func (w *world) startReceiver(addr, subscription string) (secret []byte, logPath string) {
+	w.t.Helper()
+	secret, err := base64.StdEncoding.DecodeString(w.kubectl("get", "secret", subscription+"-signing-secret", "-o", "jsonpath={.data.secret}"))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	secretFile := filepath.Join(w.dir, subscription+"-secret")
+	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	logPath = w.start("receiver-"+subscription, "receive", "--listen", addr, "--secret-file", secretFile)
+	w.eventually(10*time.Second, "receiver up", func() error {
+		if data, _ := os.ReadFile(logPath); !strings.Contains(string(data), "receiving on") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	return secret, logPath
+}
+
 func tail(s string, n int) string {
 	lines := strings.Split(s, "\n")
 	if len(lines) > n {
@@ -106,7 +129,10 @@ func (w *world) eventually(timeout time.Duration, what string, cond func() error
 	testbed.Eventually(w.t, timeout, 200*time.Millisecond, what, cond)
 }
 
-func TestAsAUserWould(t *testing.T) {
+// newWorld starts the test bed and builds the binary, with the
+// environment the components read, and migrates the database.
+func newWorld(t *testing.T) (*world, *testbed.Bed) {
+	t.Helper()
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		t.Fatalf("kubectl is needed (hack/install-system-deps.sh installs it): %v", err)
 	}
@@ -134,11 +160,15 @@ func TestAsAUserWould(t *testing.T) {
 	w.env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "DATABASE_URL="+bed.DatabaseURL,
 		"VAULT_ADDR="+bed.Vault.Addr(), "VAULT_TOKEN="+bed.Vault.Token(), "KAFKA_BROKERS="+bed.Kafka.Brokers()[0],
 		"TOKEN_SIGNING_KEY="+base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("k"), 32)))
-
-	// The three components, as their deployments run them.
 	if out, err := w.run(w.bin, "migrate"); err != nil {
 		t.Fatalf("migrate: %v\n%s", err, out)
 	}
+	return w, bed
+}
+
+func TestAsAUserWould(t *testing.T) {
+	w, _ := newWorld(t)
+	// The three components, as their deployments run them.
 	w.start("manager", "manager", "--metrics-bind-address", freeAddr(t), "--health-probe-bind-address", freeAddr(t),
 		"--delivery-status-interval", "1s", "--bcrypt-cost", "4", "--dev-logs")
 	inboundAddr := freeAddr(t)
@@ -223,26 +253,11 @@ spec:
 	w.kubectl("wait", "--for=condition=Ready", "webhooksubscription/erp-orders", "apicredential/warehouse",
 		"connectorconfig/ebay-uk", "connectorconfig/stripe", "--timeout=60s")
 
-	// The partner's receiver gets the signing secret from the subscription's Secret.
-	secret, err := base64.StdEncoding.DecodeString(w.kubectl("get", "secret", "erp-orders-signing-secret", "-o", "jsonpath={.data.secret}"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	secretFile := filepath.Join(w.dir, "webhook-secret")
-	if err := os.WriteFile(secretFile, secret, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	receiverLog := w.start("receiver", "receive", "--listen", receiverAddr, "--secret-file", secretFile)
+	_, receiverLog := w.startReceiver(receiverAddr, "erp-orders")
 	receiverLines := func(substr string) int {
 		data, _ := os.ReadFile(receiverLog)
 		return strings.Count(string(data), substr)
 	}
-	w.eventually(10*time.Second, "receiver up", func() error {
-		if receiverLines("receiving on") == 0 {
-			return fmt.Errorf("not yet")
-		}
-		return nil
-	})
 
 	// Platform events flow to the receiver, signed.
 	if out, err := w.run(w.bin, "produce", "--store", "store-1042", "--type", "order.placed", "--count", "5", "--rate", "0"); err != nil {
