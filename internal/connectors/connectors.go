@@ -66,7 +66,7 @@ type Adapter interface {
 	HandleEvents(ctx context.Context, events []Event) []error
 	// Poll pulls what changed on the marketplace since cursor (empty on
 	// the first run) and returns the platform events it makes, and the
-	// cursor to pass next time.
+	// cursor to pass next time (see PollResult.More).
 	Poll(ctx context.Context, cursor string) (PollResult, error)
 }
 
@@ -105,6 +105,13 @@ type PollResult struct {
 	Events []Event
 	// Cursor is handed to the next poll.
 	Cursor string
+	// More says the marketplace has more waiting (a backlog is pulled a
+	// page per call): the caller keeps Cursor, then calls Poll again with
+	// it, so a failure later loses none of the pages already pulled.
+	More bool
+	// Wait, with More, is how long until the next call can be made (the
+	// marketplace's rate); the caller calls no sooner.
+	Wait time.Duration
 }
 
 // InboundRequest is a provider's webhook as it arrived.

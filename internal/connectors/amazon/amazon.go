@@ -283,48 +283,144 @@ type ordersAnswer struct {
 // publishes one event id.
 var orderNamespace = uuid.MustParse("0b8a3f3e-6c1d-4f5e-8a9b-1c2d3e4f5a6b")
 
-// Poll pulls orders created after the cursor (an RFC 3339 time), page by
-// page, and makes each a marketplace.order.received event.
-func (a *adapter) Poll(ctx context.Context, cursor string) (connectors.PollResult, error) {
-	since := time.Now().Add(-a.lookback)
-	if cursor != "" {
-		t, err := time.Parse(time.RFC3339, cursor)
+// pollCursor is where polling resumes. Between walks NextToken is empty
+// and CreatedAfter starts the next walk; during one, CreatedAfter is where
+// the walk began, NextToken its next page and Newest the newest
+// PurchaseDate seen so far, which starts the walk after.
+type pollCursor struct {
+	V            int       `json:"v"`
+	CreatedAfter time.Time `json:"createdAfter"`
+	NextToken    string    `json:"nextToken,omitzero"`
+	Newest       time.Time `json:"newest,omitzero"`
+}
+
+// parseCursor reads a cursor: empty on the first poll (the lookback), a
+// plain RFC 3339 time as rows written before page-by-page polling hold,
+// or pollCursor's JSON.
+func (a *adapter) parseCursor(raw string) (pollCursor, error) {
+	switch {
+	case raw == "":
+		return pollCursor{CreatedAfter: time.Now().Add(-a.lookback)}, nil
+	case !strings.HasPrefix(raw, "{"):
+		t, err := time.Parse(time.RFC3339, raw)
 		if err != nil {
-			return connectors.PollResult{}, fmt.Errorf("cursor %q: %w", cursor, err)
+			return pollCursor{}, fmt.Errorf("poll cursor %q is not an RFC 3339 time: %w", raw, err)
 		}
-		since = t
+		return pollCursor{CreatedAfter: t}, nil
 	}
-	// Amazon refuses a CreatedAfter later than two minutes ago.
-	if edge := time.Now().Add(-2 * time.Minute); since.After(edge) {
-		since = edge
+	var c pollCursor
+	// The cursor is not echoed: it carries Amazon's NextToken.
+	if err := json.Unmarshal([]byte(raw), &c); err != nil {
+		return pollCursor{}, fmt.Errorf("poll cursor is not one this adapter wrote: %w", err)
 	}
-	res := connectors.PollResult{EntityType: "order", Cursor: cursor}
-	q := url.Values{"MarketplaceIds": {a.s.MarketplaceID}, "CreatedAfter": {since.UTC().Format(time.RFC3339)}}
-	latest := since
-	for page := 0; page < 100; page++ {
-		var ans ordersAnswer
-		if err := a.call(ctx, a.limits.orders, http.MethodGet, "orders/v0/orders", q, nil, &ans); err != nil {
-			return res, err
-		}
-		for _, raw := range ans.Payload.Orders {
-			var o order
-			if err := json.Unmarshal(raw, &o); err != nil || o.AmazonOrderID == "" {
-				return res, fmt.Errorf("orders answer: an order without AmazonOrderId")
-			}
-			if t, err := time.Parse(time.RFC3339, o.PurchaseDate); err == nil && t.After(latest) {
-				latest = t
-			}
-			res.Events = append(res.Events, a.orderEvent(o, raw))
-		}
-		if ans.Payload.NextToken == "" {
-			break
-		}
-		q = url.Values{"MarketplaceIds": {a.s.MarketplaceID}, "NextToken": {ans.Payload.NextToken}}
+	if c.V != 1 || c.CreatedAfter.IsZero() {
+		return pollCursor{}, fmt.Errorf("poll cursor has version %d and createdAfter %v; want version 1 and a time", c.V, c.CreatedAfter)
 	}
-	// Orders are matched on CreatedAfter, which is inclusive of later
-	// polls' overlap; event ids are stable, so the overlap is harmless.
-	res.Cursor = latest.UTC().Format(time.RFC3339)
+	return c, nil
+}
+
+func (c pollCursor) String() string {
+	c.V, c.CreatedAfter, c.Newest = 1, c.CreatedAfter.UTC(), c.Newest.UTC()
+	b, _ := json.Marshal(c) // times and a string: cannot fail
+	return string(b)
+}
+
+func (a *adapter) ordersQuery(c pollCursor) url.Values {
+	if c.NextToken != "" {
+		return url.Values{"MarketplaceIds": {a.s.MarketplaceID}, "NextToken": {c.NextToken}}
+	}
+	return url.Values{"MarketplaceIds": {a.s.MarketplaceID}, "CreatedAfter": {c.CreatedAfter.UTC().Format(time.RFC3339)}}
+}
+
+// Poll pulls one page of the orders created after the cursor and makes each
+// a marketplace.order.received event; More says another page follows.
+// Pages go one per call so that the caller keeps each page's cursor
+// before the next is fetched: at getOrders' rate (a page a minute once the
+// burst is spent) a backlog takes many runs, and a failure on a late page
+// must not throw away the earlier ones.
+func (a *adapter) Poll(ctx context.Context, raw string) (connectors.PollResult, error) {
+	res := connectors.PollResult{EntityType: "order", Cursor: raw}
+	c, err := a.parseCursor(raw)
+	if err != nil {
+		return res, err
+	}
+	if c.NextToken == "" {
+		// Amazon refuses a CreatedAfter later than two minutes ago.
+		if edge := time.Now().Add(-2 * time.Minute); c.CreatedAfter.After(edge) {
+			c.CreatedAfter = edge
+		}
+		c.Newest = time.Time{}
+	}
+	ans, wait, err := a.orders(ctx, a.ordersQuery(c))
+	if err != nil && c.NextToken != "" && refusedToken(err) {
+		// NextTokens expire (a backlog that waited too long): walk again
+		// from the walk's start; event ids are stable, so what is read
+		// twice is published under the same ids.
+		c.NextToken = ""
+		res.Cursor = c.String()
+		ans, wait, err = a.orders(ctx, a.ordersQuery(c))
+	}
+	if err != nil {
+		return res, err
+	}
+	if wait > 0 {
+		res.More, res.Wait = true, wait
+		return res, nil
+	}
+	newest := c.CreatedAfter
+	if c.Newest.After(newest) {
+		newest = c.Newest
+	}
+	for _, raw := range ans.Payload.Orders {
+		var o order
+		if err := json.Unmarshal(raw, &o); err != nil || o.AmazonOrderID == "" {
+			return res, fmt.Errorf("orders answer: an order without AmazonOrderId")
+		}
+		if t, err := time.Parse(time.RFC3339, o.PurchaseDate); err == nil && t.After(newest) {
+			newest = t
+		}
+		res.Events = append(res.Events, a.orderEvent(o, raw))
+	}
+	if ans.Payload.NextToken != "" {
+		res.Cursor, res.More = pollCursor{CreatedAfter: c.CreatedAfter, NextToken: ans.Payload.NextToken, Newest: newest}.String(), true
+		return res, nil
+	}
+	// CreatedAfter is inclusive, so the next walk reads the newest order
+	// again; its event id is the same, so the overlap is harmless.
+	res.Cursor = pollCursor{CreatedAfter: newest}.String()
 	return res, nil
+}
+
+// orders fetches one getOrders page in its turn of the rate. A wait above
+// zero says the turn comes later than ctx allows: nothing was sent, and
+// no turn was spent.
+func (a *adapter) orders(ctx context.Context, q url.Values) (ans ordersAnswer, wait time.Duration, err error) {
+	r := a.limits.orders.Reserve()
+	wait = r.Delay()
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+		r.Cancel()
+		return ans, wait, nil
+	}
+	if wait > 0 {
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+		case <-ctx.Done():
+			r.Cancel()
+			return ans, 0, connectors.Deferred(fmt.Errorf("GET orders/v0/orders waits for its SP-API rate: %w", ctx.Err()))
+		}
+	}
+	err = a.api.Do(ctx, http.MethodGet, "orders/v0/orders", q, nil, nil, &ans)
+	return ans, 0, err
+}
+
+// refusedToken reports Amazon refusing a NextToken, as it does once one
+// has expired (400 InvalidInput). Any 400 counts: starting the walk again
+// is harmless, and a request wrong in some other way fails again there.
+func refusedToken(err error) bool {
+	var se *connectors.StatusError
+	return errors.As(err, &se) && se.Status == http.StatusBadRequest
 }
 
 func (a *adapter) orderEvent(o order, raw json.RawMessage) connectors.Event {

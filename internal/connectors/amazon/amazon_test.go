@@ -133,17 +133,24 @@ func TestPollPublishesNewOrdersOnce(t *testing.T) {
 	for i, id := range []string{"111-0000001-0000001", "111-0000002-0000002", "111-0000003-0000003"} {
 		fake.AddOrder(marketplacetest.AmazonOrder{ID: id, Purchased: base.Add(time.Duration(i) * time.Minute), Status: "Unshipped", Amount: "10.00", Currency: "USD"})
 	}
-	res, err := a.Poll(context.Background(), "")
+	first, err := a.Poll(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Events) != 3 || res.EntityType != "order" {
-		t.Fatalf("first poll: %d events of %q, want 3 orders (over two pages)", len(res.Events), res.EntityType)
+	if len(first.Events) != 2 || first.EntityType != "order" || !first.More {
+		t.Fatalf("first poll: %d events of %q, more %v; want the first page's 2 orders and more to come", len(first.Events), first.EntityType, first.More)
+	}
+	res, err := a.Poll(context.Background(), first.Cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Events) != 1 || res.More {
+		t.Fatalf("second poll: %d events, more %v; want the last page's 1 order and no more", len(res.Events), res.More)
 	}
 	var data map[string]any
-	_ = json.Unmarshal(res.Events[2].Data, &data)
-	if res.Events[2].Type != amazon.OrderReceived || data["marketplaceOrderId"] != "111-0000003-0000003" || res.Events[2].StoreID != "store-1" {
-		t.Errorf("event: %s %v", res.Events[2].Type, data)
+	_ = json.Unmarshal(res.Events[0].Data, &data)
+	if res.Events[0].Type != amazon.OrderReceived || data["marketplaceOrderId"] != "111-0000003-0000003" || res.Events[0].StoreID != "store-1" {
+		t.Errorf("event: %s %v", res.Events[0].Type, data)
 	}
 	if len(fake.Calls()) != 2 {
 		t.Errorf("%d getOrders calls, want 2 pages", len(fake.Calls()))
@@ -154,9 +161,12 @@ func TestPollPublishesNewOrdersOnce(t *testing.T) {
 	}
 	// The cursor is inclusive: the newest order may come again, with the same id.
 	for _, e := range again.Events {
-		if e.ID != res.Events[2].ID {
-			t.Errorf("second poll published %s, which is not the newest order's id", e.ID)
+		if e.ID != res.Events[0].ID {
+			t.Errorf("third poll published %s, which is not the newest order's id", e.ID)
 		}
+	}
+	if again.More {
+		t.Error("third poll says more, with nothing new")
 	}
 	if p := fake.Problems(); len(p) > 0 {
 		t.Fatal(p)

@@ -16,10 +16,17 @@ type Amazon struct {
 	*Server
 	ClientID, ClientSecret, RefreshToken string
 	SellerID, MarketplaceID              string
-	// PageSize orders per getOrders page.
+	// PageSize orders per getOrders page (set it before the first call).
 	PageSize int
 
 	orders []AmazonOrder
+	// failPages maps a getOrders page number (1 for the page CreatedAfter
+	// answers) to how many more times it answers 503.
+	failPages map[int]int
+	// tokenGen is in every NextToken given; tokens of an older generation
+	// have expired.
+	tokenGen      int
+	expiredTokens int
 	// listingsQuota is SP-API's Listings Items rate: 5 requests/s, burst 10.
 	listingsQuota *rate.Limiter
 	throttled     int
@@ -30,6 +37,33 @@ func (a *Amazon) Throttled() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.throttled
+}
+
+// FailOrdersPage makes getOrders answer 503 the next times it is asked
+// for page number page (1 is the page a CreatedAfter query answers, 2 the
+// one its NextToken fetches, ...).
+func (a *Amazon) FailOrdersPage(page, times int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.failPages == nil {
+		a.failPages = map[int]int{}
+	}
+	a.failPages[page] = times
+}
+
+// ExpireNextTokens makes every NextToken given so far expired: getOrders
+// refuses them with 400 InvalidInput, as SP-API does.
+func (a *Amazon) ExpireNextTokens() {
+	a.mu.Lock()
+	a.tokenGen++
+	a.mu.Unlock()
+}
+
+// ExpiredTokens counts getOrders calls refused for an expired NextToken.
+func (a *Amazon) ExpiredTokens() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.expiredTokens
 }
 
 // AmazonOrder is an order getOrders returns.
@@ -210,9 +244,20 @@ func (a *Amazon) getOrders(w http.ResponseWriter, r *http.Request) {
 	offset := 0
 	var after time.Time
 	if tok := q.Get("NextToken"); tok != "" {
+		var gen int
 		var sec int64
-		if _, err := fmt.Sscanf(tok, "next-%d-%d", &offset, &sec); err != nil {
+		if _, err := fmt.Sscanf(tok, "next-%d-%d-%d", &gen, &offset, &sec); err != nil {
 			a.refuse(w, r, "NextToken %q is not one we gave", tok)
+			return
+		}
+		a.mu.Lock()
+		expired := gen != a.tokenGen
+		if expired {
+			a.expiredTokens++
+		}
+		a.mu.Unlock()
+		if expired {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"errors": []map[string]string{{"code": "InvalidInput", "message": "Invalid Input: NextToken has expired"}}})
 			return
 		}
 		after = time.Unix(sec, 0)
@@ -228,6 +273,19 @@ func (a *Amazon) getOrders(w http.ResponseWriter, r *http.Request) {
 		}
 		after = t
 	}
+	a.mu.Lock()
+	size := a.PageSize
+	page := offset/size + 1
+	fail := a.failPages[page] > 0
+	if fail {
+		a.failPages[page]--
+		a.failed++
+	}
+	a.mu.Unlock()
+	if fail {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"errors": []map[string]string{{"code": "ServiceUnavailable", "message": "injected: page " + strconv.Itoa(page)}}})
+		return
+	}
 	if !a.accept(w, r, nil) {
 		return
 	}
@@ -238,17 +296,18 @@ func (a *Amazon) getOrders(w http.ResponseWriter, r *http.Request) {
 			match = append(match, o)
 		}
 	}
+	gen := a.tokenGen
 	a.mu.Unlock()
-	end := min(offset+a.PageSize, len(match))
-	page := []map[string]any{}
+	end := min(offset+size, len(match))
+	orders := []map[string]any{}
 	for _, o := range match[min(offset, end):end] {
-		page = append(page, map[string]any{"AmazonOrderId": o.ID, "PurchaseDate": o.Purchased.UTC().Format(time.RFC3339),
+		orders = append(orders, map[string]any{"AmazonOrderId": o.ID, "PurchaseDate": o.Purchased.UTC().Format(time.RFC3339),
 			"LastUpdateDate": o.Purchased.UTC().Format(time.RFC3339), "OrderStatus": o.Status, "MarketplaceId": a.MarketplaceID,
 			"OrderTotal": map[string]string{"CurrencyCode": o.Currency, "Amount": o.Amount}})
 	}
-	payload := map[string]any{"Orders": page, "CreatedBefore": time.Now().Add(-2 * time.Minute).UTC().Format(time.RFC3339)}
+	payload := map[string]any{"Orders": orders, "CreatedBefore": time.Now().Add(-2 * time.Minute).UTC().Format(time.RFC3339)}
 	if end < len(match) {
-		payload["NextToken"] = fmt.Sprintf("next-%d-%d", end, after.Unix())
+		payload["NextToken"] = fmt.Sprintf("next-%d-%d-%d", gen, end, after.Unix())
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"payload": payload})
 }
