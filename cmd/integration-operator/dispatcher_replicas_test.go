@@ -143,6 +143,12 @@ func (b *replicaBed) produce(from, to int) {
 	}
 }
 
+// logged counts the lines of replica name's log that contain substr.
+func (b *replicaBed) logged(name, substr string) int {
+	data, _ := os.ReadFile(filepath.Join(b.logDir, name+".log"))
+	return strings.Count(string(data), substr)
+}
+
 func (b *replicaBed) delivered() int {
 	var n int
 	_ = b.st.Pool().QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries WHERE status = 'DELIVERED'`).Scan(&n)
@@ -327,5 +333,6 @@ func TestAFrozenReplicaCountsNoFailureAgainstTheEndpoint(t *testing.T) {
 		t.Fatalf("%d deliveries took more than one counted attempt (%v)", retried, err)
 	}
 	resent := b.checkEveryEventOnce(events)
-	t.Logf("%d requests sent again under the same delivery id", resent)
+	t.Logf("%d requests sent again under the same delivery id; the thawed replica logged %d claim losses and %d fenced outcome batches",
+		resent, b.logged("a", "claims lost"), b.logged("a", "outcomes not recorded"))
 }
