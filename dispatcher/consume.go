@@ -134,7 +134,16 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 	// Held (renewed) only once handed over: rows this attempt inserted but
 	// does not hand over (a retried batch) lapse and are claimed as due.
 	d.held.add(claim.Token, sent, deliveryIDs(hand)...)
+	// While every worker is busy the loop waits here and commits nothing:
+	// backpressure, which a rejoin cannot cure (observe reads handingOff).
+	defer d.handingOff.Store(0)
 	for i, job := range hand {
+		select {
+		case d.jobs <- job:
+			continue
+		default:
+		}
+		d.handingOff.CompareAndSwap(0, time.Now().UnixNano())
 		select {
 		case d.jobs <- job:
 		case <-ctx.Done():

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,6 +47,9 @@ type Dispatcher struct {
 
 	// rejoin asks the consume loop to leave and rejoin the group (stall).
 	rejoin chan struct{}
+	// handingOff is when (Unix ns) the consume loop began waiting for a
+	// free worker; 0 while it is not waiting.
+	handingOff atomic.Int64
 
 	topicsMu      sync.Mutex
 	currentTopics []string

@@ -67,7 +67,7 @@ func (d *Dispatcher) observe(ctx context.Context, client *kafka.Client, every ti
 			}
 			continue
 		}
-		v, ok := watch.judge(time.Now(), parts, group, d.metrics.intakeBlockedSince.Load() != 0, d.cfg.Kafka.StallTimeout)
+		v, ok := watch.judge(time.Now(), parts, group, d.metrics.intakeBlockedSince.Load() != 0 || d.handingOff.Load() != 0, d.cfg.Kafka.StallTimeout)
 		if !ok {
 			continue // rebalancing: the assignment is about to change
 		}

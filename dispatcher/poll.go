@@ -134,7 +134,7 @@ func (d *Dispatcher) pollPages(ctx context.Context, job store.PollJob, run *stor
 		moved := res.Cursor != "" && res.Cursor != cursor
 		if moved {
 			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			err := d.store.SavePollCursor(sctx, job.ConfigID, res.Cursor, d.cfg.Connectors.ClaimLease)
+			err := d.store.SavePollCursor(sctx, job, res.Cursor, d.cfg.Connectors.ClaimLease)
 			cancel()
 			if err != nil {
 				// The page is published; the next run publishes it again, under the same ids.

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -233,5 +234,41 @@ func TestEntityKeys(t *testing.T) {
 		if got != c.want {
 			t.Errorf("%s %s: %q, want %q", c.typ, c.data, got, c.want)
 		}
+	}
+}
+
+// A poll run whose claim another replica took over can neither move the
+// cursor nor schedule the next poll: the poll state is the new holder's.
+func TestPollStateWritesAreFencedByClaim(t *testing.T) {
+	st, ctx := hostileStore(t)
+	cfg := store.ConnectorConfig{ID: uuid.New(), StoreID: "store-p", ConnectorType: "amazon", DisplayName: "p", IsActive: true,
+		PollInterval: time.Minute}
+	if _, err := st.UpsertConnectorConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	old, err := st.ClaimDuePolls(ctx, []string{"amazon"}, 10, 50*time.Millisecond)
+	if err != nil || len(old) != 1 {
+		t.Fatalf("first claim: %v %v", old, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	current, err := st.ClaimDuePolls(ctx, []string{"amazon"}, 10, time.Minute)
+	if err != nil || len(current) != 1 || current[0].ClaimToken == old[0].ClaimToken {
+		t.Fatalf("take-over: %v %v", current, err)
+	}
+	if err := st.SavePollCursor(ctx, current[0], "new-holder", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SavePollCursor(ctx, old[0], "stale", time.Minute); !errors.Is(err, store.ErrPollClaimLapsed) {
+		t.Fatalf("a stale run saved its cursor: %v", err)
+	}
+	run := store.SyncRun{ConfigID: cfg.ID, Direction: store.SyncInbound, EntityType: "order", Status: store.SyncFailed}
+	if err := st.FinishPoll(ctx, old[0], run, "stale-too", time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	var cursor string
+	var claimed bool
+	if err := st.Pool().QueryRow(ctx, `SELECT poll_cursor, claimed_until > now() FROM connector_poll_state WHERE config_id = $1`, cfg.ID).
+		Scan(&cursor, &claimed); err != nil || cursor != "new-holder" || !claimed {
+		t.Fatalf("poll state cursor=%q claimed=%v (%v): the stale run wrote it", cursor, claimed, err)
 	}
 }

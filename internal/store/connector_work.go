@@ -249,6 +249,8 @@ type PollJob struct {
 	// RunID is the RUNNING connector_sync_log row opened for the run.
 	RunID     int64
 	StartedAt time.Time
+	// ClaimToken fences the run's writes to the poll state.
+	ClaimToken uuid.UUID
 }
 
 // ClaimDuePolls claims up to limit active connectors of the given types
@@ -257,6 +259,7 @@ type PollJob struct {
 // finishes or the lease lapses.
 func (s *Store) ClaimDuePolls(ctx context.Context, types []string, limit int, lease time.Duration) ([]PollJob, error) {
 	var jobs []PollJob
+	claim := NewClaim(lease)
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO connector_poll_state (config_id)
 			SELECT config_id FROM connector_configs WHERE is_active AND connector_type = ANY($1)
@@ -271,11 +274,11 @@ func (s *Store) ClaimDuePolls(ctx context.Context, types []string, limit int, le
 				ORDER BY p.next_poll_at
 				LIMIT $2
 				FOR UPDATE OF p SKIP LOCKED)
-			UPDATE connector_poll_state p SET claimed_until = now() + $3 * interval '1 millisecond'
+			UPDATE connector_poll_state p SET claimed_until = now() + $3 * interval '1 millisecond', claim_token = $4
 			FROM due, connector_configs c
 			WHERE p.config_id = due.config_id AND c.config_id = p.config_id
 			RETURNING p.config_id, c.store_id, c.connector_type, c.settings::text, p.poll_cursor, c.poll_interval_seconds,
-				p.consecutive_failures, now()`, types, limit, lease.Milliseconds())
+				p.consecutive_failures, now()`, types, limit, claim.Lease.Milliseconds(), claim.Token)
 		if err != nil {
 			return err
 		}
@@ -284,7 +287,7 @@ func (s *Store) ClaimDuePolls(ctx context.Context, types []string, limit int, le
 			var settings string
 			var interval int32
 			err := row.Scan(&j.ConfigID, &j.StoreID, &j.ConnectorType, &settings, &j.Cursor, &interval, &j.ConsecutiveFailures, &j.StartedAt)
-			j.Settings, j.Interval = json.RawMessage(settings), time.Duration(interval)*time.Second
+			j.Settings, j.Interval, j.ClaimToken = json.RawMessage(settings), time.Duration(interval)*time.Second, claim.Token
 			return j, err
 		})
 		if err != nil {
@@ -306,6 +309,8 @@ func (s *Store) ClaimDuePolls(ctx context.Context, types []string, limit int, le
 
 // FinishPoll closes a poll run: its sync-log row, the cursor to resume
 // from (unchanged when empty) and when to poll next; it releases the claim.
+// A run whose claim another replica has taken since records its sync-log
+// row only: the poll state is the new holder's.
 func (s *Store) FinishPoll(ctx context.Context, job PollJob, run SyncRun, cursor string, next time.Duration) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE connector_sync_log SET entity_type = $2, record_count = $3, status = $4, error_summary = $5,
@@ -315,8 +320,9 @@ func (s *Store) FinishPoll(ctx context.Context, job PollJob, run SyncRun, cursor
 		_, err := tx.Exec(ctx, `UPDATE connector_poll_state SET
 			poll_cursor = CASE WHEN $2 = '' THEN poll_cursor ELSE $2 END,
 			next_poll_at = now() + $3 * interval '1 millisecond', claimed_until = NULL,
-			consecutive_failures = CASE WHEN $4 THEN consecutive_failures + 1 ELSE 0 END
-			WHERE config_id = $1`, job.ConfigID, text(cursor), next.Milliseconds(), run.Status == SyncFailed)
+			consecutive_failures = CASE WHEN $4 THEN consecutive_failures + 1 ELSE 0 END,
+			claim_token = NULL
+			WHERE config_id = $1 AND claim_token = $5`, job.ConfigID, text(cursor), next.Milliseconds(), run.Status == SyncFailed, job.ClaimToken)
 		return err
 	})
 	if err != nil {
