@@ -128,6 +128,29 @@ func (e *env) runStoppable(t *testing.T, cfg Config) (stop func() error) {
 	}
 }
 
+// refuseStoreXWrites makes Postgres refuse store-x's deliveries as a full
+// disk would (class 53: an outage, which retrying cures) until allow is
+// called.
+func (e *env) refuseStoreXWrites(t *testing.T) (allow func()) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := e.store.Pool().Exec(ctx, `
+		CREATE FUNCTION refuse_store_x() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF NEW.store_id = 'store-x' THEN RAISE EXCEPTION 'no space left (test)' USING ERRCODE = '53100'; END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER refuse_store_x BEFORE INSERT ON webhook_deliveries FOR EACH ROW EXECUTE FUNCTION refuse_store_x();`); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		t.Helper()
+		if _, err := e.store.Pool().Exec(ctx, `DROP TRIGGER refuse_store_x ON webhook_deliveries`); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func (e *env) produce(t *testing.T, msgs ...kafka.Message) {
 	t.Helper()
 	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{}, BatchTimeout: time.Millisecond,

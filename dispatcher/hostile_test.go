@@ -194,17 +194,7 @@ func TestAStalledPartitionShowsAndRecovers(t *testing.T) {
 	recv := newReceiver(t)
 	e.subscribe(t, "store-x", recv.URL, []string{"order.*"}, nil)
 	ctx := context.Background()
-	// Postgres refuses writes for store-x as a full disk would (class 53:
-	// an outage, which retrying cures).
-	if _, err := e.store.Pool().Exec(ctx, `
-		CREATE FUNCTION refuse_store_x() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN
-			IF NEW.store_id = 'store-x' THEN RAISE EXCEPTION 'no space left (test)' USING ERRCODE = '53100'; END IF;
-			RETURN NEW;
-		END $$;
-		CREATE TRIGGER refuse_store_x BEFORE INSERT ON webhook_deliveries FOR EACH ROW EXECUTE FUNCTION refuse_store_x();`); err != nil {
-		t.Fatal(err)
-	}
+	allow := e.refuseStoreXWrites(t)
 	d := e.run(t, Config{OutageRetry: 200 * time.Millisecond})
 	e.produce(t, goodEvents(t, "store-x", 3)...)
 
@@ -219,9 +209,7 @@ func TestAStalledPartitionShowsAndRecovers(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := e.store.Pool().Exec(ctx, `DROP TRIGGER refuse_store_x ON webhook_deliveries`); err != nil {
-		t.Fatal(err)
-	}
+	allow()
 	waitRequests(t, recv, 3, "the events delivered once Postgres takes them")
 	eventually(t, 10*time.Second, "the stall cleared", func() error {
 		stalls, err := e.store.IntakeStalls(ctx, time.Minute)

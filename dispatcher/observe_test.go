@@ -161,17 +161,7 @@ func TestIntakeBlockedByAnOutageDoesNotRejoin(t *testing.T) {
 	e := startEnv(t)
 	recv := newReceiver(t)
 	e.subscribe(t, "store-x", recv.URL, []string{"order.*"}, nil)
-	ctx := context.Background()
-	// Postgres refuses store-x's deliveries as a full disk would (class 53).
-	if _, err := e.store.Pool().Exec(ctx, `
-		CREATE FUNCTION refuse_store_x() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN
-			IF NEW.store_id = 'store-x' THEN RAISE EXCEPTION 'no space left (test)' USING ERRCODE = '53100'; END IF;
-			RETURN NEW;
-		END $$;
-		CREATE TRIGGER refuse_store_x BEFORE INSERT ON webhook_deliveries FOR EACH ROW EXECUTE FUNCTION refuse_store_x();`); err != nil {
-		t.Fatal(err)
-	}
+	allow := e.refuseStoreXWrites(t)
 	d := e.run(t, Config{Kafka: KafkaConfig{StallTimeout: time.Second}})
 	e.produce(t, goodEvents(t, "store-x", 3)...)
 
@@ -186,9 +176,7 @@ func TestIntakeBlockedByAnOutageDoesNotRejoin(t *testing.T) {
 	if n := testutil.ToFloat64(d.metrics.Rejoins); n != 0 {
 		t.Fatalf("rejoined %v times during the outage", n)
 	}
-	if _, err := e.store.Pool().Exec(ctx, `DROP TRIGGER refuse_store_x ON webhook_deliveries`); err != nil {
-		t.Fatal(err)
-	}
+	allow()
 	waitRequests(t, recv, 3, "the events delivered once Postgres takes them")
 	eventually(t, 20*time.Second, "the stall gone", func() error {
 		if s, l := testutil.ToFloat64(d.metrics.StalledPartitions), testutil.ToFloat64(d.metrics.OwnedLag); s != 0 || l != 0 {
