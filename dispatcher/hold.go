@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/ss3dev/integration-operator/internal/store"
 )
@@ -118,14 +119,7 @@ func (h *holds) renewed(sent time.Time, held []store.Held, ok map[uuid.UUID]bool
 // starts on them.
 func (d *Dispatcher) renew(ctx context.Context, hs ...*holds) {
 	every := d.cfg.ClaimLease / 3
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	wait.NonSlidingUntilWithContext(ctx, func(ctx context.Context) {
 		for _, h := range hs {
 			held := h.snapshot()
 			if len(held) == 0 {
@@ -146,7 +140,7 @@ func (d *Dispatcher) renew(ctx context.Context, hs ...*holds) {
 				d.log.Info("claims lost to another replica or ended; they will not be attempted here", "table", string(h.table), "claims", lost)
 			}
 		}
-	}
+	}, every)
 }
 
 // release gives up our claims on deliveries we will not attempt, so that

@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // A replica that was not running (SIGSTOP, a frozen VM, a node under
@@ -35,16 +37,7 @@ type stops struct {
 func newStops() *stops { return &stops{last: time.Now()} }
 
 func (s *stops) watch(ctx context.Context) {
-	t := time.NewTicker(stoppedTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			s.tick(time.Now())
-		}
-	}
+	wait.NonSlidingUntilWithContext(ctx, func(context.Context) { s.tick(time.Now()) }, stoppedTick)
 }
 
 func (s *stops) tick(now time.Time) {
