@@ -49,13 +49,7 @@ func (d *Dispatcher) connect(ctx context.Context) {
 				select {
 				case slots <- struct{}{}:
 				case <-ctx.Done():
-					var rest []store.Held
-					for _, b := range batches[i:] {
-						for _, del := range b {
-							rest = append(rest, store.Held{ID: del.ID, Token: del.ClaimToken})
-						}
-					}
-					d.release(d.connectorHeld, rest) // for another replica, now
+					d.release(d.connectorHeld, heldOf(slices.Concat(batches[i:]...))) // for another replica, now
 					return
 				}
 				running.Go(func() {
@@ -96,12 +90,11 @@ func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDel
 		}
 	}()
 	batch = slices.DeleteFunc(batch, func(del store.ConnectorDelivery) bool {
-		if d.connectorHeld.valid(del.ID) {
-			return false
+		if d.connectorHeld.lapsed(del.ID) {
+			d.metrics.ClaimsLost.Inc()
+			return true
 		}
-		d.metrics.ClaimsLost.Inc()
-		d.connectorHeld.drop(del.ID)
-		return true
+		return false
 	})
 	if len(batch) == 0 {
 		return

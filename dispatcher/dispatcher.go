@@ -265,14 +265,15 @@ type claimed struct {
 
 func (c *claimed) add(del store.Delivery) {
 	c.mu.Lock()
-	c.held = append(c.held, store.Held{ID: del.ID, Token: del.ClaimToken})
+	c.held = append(c.held, del.Held())
 	c.mu.Unlock()
 }
 
-func heldOf(ds []store.Delivery) []store.Held {
+// heldOf lists the claims of webhook or connector deliveries.
+func heldOf[D interface{ Held() store.Held }](ds []D) []store.Held {
 	out := make([]store.Held, len(ds))
 	for i, d := range ds {
-		out[i] = store.Held{ID: d.ID, Token: d.ClaimToken}
+		out[i] = d.Held()
 	}
 	return out
 }
@@ -288,8 +289,7 @@ func (d *Dispatcher) work(ctx context.Context, stopping <-chan struct{}, unstart
 			continue
 		default:
 		}
-		if !d.held.valid(del.ID) {
-			d.held.drop(del.ID)
+		if d.held.lapsed(del.ID) {
 			d.metrics.ClaimsLost.Inc()
 			continue
 		}

@@ -82,6 +82,16 @@ func (h *holds) valid(id uuid.UUID) bool {
 	return ok && time.Now().Before(held.until)
 }
 
+// lapsed says whether the claim on id may have lapsed (see valid), and
+// then forgets it: the work is left to whoever holds it now.
+func (h *holds) lapsed(id uuid.UUID) bool {
+	if h.valid(id) {
+		return false
+	}
+	h.drop(id)
+	return true
+}
+
 func (h *holds) snapshot() []store.Held {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -82,6 +82,12 @@ func (s *Store) ReleaseClaims(ctx context.Context, table ClaimTable, held []Held
 	return nil
 }
 
+// Held is the claim this delivery was claimed under.
+func (d Delivery) Held() Held { return Held{ID: d.ID, Token: d.ClaimToken} }
+
+// Held is the claim this connector delivery was claimed under.
+func (d ConnectorDelivery) Held() Held { return Held{ID: d.ID, Token: d.ClaimToken} }
+
 func heldColumns(held []Held) (ids, tokens []uuid.UUID) {
 	ids, tokens = make([]uuid.UUID, len(held)), make([]uuid.UUID, len(held))
 	for i, h := range held {
