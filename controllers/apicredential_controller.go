@@ -84,7 +84,7 @@ type ApiCredentialReconciler struct {
 // Reconcile issues, updates, rotates or revokes one credential.
 func (r *ApiCredentialReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var cred integrationsv1.ApiCredential
-	id, found, deleting, err := fetchForReconcile(ctx, r.Client, req.NamespacedName, &cred, credentialFinalizer)
+	id, found, deleting, err := fetchForReconcile(ctx, r.Client, r.Client, req.NamespacedName, &cred, credentialFinalizer)
 	switch {
 	case err != nil || !found:
 		return ctrl.Result{}, err

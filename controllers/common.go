@@ -57,9 +57,9 @@ func conflictRetry(err error) (ctrl.Result, error) {
 // the id under which we write outside the cluster. Unless the object is
 // being deleted, it makes sure obj carries finalizer. found is false when
 // the object is gone; deleting says the caller should finalize.
-func fetchForReconcile(ctx context.Context, c client.Client, key types.NamespacedName, obj client.Object,
+func fetchForReconcile(ctx context.Context, reader client.Reader, c client.Client, key types.NamespacedName, obj client.Object,
 	finalizer string) (id uuid.UUID, found, deleting bool, err error) {
-	if err := c.Get(ctx, key, obj); err != nil {
+	if err := reader.Get(ctx, key, obj); err != nil {
 		return id, false, false, client.IgnoreNotFound(err)
 	}
 	if id, err = uuid.Parse(string(obj.GetUID())); err != nil {

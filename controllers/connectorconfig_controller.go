@@ -72,7 +72,7 @@ type ConnectorConfigReconciler struct {
 // Reconcile brings one connector's row and Vault credentials in line with its spec.
 func (r *ConnectorConfigReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var cc integrationsv1.ConnectorConfig
-	id, found, deleting, err := fetchForReconcile(ctx, r.Client, req.NamespacedName, &cc, connectorFinalizer)
+	id, found, deleting, err := fetchForReconcile(ctx, r.Client, r.Client, req.NamespacedName, &cc, connectorFinalizer)
 	switch {
 	case err != nil || !found:
 		return ctrl.Result{}, err

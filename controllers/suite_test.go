@@ -24,7 +24,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -94,7 +93,7 @@ type harness struct {
 	recorder   events.EventRecorder
 	// wake is the subscription reconciler's wake-up channel, for a
 	// StatusReporter's Resync.
-	wake chan event.GenericEvent
+	wake *controllers.Wake
 }
 
 // syncBuffer collects the manager's logs, to check no secret is in them.
@@ -149,7 +148,7 @@ func startManager(t *testing.T, opts harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	h.recorder = mgr.GetEventRecorder("integration-operator")
-	h.wake = make(chan event.GenericEvent, 64)
+	h.wake = controllers.NewWake(64)
 	if err := (&controllers.WebhookSubscriptionReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),

@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -61,7 +60,7 @@ type WebhookSubscriptionReconciler struct {
 	MaxConcurrentReconciles int
 	// Wake, when set, reconciles the subscriptions sent on it now (the
 	// status reporter sends one whose Vault secret the dispatcher lacks).
-	Wake <-chan event.GenericEvent
+	Wake *Wake
 }
 
 // +kubebuilder:rbac:groups=integrations.ss3.dev,resources=webhooksubscriptions,verbs=get;list;watch;update;patch
@@ -73,7 +72,11 @@ type WebhookSubscriptionReconciler struct {
 // Reconcile brings one subscription's signing secret and row in line with its spec.
 func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var sub integrationsv1.WebhookSubscription
-	id, found, deleting, err := fetchForReconcile(ctx, r.Client, req.NamespacedName, &sub, webhookFinalizer)
+	var reader client.Reader = r.Client
+	if r.Wake.takeFresh(req.NamespacedName) {
+		reader = r.APIReader
+	}
+	id, found, deleting, err := fetchForReconcile(ctx, reader, r.Client, req.NamespacedName, &sub, webhookFinalizer)
 	switch {
 	case err != nil || !found:
 		return ctrl.Result{}, err
@@ -374,7 +377,7 @@ func (r *WebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.subscriptionsImporting), builder.OnlyMetadata)
 	if r.Wake != nil {
-		b = b.WatchesRawSource(source.Channel(r.Wake, &handler.EnqueueRequestForObject{}))
+		b = b.WatchesRawSource(source.Channel(r.Wake.c, &handler.EnqueueRequestForObject{}))
 	}
 	return b.WithOptions(controllerOptions(r.MaxConcurrentReconciles)).
 		Named("webhooksubscription").

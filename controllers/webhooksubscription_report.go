@@ -16,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
 	"github.com/ss3dev/integration-operator/internal/store"
@@ -54,7 +53,7 @@ type StatusReporter struct {
 	// Resync, when set, wakes the subscription reconciler for a
 	// subscription whose signing secret the dispatcher cannot find, so the
 	// secret is put back now rather than at the next resync.
-	Resync chan<- event.GenericEvent
+	Resync *Wake
 }
 
 // Start reports every Interval until ctx ends.
@@ -152,10 +151,7 @@ func (r *StatusReporter) restoreSecret(sub *integrationsv1.WebhookSubscription) 
 			"the dispatcher found no signing secret in Vault; restoring it from the subscription's Kubernetes Secret")
 	}
 	if r.Resync != nil {
-		select {
-		case r.Resync <- event.GenericEvent{Object: sub}:
-		default: // the reconciler is busy; the next report asks again
-		}
+		r.Resync.Send(sub) // when the queue is full, the next report asks again
 	}
 }
 

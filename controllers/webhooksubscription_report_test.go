@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
@@ -223,5 +225,66 @@ func TestASecretVaultLostShowsAndIsRestoredAtOnce(t *testing.T) {
 	}
 	if c := meta.FindStatusCondition(h.get(t, "lost").Status.Conditions, controllers.ConditionSigningSecretSynced); c.Status != metav1.ConditionTrue {
 		t.Fatalf("flagged again after the restore: %+v", c)
+	}
+}
+
+// staleCache answers Get for one object with a copy taken earlier, as an
+// informer cache that has not yet seen the latest write does.
+type staleCache struct {
+	client.Client
+	key  client.ObjectKey
+	copy *integrationsv1.WebhookSubscription
+}
+
+func (c staleCache) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if key == c.key {
+		c.copy.DeepCopyInto(obj.(*integrationsv1.WebhookSubscription))
+		return nil
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+// The reporter marks a secret missing and wakes the reconciler before the
+// cache has its write: the woken reconcile reads the object from the API
+// server, so it writes "synced" back instead of finding its stale copy
+// already says so. Without the wake's mark, the same reconcile leaves the
+// condition false, which is what this guards against.
+func TestAWokenReconcileDoesNotTrustAStaleCache(t *testing.T) {
+	h := startManager(t, harnessOptions{resync: time.Hour})
+	ctx := context.Background()
+	if err := h.client.Create(ctx, newSubscription(h.namespace, "woken")); err != nil {
+		t.Fatal(err)
+	}
+	synced := h.waitReady(t, "woken")
+	key := client.ObjectKeyFromObject(synced)
+	flagged := synced.DeepCopy()
+	meta.SetStatusCondition(&flagged.Status.Conditions, metav1.Condition{Type: controllers.ConditionSigningSecretSynced,
+		Status: metav1.ConditionFalse, Reason: controllers.ReasonSecretMissingFromVault, Message: "missing", ObservedGeneration: flagged.Generation})
+	if err := h.client.Status().Update(ctx, flagged); err != nil {
+		t.Fatal(err)
+	}
+	wake := controllers.NewWake(1)
+	reconciler := &controllers.WebhookSubscriptionReconciler{
+		Client: staleCache{Client: h.client, key: key, copy: synced}, APIReader: h.client,
+		Store: h.store, Vault: h.vault, Metrics: h.metrics, Clock: clock.RealClock{}, Wake: wake,
+	}
+	syncedStatus := func() metav1.ConditionStatus {
+		return meta.FindStatusCondition(h.get(t, "woken").Status.Conditions, controllers.ConditionSigningSecretSynced).Status
+	}
+
+	if _, err := reconciler.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncedStatus(); got != metav1.ConditionFalse {
+		t.Fatalf("an unmarked reconcile from the stale copy wrote SigningSecretSynced=%s; the test no longer shows the race", got)
+	}
+	if !wake.Send(flagged) {
+		t.Fatal("wake queue full")
+	}
+	if _, err := reconciler.Reconcile(ctx, ctrl.Request{NamespacedName: key}); err != nil {
+		t.Fatal(err)
+	}
+	if got := syncedStatus(); got != metav1.ConditionTrue {
+		t.Fatalf("SigningSecretSynced=%s after the woken reconcile", got)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -115,7 +114,7 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 	}
 	st, recorder := store.New(pool), mgr.GetEventRecorder("integration-operator")
 	// The status reporter wakes the reconciler for a secret Vault lost.
-	wake := make(chan event.GenericEvent, 64)
+	wake := controllers.NewWake(64)
 	if err := (&controllers.WebhookSubscriptionReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
