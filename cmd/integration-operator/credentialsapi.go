@@ -40,7 +40,7 @@ without it /oauth/token is disabled.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runCredentialsAPI(cmd.Context(), o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.databaseURL, "database-url", envDefault("DATABASE_URL", ""), "Postgres connection URL [DATABASE_URL]")
+	databaseURLFlag(f, &o.databaseURL, "")
 	f.StringVar(&o.listenAddr, "listen-address", envDefault("LISTEN_ADDRESS", ":8090"), "address of the API and its probes")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", envDefault("METRICS_BIND_ADDRESS", ":8091"), "address of the Prometheus metrics endpoint")
 	f.DurationVar(&o.validator.CacheTTL, "cache-ttl", 5*time.Minute, "longest a verified credential is served from memory (changes arrive sooner by notification)")

@@ -51,7 +51,7 @@ KAFKA_SASL_PASSWORD, never flags.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runDispatcher(cmd.Context(), o) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.databaseURL, "database-url", envDefault("DATABASE_URL", ""), "Postgres connection URL [DATABASE_URL]")
+	databaseURLFlag(f, &o.databaseURL, "")
 	f.StringVar(&o.brokers, "kafka-brokers", envDefault("KAFKA_BROKERS", ""), "comma-separated bootstrap brokers [KAFKA_BROKERS]; default: shared/kafka in Vault")
 	f.StringVar(&o.topics, "kafka-topics", envDefault("KAFKA_TOPICS", "platform.events"), "comma-separated topics carrying platform events [KAFKA_TOPICS]")
 	f.StringVar(&o.topicPattern, "kafka-topic-pattern", envDefault("KAFKA_TOPIC_PATTERN", ""), "regular expression: also consume every topic whose name matches, including ones created later")

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 	ctrl "sigs.k8s.io/controller-runtime"
 )
@@ -44,6 +45,22 @@ func envDefault(name, fallback string) string {
 	}
 	return fallback
 }
+
+// databaseURLFlag registers --database-url, defaulting to DATABASE_URL
+// without ever printing it: --help shows flag defaults, and the URL
+// usually carries a password.
+func databaseURLFlag(f *pflag.FlagSet, p *string, usage string) {
+	*p = os.Getenv("DATABASE_URL")
+	f.Var((*unprintedString)(p), "database-url", "Postgres connection URL [DATABASE_URL]"+usage)
+}
+
+// unprintedString is a string flag whose value String never returns, so
+// neither --help nor an error message can show it.
+type unprintedString string
+
+func (s *unprintedString) String() string     { return "" }
+func (s *unprintedString) Set(v string) error { *s = unprintedString(v); return nil }
+func (s *unprintedString) Type() string       { return "string" }
 
 // serve runs srv in g until ctx ends, then shuts it down gracefully.
 func serve(g *errgroup.Group, ctx context.Context, srv *http.Server) {

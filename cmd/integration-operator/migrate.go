@@ -51,7 +51,7 @@ func newMigrateCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&databaseURL, "database-url", envDefault("DATABASE_URL", ""), "Postgres connection URL [DATABASE_URL]; default: from Vault")
+	databaseURLFlag(cmd.Flags(), &databaseURL, "; default: from Vault")
 	addVaultFlags(cmd.Flags(), &vaultCfg)
 	return cmd
 }

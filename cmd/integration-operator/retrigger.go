@@ -42,7 +42,7 @@ func newRetriggerCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&databaseURL, "database-url", envDefault("DATABASE_URL", ""), "Postgres connection URL [DATABASE_URL]")
+	databaseURLFlag(cmd.Flags(), &databaseURL, "")
 	cmd.Flags().StringVar(&deliveryID, "delivery-id", "", "the delivery to re-queue (X-SS3-Delivery)")
 	return cmd
 }

@@ -60,3 +60,31 @@ func TestSettingsFromVault(t *testing.T) {
 		t.Fatalf("a missing db.url: %v", err)
 	}
 }
+
+// --help prints flag defaults; the database URL, taken from DATABASE_URL,
+// carries a password and must not be among them, in any subcommand.
+func TestHelpNeverPrintsTheDatabasePassword(t *testing.T) {
+	const password = "pw-that-must-not-print"
+	t.Setenv("DATABASE_URL", "postgres://app:"+password+"@db.internal:5432/integration")
+	for _, sub := range newRootCommand().Commands() {
+		if sub.Flags().Lookup("database-url") == nil {
+			continue
+		}
+		t.Run(sub.Name(), func(t *testing.T) {
+			root := newRootCommand()
+			var out bytes.Buffer
+			root.SetOut(&out)
+			root.SetErr(&out)
+			root.SetArgs([]string{sub.Name(), "--help"})
+			if err := root.Execute(); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), "--database-url") {
+				t.Fatalf("no --database-url in the help:\n%s", out.String())
+			}
+			if strings.Contains(out.String(), password) {
+				t.Fatal("--help printed the password from DATABASE_URL")
+			}
+		})
+	}
+}
