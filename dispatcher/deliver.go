@@ -10,9 +10,9 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
-	"syscall"
 	"time"
 
+	"github.com/ss3dev/integration-operator/internal/egress"
 	"github.com/ss3dev/integration-operator/internal/signing"
 	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/vault"
@@ -28,9 +28,6 @@ const (
 	HeaderDelivery  = "X-SS3-Delivery"
 	HeaderSignature = "X-SS3-Signature"
 )
-
-// errDestinationRefused: the target resolved to an address we do not deliver to.
-var errDestinationRefused = errors.New("destination address refused: loopback, private, link-local or metadata addresses need an allow-list entry")
 
 // attemptResult is what one attempt found, before the retry policy judges it.
 type attemptResult struct {
@@ -52,22 +49,7 @@ type attemptResult struct {
 func newHTTPClient(allowed []netip.Prefix) *http.Client {
 	dialer := &net.Dialer{
 		Timeout: 10 * time.Second,
-		// Control runs after name resolution, on the address actually
-		// dialled, so DNS tricks cannot route around the check.
-		Control: func(_, address string, _ syscall.RawConn) error {
-			host, _, err := net.SplitHostPort(address)
-			if err != nil {
-				return err
-			}
-			ip, err := netip.ParseAddr(host)
-			if err != nil {
-				return err
-			}
-			if refusedAddress(ip.Unmap(), allowed) {
-				return errDestinationRefused
-			}
-			return nil
-		},
+		Control: egress.Control(allowed),
 	}
 	transport := &http.Transport{
 		DialContext:         dialer.DialContext,
@@ -82,18 +64,6 @@ func newHTTPClient(allowed []netip.Prefix) *http.Client {
 			return http.ErrUseLastResponse
 		},
 	}
-}
-
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
-
-func refusedAddress(ip netip.Addr, allowed []netip.Prefix) bool {
-	for _, p := range allowed {
-		if p.Contains(ip) {
-			return false
-		}
-	}
-	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || cgnat.Contains(ip)
 }
 
 // attempt makes one delivery attempt.
@@ -129,8 +99,8 @@ func (d *Dispatcher) attempt(ctx context.Context, del store.Delivery) attemptRes
 	resp, err := d.client.Do(req)
 	d.metrics.Latency.Observe(time.Since(start).Seconds())
 	if err != nil {
-		if errors.Is(err, errDestinationRefused) {
-			return attemptResult{err: errDestinationRefused}
+		if errors.Is(err, egress.ErrRefused) {
+			return attemptResult{err: egress.ErrRefused}
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
 			return attemptResult{err: fmt.Errorf("no answer within %v", timeout)}
