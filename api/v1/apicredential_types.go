@@ -31,7 +31,9 @@ const (
 
 // ApiCredentialSpec declares a credential the API gateway accepts for a store.
 type ApiCredentialSpec struct {
-	// storeId is the store the credential acts for. It cannot change after creation.
+	// storeId is the store the credential acts for. It cannot change after creation,
+	// and must be one the namespace is bound to (annotation
+	// integrations.ss3.dev/store-ids, see docs/tenancy.md).
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="storeId cannot be changed; create a new ApiCredential for another store"
 	// +required
 	StoreID StoreID `json:"storeId"`

@@ -52,7 +52,9 @@ type ConnectorCredentialsReference struct {
 
 // ConnectorConfigSpec declares a store's connection to a marketplace.
 type ConnectorConfigSpec struct {
-	// storeId is the store the connector syncs. It cannot change after creation.
+	// storeId is the store the connector syncs. It cannot change after creation,
+	// and must be one the namespace is bound to (annotation
+	// integrations.ss3.dev/store-ids, see docs/tenancy.md).
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="storeId cannot be changed; create a new ConnectorConfig for another store"
 	// +required
 	StoreID StoreID `json:"storeId"`

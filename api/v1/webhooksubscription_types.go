@@ -7,7 +7,10 @@ import (
 // WebhookSubscriptionSpec declares where a store's events are delivered.
 // +kubebuilder:validation:XValidation:rule="self.targetURL.startsWith('https://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP && self.targetURL.startsWith('http://'))",message="targetURL must use https:// (plain http:// is accepted only with allowInsecureHTTP: true)"
 type WebhookSubscriptionSpec struct {
-	// storeId is the store whose events this subscription receives.
+	// storeId is the store whose events this subscription receives. It
+	// cannot change after creation, and must be one the namespace is bound to
+	// (annotation integrations.ss3.dev/store-ids, see docs/tenancy.md).
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="storeId cannot be changed; create a new WebhookSubscription for another store"
 	// +required
 	StoreID StoreID `json:"storeId"`
 
@@ -18,9 +21,11 @@ type WebhookSubscriptionSpec struct {
 	DisplayName string `json:"displayName"`
 
 	// targetURL is the endpoint that receives an HTTP POST per event. It must be
-	// https unless allowInsecureHTTP is set.
+	// https unless allowInsecureHTTP is set, and must not carry credentials
+	// (user:password@): the receiver authenticates deliveries by their signature.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="targetURL must be an absolute URL with a host, like https://example.com/hooks"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@')",message="targetURL must not contain credentials (user:password@ or user@): anyone who can read the subscription would see them. Remove them and have the receiver authenticate deliveries by verifying the signature header (X-SS3-Signature, or webhook-signature with signatureScheme: StandardWebhooks) with the signing secret"
 	// +required
 	TargetURL string `json:"targetURL"`
 
@@ -117,6 +122,12 @@ type WebhookSubscriptionStatus struct {
 	// +optional
 	SubscriptionID string `json:"subscriptionId,omitempty"`
 
+	// targetURL is spec.targetURL with any user info removed, for display:
+	// the URL column reads it, so credentials stored before they were
+	// refused are not shown by kubectl get.
+	// +optional
+	TargetURL string `json:"targetURL,omitempty"`
+
 	// signingSecretName is the Secret (owned by this subscription) that holds
 	// the signing secret to give to the receiver.
 	// +optional
@@ -201,7 +212,7 @@ type DeliveryStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=whsub;whs,categories=ss3;integrations
 // +kubebuilder:printcolumn:name="Store",type=string,JSONPath=`.spec.storeId`
-// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.spec.targetURL`
+// +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.targetURL`
 // +kubebuilder:printcolumn:name="Events",type=string,JSONPath=`.spec.events`,priority=1
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Healthy",type=string,JSONPath=`.status.conditions[?(@.type=="Healthy")].status`
