@@ -153,6 +153,11 @@ func (r *WebhookSubscriptionReconciler) syncSigningSecret(ctx context.Context, s
 
 	now := r.Clock.Now()
 	handled := owned.Annotations[rotationRecordAnnotation]
+	if !ownedExists {
+		// A prune deleted the Secret, and with it the record there: the
+		// status keeps it too, so the request is not taken for a new one.
+		handled = sub.Status.LastRotationRequest
+	}
 	requested := sub.Annotations[integrationsv1.RotateSigningSecretAnnotation]
 	expires := now.Add(gracePeriod(sub))
 	if ref := sub.Spec.SigningSecretRef; ref != nil {

@@ -346,6 +346,30 @@ func TestRotationKeepsThePreviousSecretForTheGracePeriod(t *testing.T) {
 	if again, _ := h.vaultSecret(t, sub); again["secret"] != during["secret"] {
 		t.Error("the secret changed without a rotation request")
 	}
+
+	// A GitOps prune deletes the owned Secret, rotation record and all: it
+	// comes back with the same secret, and the handled request is not
+	// taken for a new one.
+	if err := h.client.Delete(ctx, h.ownedSecret(t, sub)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the owned Secret back", func() error {
+		var owned corev1.Secret
+		err := h.client.Get(ctx, client.ObjectKey{Namespace: h.namespace, Name: sub.Status.SigningSecretName}, &owned)
+		if err != nil {
+			return err
+		}
+		if string(owned.Data["secret"]) != during["secret"] {
+			return errors.New("the restored Secret holds another secret")
+		}
+		return nil
+	})
+	if again, _ := h.vaultSecret(t, sub); again["secret"] != during["secret"] {
+		t.Error("deleting the owned Secret rotated the signing secret")
+	}
+	if sub = h.get(t, "rotate"); sub.Status.LastRotationRequest != "2026-11-23T08:00:00Z" {
+		t.Errorf("the rotation record after the Secret's deletion: %q", sub.Status.LastRotationRequest)
+	}
 }
 
 func TestImportedSigningSecret(t *testing.T) {
