@@ -73,6 +73,14 @@ func (s *OrphanSweeper) kinds() []sweptKind {
 				connectorPath(id, connectors.CredentialRefreshToken)}
 		},
 		deactivate: s.Store.DeactivateConnectorConfig,
+	}, {
+		// A credential keeps nothing in Vault; the row of one whose
+		// finalizer was forced off during an outage would stay valid for
+		// ever, so it is revoked.
+		kind: "ApiCredential", table: "api_credentials",
+		list:       &integrationsv1.ApiCredentialList{},
+		activeRows: s.Store.UnrevokedCredentialIDs,
+		deactivate: s.Store.RevokeCredential,
 	}}
 }
 
@@ -89,9 +97,12 @@ func (s *OrphanSweeper) Sweep(ctx context.Context) error {
 func (s *OrphanSweeper) sweep(ctx context.Context, k sweptKind) error {
 	// Read what we wrote before listing the objects: anything written after a
 	// reconcile saw its object, so the object list below includes it.
-	folders, err := s.Vault.List(ctx, k.vaultFolder)
-	if err != nil {
-		return err
+	var folders []string
+	if k.vaultFolder != "" {
+		var err error
+		if folders, err = s.Vault.List(ctx, k.vaultFolder); err != nil {
+			return err
+		}
 	}
 	rows, err := k.activeRows(ctx)
 	if err != nil {

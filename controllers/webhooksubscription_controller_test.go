@@ -628,6 +628,19 @@ func TestSweepRemovesWhatDeletedObjectsLeftBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// And a credential's row, still valid: nothing in Vault, but the key
+	// would keep answering the gateway.
+	if err := h.client.Create(ctx, newCredential(h.namespace, "live-key", integrationsv1.CredentialTypeAPIKey)); err != nil {
+		t.Fatal(err)
+	}
+	liveKey := h.waitCredential(t, "live-key", "Ready", metav1.ConditionTrue, "Synced")
+	orphanKey := uuid.New()
+	if err := h.store.InsertCredential(ctx, store.Credential{ID: orphanKey, StoreID: "s", Name: "gone", Type: store.CredentialTypeAPIKey,
+		ClientID: "ck_orphaned_" + orphanKey.String()[:8], HashedSecret: "$2a$04$notarealhashbutnotchecked.here", Scopes: []string{"orders:read"},
+		IsActive: true, IssuedAt: time.Now(), CreatedBy: "test"}); err != nil {
+		t.Fatal(err)
+	}
+
 	sweeper := &controllers.OrphanSweeper{Client: h.client, Store: h.store, Vault: h.vault, Metrics: h.metrics}
 	if err := sweeper.Sweep(ctx); err != nil {
 		t.Fatal(err)
@@ -649,5 +662,11 @@ func TestSweepRemovesWhatDeletedObjectsLeftBehind(t *testing.T) {
 	}
 	if row, _, _ := h.store.GetSubscription(ctx, liveID); !row.IsActive {
 		t.Error("a live subscription's row was deactivated")
+	}
+	if row, _, _ := h.store.GetCredential(ctx, orphanKey); row.IsActive || row.RevokedAt == nil {
+		t.Error("an orphaned credential should be revoked")
+	}
+	if row, _, _ := h.store.GetCredential(ctx, uuid.MustParse(string(liveKey.UID))); !row.IsActive || row.RevokedAt != nil {
+		t.Error("a live credential was revoked")
 	}
 }
