@@ -24,6 +24,17 @@ import (
 
 func helm(t *testing.T, args ...string) string {
 	t.Helper()
+	stdout, stderr, err := helmRun(t, args...)
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, stdout, stderr)
+	}
+	return stdout
+}
+
+// helmRun runs helm in the repository root; it fails the test only when
+// helm cannot be found.
+func helmRun(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
 	bin, err := testbed.Tool("helm", "HELM_BIN")
 	if err != nil {
 		t.Fatal(err)
@@ -32,14 +43,12 @@ func helm(t *testing.T, args ...string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr bytes.Buffer
+	var out, errOut bytes.Buffer
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = root
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("helm %s: %v\n%s%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
-	}
-	return stdout.String()
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
 }
 
 func TestHelmLint(t *testing.T) {
@@ -82,7 +91,9 @@ func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
 	}
 	for name, extra := range map[string][]string{
 		"defaults": nil,
-		"everything on": {"--set", "networkPolicy.enabled=true", "--set", "kafka.tls.enabled=true",
+		"everything on": {"--set", "networkPolicy.enabled=true", "--set", "networkPolicy.gatewayNamespaceSelector.matchLabels.team=gateway",
+			"--set", "networkPolicy.gatewayPodSelector.matchLabels.app=nginx", "--set", "networkPolicy.metricsNamespaceSelector.matchLabels.team=monitoring",
+			"--set", "kafka.tls.enabled=true",
 			"--set", "kafka.tls.caConfigMap=kafka-ca", "--set", "kafka.sasl.mechanism=SCRAM-SHA-512",
 			"--set", "kafka.sasl.existingSecret=kafka-user", "--set", "credentialsApi.tokenSigningSecret=signing",
 			"--set", "dispatcher.allowNetworks={10.0.0.0/8,192.168.0.0/16}", "--set", "vault.authMethod=token",
