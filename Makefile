@@ -24,11 +24,13 @@ generate: controller-gen ## Generate deepcopy code for the API types.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
 .PHONY: manifests
-manifests: controller-gen ## Generate CRDs and RBAC from markers; copy CRDs into the chart.
+manifests: controller-gen ## Generate CRDs and RBAC from markers; copy CRDs and the tenancy policy into the chart.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd:generateEmbeddedObjectMeta=false paths=./... \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	mkdir -p $(CHART_DIR)/crds $(CHART_DIR)/files && cp config/crd/bases/*.yaml $(CHART_DIR)/crds/
 	cp config/rbac/role.yaml $(CHART_DIR)/files/manager-role.yaml
+	cp config/admission/policy.yaml $(CHART_DIR)/files/tenancy-policy.yaml
+	cp config/admission/binding.yaml $(CHART_DIR)/files/tenancy-policy-binding.yaml
 
 .PHONY: fmt
 fmt: ## gofmt the tree.

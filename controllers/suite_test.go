@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/util/retry"
@@ -27,7 +29,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
+	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
 	"github.com/ss3dev/integration-operator/controllers"
 	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/testbed"
@@ -57,6 +61,10 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer kube.Close()
+	if err = installTenancyPolicy(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "testbed:", err)
+		return 1
+	}
 	if pg, err = testbed.StartPostgres(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "testbed:", err)
 		return 1
@@ -197,10 +205,61 @@ func startManager(t *testing.T, opts harnessOptions) *harness {
 	})
 
 	h.namespace = fmt.Sprintf("t-%d", time.Now().UnixNano())
-	if err := kube.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: h.namespace}}); err != nil {
+	if err := kube.Client.Create(ctx, boundNamespace(h.namespace, testStores...)); err != nil {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// testStores are the storeIds the package's tests use; startManager binds
+// its namespace to them, as a platform team would.
+var testStores = []string{"store-1042", "store-2077"}
+
+// boundNamespace is a Namespace bound to storeIDs (none: unbound).
+func boundNamespace(name string, storeIDs ...string) *corev1.Namespace {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if len(storeIDs) > 0 {
+		ns.Annotations = map[string]string{integrationsv1.StoreIDsAnnotation: strings.Join(storeIDs, ",")}
+	}
+	return ns
+}
+
+// installTenancyPolicy creates the shipped store-tenancy policy and binding
+// from config/admission, as TestMain's CRDs come from config/crd, and waits
+// until the API server enforces them (it loads policies asynchronously).
+func installTenancyPolicy(ctx context.Context) error {
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		return err
+	}
+	for _, file := range []string{"policy.yaml", "binding.yaml"} {
+		data, err := os.ReadFile(filepath.Join(root, "config", "admission", file))
+		if err != nil {
+			return err
+		}
+		obj := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(data, &obj.Object); err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		if err := kube.Client.Create(ctx, obj); err != nil {
+			return fmt.Errorf("create %s: %w", file, err)
+		}
+	}
+	const probe = "tenancy-probe"
+	if err := kube.Client.Create(ctx, boundNamespace(probe)); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := kube.Client.Create(ctx, newSubscription(probe, "probe"), client.DryRunAll)
+		if err != nil && strings.Contains(err.Error(), "is not bound to namespace") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the tenancy policy is not enforced after 30s (last answer: %v)", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // eventually polls cond, as the test bed does, every 100 ms.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/google/uuid"
@@ -96,6 +97,7 @@ func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.
 		dbErr = r.retrigger(ctx, &sub, id)
 	}
 	setReady(&sub.Status.Conditions, sub.Generation, ConditionSigningSecretSynced, ConditionDatabaseSynced)
+	markCredentialsInURL(&sub)
 	sub.Status.ObservedGeneration = sub.Generation
 
 	if err := r.patchStatus(ctx, original, &sub); err != nil {
@@ -401,6 +403,32 @@ func (r *WebhookSubscriptionReconciler) subscriptionsImporting(ctx context.Conte
 		reqs[i] = reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}}
 	}
 	return reqs
+}
+
+// ReasonCredentialsInTargetURL marks a subscription stored before the CRD
+// refused user info in targetURL.
+const ReasonCredentialsInTargetURL = "CredentialsInTargetURL"
+
+// markCredentialsInURL fills status.targetURL (the URL column) without user
+// info, and marks a subscription whose targetURL has some not Ready. Its
+// deliveries go on (the receiver may rely on that basic auth) until the
+// spec is fixed; the CRD refuses such URLs for new objects and changes.
+func markCredentialsInURL(sub *integrationsv1.WebhookSubscription) {
+	sub.Status.TargetURL = sub.Spec.TargetURL
+	u, err := url.Parse(sub.Spec.TargetURL)
+	if err != nil {
+		sub.Status.TargetURL = ""
+		return
+	}
+	if u.User == nil {
+		return
+	}
+	u.User = nil
+	sub.Status.TargetURL = u.String()
+	setCondition(&sub.Status.Conditions, sub.Generation, falseCondition(integrationsv1.ConditionReady, ReasonCredentialsInTargetURL,
+		"targetURL contains credentials (user info), which anyone who can read this subscription sees; deliveries go on, "+
+			"but remove them from targetURL and have the receiver verify the signature header (X-SS3-Signature, "+
+			"or webhook-signature with signatureScheme: StandardWebhooks) instead"))
 }
 
 // webhookSecretPath is the design's path, relative to mount and prefix.

@@ -6,6 +6,12 @@ package v1
 // +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9][A-Za-z0-9._-]*$')",message="storeId may contain only letters, digits, '.', '_' and '-', and must start with a letter or digit"
 type StoreID string
 
+// StoreIDsAnnotation, on a Namespace, binds it to the stores (comma-separated
+// storeIds) its WebhookSubscriptions, ApiCredentials and ConnectorConfigs may
+// act for; the store-tenancy ValidatingAdmissionPolicy (config/admission)
+// refuses any other storeId. See docs/tenancy.md.
+const StoreIDsAnnotation = "integrations.ss3.dev/store-ids"
+
 // EventType names a platform domain event as `resource.action` (for example
 // `order.placed`), or every action of a resource as `resource.*`.
 // +kubebuilder:validation:MinLength=3
