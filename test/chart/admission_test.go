@@ -90,7 +90,7 @@ func TestChartRendersTheTenancyPolicyOfConfigAdmission(t *testing.T) {
 }
 
 // config/default's namePrefix renames the policy; the binding must follow
-// (config/admission/kustomizeconfig.yaml).
+// (kustomize knows the reference).
 func TestKustomizeBindsThePrefixedPolicy(t *testing.T) {
 	root, err := testbed.RepoRoot()
 	if err != nil {
