@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -42,9 +43,26 @@ func TestSettingsFromVault(t *testing.T) {
 	if err := root.ExecuteContext(ctx); err != nil || !strings.Contains(out.String(), "applied") {
 		t.Fatalf("migrate with the database from Vault: %q %v", out.String(), err)
 	}
-	url, err := settings.DatabaseURL(ctx, vc, "")
-	if err != nil || !strings.Contains(url, "postgres:unused-with-trust-auth@") {
+	fromVault, err := settings.DatabaseURL(ctx, vc, "")
+	if err != nil || !strings.Contains(fromVault, "postgres:unused-with-trust-auth@") {
 		t.Fatalf("credentials should go into the URL: %v", err)
+	}
+	// The platform's Java services keep db.url as a JDBC URL: migrate
+	// connects with it too, user and password from their own keys.
+	pg, err := url.Parse(bed.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jdbc := "jdbc:postgresql://" + pg.Host + pg.Path + "?user=ignored&ApplicationName=integration-operator&prepareThreshold=0"
+	if _, err := vc.Put(ctx, "db.url", map[string]string{"value": jdbc}); err != nil {
+		t.Fatal(err)
+	}
+	root = newRootCommand()
+	out.Reset()
+	root.SetOut(&out)
+	root.SetArgs([]string{"migrate"})
+	if err := root.ExecuteContext(ctx); err != nil || !strings.Contains(out.String(), "applied") {
+		t.Fatalf("migrate with a JDBC db.url from Vault: %q %v", out.String(), err)
 	}
 	if given, _ := settings.DatabaseURL(ctx, vc, "postgres://given/db"); given != "postgres://given/db" {
 		t.Fatal("a given URL must win over Vault")

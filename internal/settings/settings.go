@@ -15,7 +15,8 @@ import (
 )
 
 // DatabaseURL returns current when set; otherwise it reads db.url from
-// Vault and, when present, puts db.username and db.password into it.
+// Vault (a postgres:// URL, or the JDBC URL the platform's Java services
+// use) and, when present, puts db.username and db.password into it.
 func DatabaseURL(ctx context.Context, v *vault.Client, current string) (string, error) {
 	if current != "" {
 		return current, nil
@@ -24,19 +25,28 @@ func DatabaseURL(ctx context.Context, v *vault.Client, current string) (string, 
 	if err != nil {
 		return "", fmt.Errorf("database url from Vault: %w", err)
 	}
+	if raw, err = fromJDBC(raw); err != nil {
+		return "", fmt.Errorf("database url from Vault: %w", err)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", errors.New("database url from Vault: db.url is not a URL")
 	}
 	user, uerr := value(ctx, v, "db.username")
 	pass, perr := value(ctx, v, "db.password")
-	switch {
-	case uerr == nil && perr == nil:
-		u.User = url.UserPassword(user, pass)
-	case uerr == nil:
-		u.User = url.User(user)
-	case !errors.Is(uerr, vault.ErrNotFound):
+	if uerr != nil && !errors.Is(uerr, vault.ErrNotFound) {
 		return "", fmt.Errorf("database user from Vault: %w", uerr)
+	}
+	if uerr == nil {
+		// The keys of their own win over what the URL says.
+		q := u.Query()
+		q.Del("user")
+		q.Del("password")
+		u.RawQuery = q.Encode()
+		u.User = url.User(user)
+		if perr == nil {
+			u.User = url.UserPassword(user, pass)
+		}
 	}
 	return u.String(), nil
 }
