@@ -25,6 +25,7 @@ type credentialsAPIOptions struct {
 	listenAddr      string
 	metricsAddr     string
 	validator       credentials.ValidatorConfig
+	requiredScope   credentials.RequiredScopeSource
 	tokenTTL        time.Duration
 	developmentLogs bool
 }
@@ -45,8 +46,14 @@ without it /oauth/token is disabled.`,
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", envDefault("METRICS_BIND_ADDRESS", ":8091"), "address of the Prometheus metrics endpoint")
 	f.DurationVar(&o.validator.CacheTTL, "cache-ttl", 5*time.Minute, "longest a verified credential is served from memory (changes arrive sooner by notification)")
 	f.IntVar(&o.validator.CacheSize, "cache-size", 100_000, "credentials kept in memory")
-	f.Float64Var(&o.validator.FailuresPerMinute, "failures-per-minute", 10, "wrong secrets allowed per client id per minute, after the burst")
-	f.IntVar(&o.validator.FailureBurst, "failure-burst", 10, "wrong secrets allowed per client id at once")
+	f.Float64Var(&o.validator.BcryptsPerMinute, "bcrypts-per-minute", 10, "bcrypt verifications per client id per minute, after the burst (only secrets new to this replica that pass the fingerprint pre-check run one)")
+	f.IntVar(&o.validator.BcryptBurst, "bcrypt-burst", 5, "bcrypt verifications per client id at once, before the per-minute rate applies")
+	f.IntVar(&o.validator.BcryptConcurrency, "bcrypt-concurrency", 2, "bcrypt verifications running at the same time per client id")
+	f.DurationVar(&o.validator.StaleWindow, "stale-window", 30*time.Second, "with the change feed (LISTEN) down, how long credentials known before it keep validating from memory; 0 disables")
+	f.DurationVar(&o.validator.FeedPingInterval, "feed-ping-interval", 2*time.Second, "how long the change feed may be quiet before its connection is pinged")
+	f.DurationVar(&o.validator.FeedPingTimeout, "feed-ping-timeout", 2*time.Second, "how long the change feed's ping may take before the connection counts as dead")
+	f.StringVar(&o.requiredScope.Header, "required-scope-header", "", "a header the gateway itself sets (e.g. Envoy's headers_to_add) whose value is also required scopes; unset: headers never set the required scope")
+	f.BoolVar(&o.requiredScope.IgnoreQuery, "ignore-scope-query", false, "ignore the auth request's scope= query parameters (set behind Envoy ext_authz, which forwards the client's query string)")
 	f.DurationVar(&o.validator.UsageFlushInterval, "usage-flush-interval", time.Second, "how often last_used_at is written, in one batch")
 	f.DurationVar(&o.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of OAuth access tokens")
 	f.BoolVar(&o.developmentLogs, "dev-logs", false, "human-readable logs instead of JSON")
@@ -60,6 +67,12 @@ func runCredentialsAPI(ctx context.Context, o credentialsAPIOptions) error {
 	dbURL, err := databaseURLOrVault(ctx, o.databaseURL, o.vault)
 	if err != nil {
 		return err
+	}
+	if o.validator.StaleWindow == 0 {
+		o.validator.StaleWindow = -1 // the flag's 0 disables; the config's 0 means the default
+	}
+	if o.validator.StaleWindow < -1 || o.validator.FeedPingInterval <= 0 || o.validator.FeedPingTimeout <= 0 {
+		return fmt.Errorf("--stale-window must not be negative, --feed-ping-interval and --feed-ping-timeout must be positive")
 	}
 	pool, err := store.Open(ctx, dbURL)
 	if err != nil {
@@ -89,7 +102,7 @@ func runCredentialsAPI(ctx context.Context, o credentialsAPIOptions) error {
 		log.Info("TOKEN_SIGNING_KEY not set: POST /oauth/token is disabled")
 	}
 	api := &http.Server{Addr: o.listenAddr, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10,
-		Handler: (&credentials.Server{Validator: validator, Tokens: tokens, Metrics: metrics, Log: log}).Handler()}
+		Handler: (&credentials.Server{Validator: validator, Tokens: tokens, Metrics: metrics, Log: log, RequiredScope: o.requiredScope}).Handler()}
 	metricsSrv := &http.Server{Addr: o.metricsAddr, ReadHeaderTimeout: 5 * time.Second,
 		Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
 

@@ -8,6 +8,10 @@ type Metrics struct {
 	Latency      prometheus.Histogram
 	CacheLookups *prometheus.CounterVec
 	Tokens       *prometheus.CounterVec
+	// Bcrypts counts bcrypt comparisons actually run.
+	Bcrypts         prometheus.Counter
+	FeedUp          prometheus.Gauge
+	DegradedLookups prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg.
@@ -30,8 +34,20 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "credentials_oauth_tokens_total",
 			Help: "OAuth token requests, by outcome.",
 		}, []string{"outcome"}),
+		Bcrypts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "credentials_bcrypt_comparisons_total",
+			Help: "bcrypt comparisons run (each within a client's bcrypt budget).",
+		}),
+		FeedUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "credentials_change_feed_up",
+			Help: "1 while the Postgres change feed (LISTEN) is up and answering its liveness ping.",
+		}),
+		DegradedLookups: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "credentials_degraded_lookups_total",
+			Help: "Lookups answered from memory while the change feed was down (within the staleness window).",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.Validations, m.Latency, m.CacheLookups, m.Tokens} {
+	for _, c := range []prometheus.Collector{m.Validations, m.Latency, m.CacheLookups, m.Tokens, m.Bcrypts, m.FeedUp, m.DegradedLookups} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

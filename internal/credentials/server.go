@@ -16,11 +16,10 @@ import (
 // Response headers for gateways' forward-auth (nginx auth_request, Envoy
 // ext_authz, Traefik ForwardAuth): the status code decides, these carry who.
 const (
-	HeaderStoreID       = "X-SS3-Store-Id"
-	HeaderScopes        = "X-SS3-Scopes"
-	HeaderClientID      = "X-SS3-Client-Id"
-	HeaderCredentialID  = "X-SS3-Credential-Id"
-	HeaderRequiredScope = "X-Required-Scope"
+	HeaderStoreID      = "X-SS3-Store-Id"
+	HeaderScopes       = "X-SS3-Scopes"
+	HeaderClientID     = "X-SS3-Client-Id"
+	HeaderCredentialID = "X-SS3-Credential-Id"
 )
 
 // Reasons in refusals. One code covers every wrong part of a credential,
@@ -30,6 +29,8 @@ const (
 	ReasonInvalid           = "invalid_credential"
 	ReasonInsufficientScope = "insufficient_scope"
 	ReasonUnavailable       = "temporarily_unavailable"
+	ReasonThrottled         = "throttled"
+	ReasonBadScope          = "invalid_required_scope"
 )
 
 // maxCredentialHeader bounds what is parsed at all: anything longer is refused cheaply.
@@ -41,6 +42,8 @@ type Server struct {
 	Tokens    *Tokens
 	Metrics   *Metrics
 	Log       logr.Logger
+	// RequiredScope says where the gateway puts the scopes a route requires.
+	RequiredScope RequiredScopeSource
 }
 
 // Handler routes the API: validate (also under a path prefix, as Envoy's
@@ -51,12 +54,15 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/credentials/validate/", s.validate)
 	mux.HandleFunc("/oauth/token", s.token)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := s.Validator.Ready(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ready, state := s.Validator.Health(r.Context())
+		status := http.StatusOK
+		if !ready {
+			status = http.StatusServiceUnavailable
 		}
-		w.WriteHeader(http.StatusOK)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(state + "\n"))
 	})
 	return mux
 }
@@ -87,6 +93,12 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		s.Log.Error(err, "validation failed for want of the database")
 		writeJSON(w, http.StatusServiceUnavailable, invalidResponse{Reason: ReasonUnavailable})
 		return
+	case outcome == OutcomeThrottled:
+		// Over this client id's bcrypt budget: said plainly, so the holder
+		// knows to retry rather than to suspect the key.
+		s.setRetryAfter(h)
+		writeJSON(w, http.StatusTooManyRequests, invalidResponse{Reason: ReasonThrottled})
+		return
 	case outcome == "":
 		outcome = OutcomeMalformed
 		h.Set("WWW-Authenticate", `Bearer realm="ss3"`)
@@ -97,9 +109,15 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUnauthorized, invalidResponse{Reason: ReasonInvalid})
 		return
 	}
-	if want := requiredScope(r); want != "" && !hasScope(p.Scopes, want) {
+	required, err := s.RequiredScope.required(r)
+	if err != nil {
+		outcome = "bad_required_scope"
+		writeJSON(w, http.StatusBadRequest, invalidResponse{Reason: ReasonBadScope})
+		return
+	}
+	if missing := missingScope(p.Scopes, required); missing != "" {
 		outcome = "insufficient_scope"
-		h.Set("WWW-Authenticate", `Bearer realm="ss3", error="insufficient_scope", scope="`+want+`"`)
+		h.Set("WWW-Authenticate", `Bearer realm="ss3", error="insufficient_scope", scope="`+strings.Join(required, " ")+`"`)
 		writeJSON(w, http.StatusForbidden, invalidResponse{Reason: ReasonInsufficientScope})
 		return
 	}
@@ -155,7 +173,7 @@ func (s *Server) accessToken(r *http.Request, token string) (Principal, Outcome,
 	if err != nil {
 		return Principal{}, OutcomeBadToken, nil
 	}
-	p, outcome, err := s.Validator.principalFor(r.Context(), claims.clientID)
+	p, outcome, err := s.Validator.principalForToken(r.Context(), claims)
 	if err != nil || outcome != OutcomeValid {
 		return p, outcome, err
 	}
@@ -234,6 +252,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusServiceUnavailable, "temporarily_unavailable", "")
 		return
 	}
+	if result == OutcomeThrottled {
+		s.setRetryAfter(w.Header())
+		fail(http.StatusTooManyRequests, "slow_down", "too many new secrets tried for this client; retry later")
+		return
+	}
 	if result != OutcomeValid || p.Type != store.CredentialTypeOAuthClient {
 		invalidClient()
 		return
@@ -258,11 +281,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		ExpiresIn: int(ttl.Seconds()), Scope: strings.Join(scopes, " ")})
 }
 
-func requiredScope(r *http.Request) string {
-	if s := r.Header.Get(HeaderRequiredScope); s != "" {
-		return s
-	}
-	return r.URL.Query().Get("scope")
+func (s *Server) setRetryAfter(h http.Header) {
+	h.Set("Retry-After", strconv.Itoa(int(s.Validator.RetryAfter().Round(time.Second).Seconds())))
 }
 
 func hasScheme(auth, scheme string) bool {

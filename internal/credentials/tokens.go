@@ -41,6 +41,12 @@ type tokenClaims struct {
 	jwt.RegisteredClaims
 	Scope   string `json:"scope"`
 	StoreID string `json:"store_id"`
+	// SecretIssued is the issue time (Unix microseconds) of the client's
+	// secret when the token was minted; after a rotation it no longer matches.
+	SecretIssued int64 `json:"secret_iat,omitempty"`
+	// Previous says the token was minted with the previous secret, in its
+	// grace period, and lives no longer than that.
+	Previous bool `json:"secret_prev,omitempty"`
 }
 
 // Issue mints a token for p limited to scopes.
@@ -56,8 +62,10 @@ func (t *Tokens) Issue(p Principal, scopes []string) (string, time.Duration, err
 			ExpiresAt: jwt.NewNumericDate(now.Add(t.ttl)),
 			ID:        uuid.NewString(),
 		},
-		Scope:   strings.Join(scopes, " "),
-		StoreID: p.StoreID,
+		Scope:        strings.Join(scopes, " "),
+		StoreID:      p.StoreID,
+		SecretIssued: p.IssuedAt.UnixMicro(),
+		Previous:     p.ViaPreviousSecret,
 	}
 	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(t.key)
 	if err != nil {
@@ -68,8 +76,11 @@ func (t *Tokens) Issue(p Principal, scopes []string) (string, time.Duration, err
 
 // verified is what a valid token says.
 type verified struct {
-	clientID string
-	scopes   []string
+	clientID     string
+	scopes       []string
+	issuedAt     time.Time
+	secretIssued int64
+	previous     bool
 }
 
 // Verify checks signature, algorithm, issuer, audience and expiry.
@@ -85,5 +96,9 @@ func (t *Tokens) Verify(token string) (verified, error) {
 	if !ValidClientID(claims.Subject) {
 		return verified{}, errors.New("token subject is not a client id")
 	}
-	return verified{clientID: claims.Subject, scopes: strings.Fields(claims.Scope)}, nil
+	if claims.IssuedAt == nil {
+		return verified{}, errors.New("token has no issue time")
+	}
+	return verified{clientID: claims.Subject, scopes: strings.Fields(claims.Scope), issuedAt: claims.IssuedAt.Time,
+		secretIssued: claims.SecretIssued, previous: claims.Previous}, nil
 }

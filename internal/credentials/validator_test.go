@@ -61,14 +61,28 @@ func TestValidateAcceptsAndRefuses(t *testing.T) {
 		t.Fatalf("basic: %d", resp.StatusCode)
 	}
 
-	// A required scope the credential lacks is 403; one it holds is 200.
-	if resp := get(t, url+"?scope=customers:read", bearer(key.Presented)); resp.StatusCode != http.StatusForbidden {
-		t.Errorf("missing scope: %d", resp.StatusCode)
+	// A required scope the credential lacks is 403; one it holds is 200;
+	// every one of several is checked, repeated or space-separated.
+	for query, want := range map[string]int{
+		"?scope=orders:read":                      http.StatusOK,
+		"?scope=orders:read+inventory:read":       http.StatusOK,
+		"?scope=customers:read":                   http.StatusForbidden,
+		"?scope=orders:read&scope=customers:read": http.StatusForbidden,
+		"?scope=customers:read&scope=orders:read": http.StatusForbidden,
+		"?scope=orders:read%20customers:read":     http.StatusForbidden,
+		"?scope=ORDERS":                           http.StatusBadRequest,
+	} {
+		resp := get(t, url+query, bearer(key.Presented))
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d, want %d", query, resp.StatusCode, want)
+		}
 	}
+	// A header the client sends neither replaces nor adds to the gateway's requirement.
 	h := bearer(key.Presented)
-	h.Set(HeaderRequiredScope, "orders:read")
-	if resp := get(t, url, h); resp.StatusCode != http.StatusOK {
-		t.Errorf("held scope via header: %d", resp.StatusCode)
+	h.Set("X-Required-Scope", "orders:read")
+	if resp := get(t, url+"?scope=customers:read", h); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("a client header lowered the required scope: %d", resp.StatusCode)
 	}
 
 	// Refusals all say the same thing.
@@ -230,21 +244,26 @@ func TestRotationGraceAndExpiryWhileCached(t *testing.T) {
 	}
 }
 
-func TestWrongSecretsAreThrottledPerClient(t *testing.T) {
+func TestBcryptBudgetWithoutFingerprint(t *testing.T) {
 	st := startStore(t)
-	r := startReplica(t, st, ValidatorConfig{FailureBurst: 3, FailuresPerMinute: 1})
+	r := startReplica(t, st, ValidatorConfig{BcryptBurst: 3, BcryptsPerMinute: 1})
+	// A row from before fingerprints: every new secret needs a bcrypt, within budget.
 	_, key := seed(t, st, store.CredentialTypeAPIKey, []string{"orders:read"}, bcrypt.MinCost, nil)
 	for range 5 {
 		wrong, _ := RotateAPIKey(key.ClientID)
 		get(t, r.server.URL+"/credentials/validate", bearer(wrong.Presented)).Body.Close()
 	}
-	if got := testutil.ToFloat64(r.metrics.Validations.WithLabelValues(string(OutcomeThrottled))); got != 2 {
-		t.Fatalf("after a burst of 3 wrong secrets, the next 2 should be throttled, got %v", got)
+	if got := testutil.ToFloat64(r.metrics.Bcrypts); got != 3 {
+		t.Fatalf("a burst of 3 allows 3 bcrypts, ran %v", got)
 	}
-	// Even the right secret waits out the throttle: guessing cannot probe it.
+	if got := testutil.ToFloat64(r.metrics.Validations.WithLabelValues(string(OutcomeThrottled))); got != 2 {
+		t.Fatalf("after a burst of 3 bcrypts, the next 2 should be throttled, got %v", got)
+	}
+	// Over budget, even the right secret is not tried: the answer says throttled, not invalid.
 	resp := get(t, r.server.URL+"/credentials/validate", bearer(key.Presented))
-	if resp.StatusCode != http.StatusUnauthorized {
-		t.Fatalf("throttled client accepted: %d", resp.StatusCode)
+	body := decode(t, resp)
+	if resp.StatusCode != http.StatusTooManyRequests || body["reason"] != ReasonThrottled || resp.Header.Get("Retry-After") != "60" {
+		t.Fatalf("over budget: %d %v %v", resp.StatusCode, body, resp.Header)
 	}
 }
 

@@ -29,6 +29,11 @@ type Credential struct {
 	RevokedAt            *time.Time
 	RotationRequest      string
 	CreatedBy            string
+	// SecretFingerprint and PreviousSecretFingerprint are short checks of
+	// the current and previous secret (see credentials.Fingerprint), empty
+	// until known; they let a wrong guess be refused without bcrypt.
+	SecretFingerprint         string
+	PreviousSecretFingerprint string
 }
 
 // Credential types as the platform stores them.
@@ -39,23 +44,25 @@ const (
 
 const credentialColumns = `credential_id, store_id, name, type, client_id, hashed_secret,
 	COALESCE(previous_hashed_secret, ''), previous_expires_at, scopes, is_active, expires_at,
-	last_used_at, issued_at, revoked_at, rotation_request, created_by`
+	last_used_at, issued_at, revoked_at, rotation_request, created_by,
+	COALESCE(secret_fingerprint, ''), COALESCE(previous_secret_fingerprint, '')`
 
 func scanCredential(row pgx.Row) (Credential, error) {
 	var c Credential
 	err := row.Scan(&c.ID, &c.StoreID, &c.Name, &c.Type, &c.ClientID, &c.HashedSecret,
 		&c.PreviousHashedSecret, &c.PreviousExpiresAt, &c.Scopes, &c.IsActive, &c.ExpiresAt,
-		&c.LastUsedAt, &c.IssuedAt, &c.RevokedAt, &c.RotationRequest, &c.CreatedBy)
+		&c.LastUsedAt, &c.IssuedAt, &c.RevokedAt, &c.RotationRequest, &c.CreatedBy,
+		&c.SecretFingerprint, &c.PreviousSecretFingerprint)
 	return c, err
 }
 
 // InsertCredential stores a newly issued credential.
 func (s *Store) InsertCredential(ctx context.Context, c Credential) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO api_credentials (credential_id, store_id, name, type, client_id,
-		hashed_secret, scopes, is_active, expires_at, issued_at, rotation_request, created_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		hashed_secret, scopes, is_active, expires_at, issued_at, rotation_request, created_by, secret_fingerprint)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULLIF($13, ''))`,
 		c.ID, c.StoreID, c.Name, c.Type, c.ClientID, c.HashedSecret, c.Scopes, c.IsActive, c.ExpiresAt,
-		c.IssuedAt, c.RotationRequest, c.CreatedBy)
+		c.IssuedAt, c.RotationRequest, c.CreatedBy, c.SecretFingerprint)
 	if err != nil {
 		return fmt.Errorf("insert credential %s: %w", c.ID, err)
 	}
@@ -102,9 +109,11 @@ func (s *Store) UpdateCredentialSpec(ctx context.Context, c Credential) (bool, e
 
 // RotateCredential makes newHash the secret, keeps the current one valid
 // until previousExpiresAt, and records the rotation request it answers.
+// The fingerprint moves with the secret; the new one is learnt on its first use.
 func (s *Store) RotateCredential(ctx context.Context, id uuid.UUID, newHash string, previousExpiresAt, issuedAt time.Time, request string) error {
 	_, err := s.pool.Exec(ctx, `UPDATE api_credentials
 		SET previous_hashed_secret = hashed_secret, previous_expires_at = $3, hashed_secret = $2,
+		    previous_secret_fingerprint = secret_fingerprint, secret_fingerprint = NULL,
 		    issued_at = $4, rotation_request = $5, updated_at = now()
 		WHERE credential_id = $1`, id, newHash, previousExpiresAt, issuedAt, request)
 	if err != nil {
@@ -116,7 +125,7 @@ func (s *Store) RotateCredential(ctx context.Context, id uuid.UUID, newHash stri
 // ExpirePreviousSecret forgets a previous secret whose grace period is over.
 func (s *Store) ExpirePreviousSecret(ctx context.Context, id uuid.UUID, now time.Time) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE api_credentials
-		SET previous_hashed_secret = NULL, previous_expires_at = NULL, updated_at = now()
+		SET previous_hashed_secret = NULL, previous_expires_at = NULL, previous_secret_fingerprint = NULL, updated_at = now()
 		WHERE credential_id = $1 AND previous_expires_at IS NOT NULL AND previous_expires_at <= $2`, id, now)
 	if err != nil {
 		return false, fmt.Errorf("expire previous secret of %s: %w", id, err)
@@ -128,12 +137,30 @@ func (s *Store) ExpirePreviousSecret(ctx context.Context, id uuid.UUID, now time
 // audit. A missing or already revoked row is not an error.
 func (s *Store) RevokeCredential(ctx context.Context, id uuid.UUID) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE api_credentials
-		SET is_active = false, revoked_at = now(), previous_hashed_secret = NULL, previous_expires_at = NULL, updated_at = now()
+		SET is_active = false, revoked_at = now(), previous_hashed_secret = NULL, previous_expires_at = NULL,
+		    previous_secret_fingerprint = NULL, updated_at = now()
 		WHERE credential_id = $1 AND revoked_at IS NULL`, id)
 	if err != nil {
 		return false, fmt.Errorf("revoke credential %s: %w", id, err)
 	}
 	return tag.RowsAffected() > 0, nil
+}
+
+// RecordSecretFingerprint stores the fingerprint of a secret just verified
+// against hash, as the current or the previous secret, if the row still
+// holds that hash and has none yet. It changes no validation outcome, so it
+// notifies no one.
+func (s *Store) RecordSecretFingerprint(ctx context.Context, clientID, hash, fingerprint string, previous bool) error {
+	query := `UPDATE api_credentials SET secret_fingerprint = $3
+		WHERE client_id = $1 AND hashed_secret = $2 AND secret_fingerprint IS NULL`
+	if previous {
+		query = `UPDATE api_credentials SET previous_secret_fingerprint = $3
+		WHERE client_id = $1 AND previous_hashed_secret = $2 AND previous_secret_fingerprint IS NULL`
+	}
+	if _, err := s.pool.Exec(ctx, query, clientID, hash, fingerprint); err != nil {
+		return fmt.Errorf("record secret fingerprint: %w", err)
+	}
+	return nil
 }
 
 // TouchCredentials records last use for many credentials in one statement;
