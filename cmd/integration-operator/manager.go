@@ -6,9 +6,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -104,6 +108,11 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "integration-operator.integrations.ss3.dev",
 		LeaderElectionNamespace: o.leaderElectNS,
+		Cache:                   secretCacheOptions(),
+		// A Secret read through the client goes to the API server: the
+		// reconcilers read the few Secrets they need through the APIReader,
+		// and no informer may ever hold the data of every Secret.
+		Client: client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Secret{}}}},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -172,4 +181,30 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 	}
 	log.Info("starting manager")
 	return mgr.Start(ctx)
+}
+
+// secretCacheOptions narrows what the manager keeps of Secrets. The
+// reconcilers watch Secrets metadata-only, owned ones (to repair a changed or
+// deleted signing Secret) and referenced ones (signingSecretRef, connector
+// credentials, which the user creates without our label, so a label selector
+// would hide their changes). Of that metadata the cache keeps only what the
+// event handlers use: annotations go, since kubectl apply copies a whole
+// Secret, data included, into last-applied-configuration.
+func secretCacheOptions() cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Transform: stripSecretMetadata},
+	}}
+}
+
+// stripSecretMetadata drops a cached Secret's annotations and managed fields
+// (and its data, should a full Secret ever be cached).
+func stripSecretMetadata(in any) (any, error) {
+	if s, ok := in.(*corev1.Secret); ok {
+		s.Data, s.StringData = nil, nil
+	}
+	if m, err := meta.Accessor(in); err == nil {
+		m.SetAnnotations(nil)
+		m.SetManagedFields(nil)
+	}
+	return in, nil
 }

@@ -39,24 +39,50 @@ securityContext:
       key: {{ .Values.database.urlKey }}
 {{- end -}}
 
+{{- /* The ServiceAccount of a component: dict "root" . "component" "dispatcher". */ -}}
+{{- define "io.serviceAccount" -}}{{ include "io.name" .root }}-{{ .component }}{{- end -}}
+
+{{- /* Vault settings of a component, which logs in with its own role:
+  dict "root" . "component" "manager" (or "dispatcher"). */ -}}
 {{- define "io.vaultEnv" -}}
+{{- $v := .root.Values.vault -}}
 - name: VAULT_ADDR
-  value: {{ .Values.vault.address | quote }}
+  value: {{ $v.address | quote }}
 - name: VAULT_AUTH_METHOD
-  value: {{ .Values.vault.authMethod | quote }}
+  value: {{ $v.authMethod | quote }}
 - name: VAULT_ROLE
-  value: {{ .Values.vault.role | quote }}
+  value: {{ index $v.roles .component | quote }}
 - name: VAULT_KUBERNETES_MOUNT
-  value: {{ .Values.vault.kubernetesMount | quote }}
+  value: {{ $v.kubernetesMount | quote }}
+{{- if eq $v.authMethod "kubernetes" }}
+- name: VAULT_SA_TOKEN_PATH
+  value: /var/run/secrets/vault/token
+{{- end }}
 - name: VAULT_KV_MOUNT
-  value: {{ .Values.vault.kvMount | quote }}
+  value: {{ $v.kvMount | quote }}
 - name: VAULT_KV_PREFIX
-  value: {{ .Values.vault.kvPrefix | quote }}
-{{- if eq .Values.vault.authMethod "token" }}
+  value: {{ $v.kvPrefix | quote }}
+{{- if eq $v.authMethod "token" }}
 - name: VAULT_TOKEN
   valueFrom:
     secretKeyRef:
-      name: {{ required "vault.tokenSecret.name is required with token auth" .Values.vault.tokenSecret.name }}
-      key: {{ .Values.vault.tokenSecret.key }}
+      name: {{ required "vault.tokenSecret.name is required with token auth" $v.tokenSecret.name }}
+      key: {{ index $v.tokenSecret.keys .component }}
 {{- end }}
+{{- end -}}
+
+{{- /* The projected token a component presents to Vault's Kubernetes auth:
+  its audience is Vault's alone, so the API server refuses it. */ -}}
+{{- define "io.vaultTokenMount" -}}
+- {name: vault-token, mountPath: /var/run/secrets/vault, readOnly: true}
+{{- end -}}
+
+{{- define "io.vaultTokenVolume" -}}
+- name: vault-token
+  projected:
+    sources:
+    - serviceAccountToken:
+        audience: {{ .Values.vault.tokenAudience | quote }}
+        expirationSeconds: 3600
+        path: token
 {{- end -}}

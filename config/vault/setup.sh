@@ -1,0 +1,1 @@
+../../charts/integration-operator/files/vault/setup.sh
