@@ -61,18 +61,34 @@ without it /oauth/token is disabled.`,
 	return cmd
 }
 
+// check refuses flag values the validator cannot work with, naming the flag.
+func (o *credentialsAPIOptions) check() error {
+	v := &o.validator
+	switch {
+	case v.StaleWindow < 0:
+		return fmt.Errorf("--stale-window must be 0 (off) or positive, got %s", v.StaleWindow)
+	case v.FeedPingInterval <= 0 || v.FeedPingTimeout <= 0:
+		return fmt.Errorf("--feed-ping-interval and --feed-ping-timeout must be positive")
+	case v.BcryptsPerMinute <= 0 || v.BcryptBurst < 1 || v.BcryptConcurrency < 1:
+		return fmt.Errorf("--bcrypts-per-minute must be positive, --bcrypt-burst and --bcrypt-concurrency at least 1")
+	case o.requiredScope.IgnoreQuery && o.requiredScope.Header == "":
+		return fmt.Errorf("--ignore-scope-query needs --required-scope-header, or no route could require a scope")
+	}
+	if v.StaleWindow == 0 {
+		v.StaleWindow = -1 // the flag's 0 is off; the config's 0 means the default
+	}
+	return nil
+}
+
 func runCredentialsAPI(ctx context.Context, o credentialsAPIOptions) error {
+	if err := o.check(); err != nil {
+		return err
+	}
 	ctrl.SetLogger(zap.New(zap.UseDevMode(o.developmentLogs)))
 	log := ctrl.Log.WithName("credentials-api")
 	dbURL, err := databaseURLOrVault(ctx, o.databaseURL, o.vault)
 	if err != nil {
 		return err
-	}
-	if o.validator.StaleWindow == 0 {
-		o.validator.StaleWindow = -1 // the flag's 0 disables; the config's 0 means the default
-	}
-	if o.validator.StaleWindow < -1 || o.validator.FeedPingInterval <= 0 || o.validator.FeedPingTimeout <= 0 {
-		return fmt.Errorf("--stale-window must not be negative, --feed-ping-interval and --feed-ping-timeout must be positive")
 	}
 	pool, err := store.Open(ctx, dbURL)
 	if err != nil {

@@ -72,7 +72,8 @@ func TestCredentialsAPICommand(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{`credentials_validations_total{outcome="valid"} 1`, "credentials_validation_duration_seconds_bucket", `credentials_cache_lookups_total{result="miss"} 1`} {
+	for _, m := range []string{`credentials_validations_total{outcome="valid"} 1`, "credentials_validation_duration_seconds_bucket",
+		`credentials_cache_lookups_total{result="miss"} 1`, "credentials_bcrypt_comparisons_total 1", "credentials_change_feed_up 1"} {
 		if !strings.Contains(string(metrics), m) {
 			t.Errorf("metrics lack %s", m)
 		}
@@ -85,6 +86,24 @@ func TestCredentialsAPICommand(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("did not shut down")
+	}
+}
+
+func TestCredentialsAPIRefusesBadFlags(t *testing.T) {
+	for _, tc := range []struct{ args, want string }{
+		{"--stale-window=-1s", "--stale-window"},
+		{"--bcrypt-burst=0", "--bcrypt-burst"},
+		{"--feed-ping-interval=0s", "--feed-ping-interval"},
+		{"--ignore-scope-query", "--required-scope-header"},
+	} {
+		root := newRootCommand()
+		root.SetArgs([]string{"credentials-api", "--database-url", "postgres://127.0.0.1:1/x", tc.args})
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		err := root.ExecuteContext(context.Background())
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming %s", tc.args, err, tc.want)
+		}
 	}
 }
 

@@ -47,6 +47,10 @@ func TestNginxAuthRequest(t *testing.T) {
       auth_request /_ss3_auth_customers;
       proxy_pass http://%[3]s;
     }
+    location /fulfilment/ {
+      auth_request /_ss3_auth_fulfilment;
+      proxy_pass http://%[3]s;
+    }
     location = /_ss3_auth {
       internal;
       proxy_pass http://%[2]s/credentials/validate;
@@ -54,12 +58,19 @@ func TestNginxAuthRequest(t *testing.T) {
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URI $request_uri;
     }
+    # The required scope is in the auth request's URL, which only this
+    # configuration sets: nothing the client sends can change it.
     location = /_ss3_auth_customers {
       internal;
-      proxy_pass http://%[2]s/credentials/validate;
+      proxy_pass http://%[2]s/credentials/validate?scope=customers:read;
       proxy_pass_request_body off;
       proxy_set_header Content-Length "";
-      proxy_set_header X-Required-Scope customers:read;
+    }
+    location = /_ss3_auth_fulfilment {
+      internal;
+      proxy_pass http://%[2]s/credentials/validate?scope=orders:read&scope=inventory:write;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
     }
   }`, listen, apiHost, upstreamHost)
 	})
@@ -90,5 +101,23 @@ func TestNginxAuthRequest(t *testing.T) {
 	}
 	if status, body := call("/customers/7", bearer(key.Presented)); status != http.StatusForbidden || strings.Contains(body, "upstream") {
 		t.Errorf("a key without customers:read: %d %q", status, body)
+	}
+	// The client tries to set the required scope itself, by header and by
+	// query string: it still needs customers:read.
+	spoofed := bearer(key.Presented)
+	spoofed.Set("X-Required-Scope", "orders:read")
+	spoofed.Set("X-SS3-Required-Scope", "orders:read")
+	for _, path := range []string{"/customers/7", "/customers/7?scope=orders:read", "/customers/7?scope=orders:read&scope=orders:read"} {
+		if status, body := call(path, spoofed); status != http.StatusForbidden || strings.Contains(body, "upstream") {
+			t.Errorf("%s with a client-set scope: %d %q", path, status, body)
+		}
+	}
+	// Two required scopes: holding one of them is not enough.
+	if status, body := call("/fulfilment/1", bearer(key.Presented)); status != http.StatusForbidden || strings.Contains(body, "upstream") {
+		t.Errorf("a key with orders:read but not inventory:write: %d %q", status, body)
+	}
+	_, both := seed(t, st, store.CredentialTypeAPIKey, []string{"orders:read", "inventory:write"}, bcrypt.MinCost, nil)
+	if status, body := call("/fulfilment/1", bearer(both.Presented)); status != http.StatusOK {
+		t.Errorf("a key with both required scopes: %d %q", status, body)
 	}
 }
