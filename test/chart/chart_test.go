@@ -75,7 +75,8 @@ func TestKustomizeConfigIsAcceptedByTheAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	kinds := applyDryRun(t, kube, string(out), "")
-	for kind, want := range map[string]int{"CustomResourceDefinition": 3, "Deployment": 3, "Service": 2, "ClusterRole": 1} {
+	for kind, want := range map[string]int{"CustomResourceDefinition": 3, "Deployment": 3, "Service": 2, "ClusterRole": 1,
+		"ServiceAccount": 3} {
 		if kinds[kind] != want {
 			t.Errorf("%d %s, want %d (all: %v)", kinds[kind], kind, want, kinds)
 		}
@@ -104,7 +105,7 @@ func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
 			args := append([]string{"template", "io", filepath.Join("charts", "integration-operator"), "--namespace", ns, "--include-crds"}, extra...)
 			kinds := applyDryRun(t, kube, helm(t, args...), ns)
 			for kind, want := range map[string]int{"CustomResourceDefinition": 3, "Deployment": 3, "Service": 3, "ClusterRole": 1,
-				"ClusterRoleBinding": 2, "Role": 1, "RoleBinding": 1, "ServiceAccount": 1, "PodDisruptionBudget": 3} {
+				"ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "ServiceAccount": 3, "PodDisruptionBudget": 3} {
 				if kinds[kind] != want {
 					t.Errorf("%d %s rendered, want %d (all: %v)", kinds[kind], kind, want, kinds)
 				}
