@@ -18,7 +18,8 @@ import (
 // BenchmarkCredentialsAPI measures GET /credentials/validate over loopback
 // HTTP with a cached credential, next to the same HTTP stack answering a
 // constant (the ceiling), and the cold path: one database lookup and one
-// bcrypt at the production cost of 12.
+// bcrypt at the production cost of 12; and a wrong guess, which the
+// fingerprint refuses without bcrypt.
 //
 //	go test -run '^$' -bench CredentialsAPI ./internal/credentials/
 func BenchmarkCredentialsAPI(b *testing.B) {
@@ -45,6 +46,17 @@ func BenchmarkCredentialsAPI(b *testing.B) {
 
 	b.Run("cached", func(b *testing.B) { benchHTTP(b, r.server.URL+"/credentials/validate", key.Presented) })
 	b.Run("constant-ceiling", func(b *testing.B) { benchHTTP(b, constant.URL+"/credentials/validate", key.Presented) })
+	// A wrong guess for a real client id, once the holder's first success
+	// has recorded the fingerprint: refused without bcrypt.
+	b.Run("wrong-secret", func(b *testing.B) {
+		clientID, _, _ := ParseAPIKey(key.Presented)
+		for b.Loop() {
+			wrong, _ := RotateAPIKey(clientID)
+			if _, outcome, err := r.validator.ValidateSecret(context.Background(), clientID, wrong.Secret); err != nil || outcome != OutcomeWrongSecret {
+				b.Fatalf("%v %v", outcome, err)
+			}
+		}
+	})
 	b.Run("cold-bcrypt-cost-12", func(b *testing.B) {
 		clientID, secret, _ := ParseAPIKey(key.Presented)
 		for b.Loop() {

@@ -39,9 +39,16 @@ func TestNginxAuthRequest(t *testing.T) {
       auth_request /_ss3_auth;
       auth_request_set $ss3_store $upstream_http_x_ss3_store_id;
       auth_request_set $ss3_scopes $upstream_http_x_ss3_scopes;
+      auth_request_set $ss3_status $upstream_status;
+      error_page 500 = @ss3_auth_error;
       proxy_set_header X-SS3-Store-Id $ss3_store;
       proxy_set_header X-SS3-Scopes $ss3_scopes;
       proxy_pass http://%[3]s;
+    }
+    # auth_request passes on only 401 and 403; 429 and 503 become 500.
+    location @ss3_auth_error {
+      if ($ss3_status = 429) { return 429; }
+      return 503;
     }
     location /customers/ {
       auth_request /_ss3_auth_customers;
@@ -111,6 +118,18 @@ func TestNginxAuthRequest(t *testing.T) {
 		if status, body := call(path, spoofed); status != http.StatusForbidden || strings.Contains(body, "upstream") {
 			t.Errorf("%s with a client-set scope: %d %q", path, status, body)
 		}
+	}
+	// Over a client's bcrypt budget (a secret with no fingerprint yet), the
+	// gateway says 429, not 500.
+	_, fresh := seed(t, st, store.CredentialTypeAPIKey, []string{"orders:read"}, bcrypt.MinCost, nil)
+	statuses := map[int]int{}
+	for range 7 {
+		wrong, _ := RotateAPIKey(fresh.ClientID)
+		status, _ := call("/orders/1", bearer(wrong.Presented))
+		statuses[status]++
+	}
+	if statuses[http.StatusUnauthorized] != 5 || statuses[http.StatusTooManyRequests] != 2 {
+		t.Errorf("7 wrong secrets with a burst of 5 through nginx: %v", statuses)
 	}
 	// Two required scopes: holding one of them is not enough.
 	if status, body := call("/fulfilment/1", bearer(key.Presented)); status != http.StatusForbidden || strings.Contains(body, "upstream") {
