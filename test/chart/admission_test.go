@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -92,15 +91,7 @@ func TestChartRendersTheTenancyPolicyOfConfigAdmission(t *testing.T) {
 // config/default's namePrefix renames the policy; the binding must follow
 // (kustomize knows the reference).
 func TestKustomizeBindsThePrefixedPolicy(t *testing.T) {
-	root, err := testbed.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("kubectl", "kustomize", filepath.Join(root, "config", "default")).CombinedOutput()
-	if err != nil {
-		t.Fatalf("kubectl kustomize: %v\n%s", err, out)
-	}
-	objs := tenancyObjects(t, string(out))
+	objs := tenancyObjects(t, kustomizeDefault(t))
 	policy, binding := objs["ValidatingAdmissionPolicy"], objs["ValidatingAdmissionPolicyBinding"]
 	if policy == nil || binding == nil {
 		t.Fatalf("config/default has %v, want the policy and its binding", objs)

@@ -62,6 +62,23 @@ func TestHelmLint(t *testing.T) {
 // those who prefer kustomize to the chart.
 func TestKustomizeConfigIsAcceptedByTheAPIServer(t *testing.T) {
 	kube := testbed.Start(t, testbed.Needs{Kube: true}).Kube
+	out := kustomizeDefault(t)
+	ctx := context.Background()
+	if err := kube.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "integration-operator"}}); err != nil {
+		t.Fatal(err)
+	}
+	kinds := applyDryRun(t, kube, out, "")
+	for kind, want := range map[string]int{"CustomResourceDefinition": 3, "Deployment": 3, "Service": 2, "ClusterRole": 1,
+		"ServiceAccount": 3} {
+		if kinds[kind] != want {
+			t.Errorf("%d %s, want %d (all: %v)", kinds[kind], kind, want, kinds)
+		}
+	}
+}
+
+// kustomizeDefault renders config/default as kubectl apply -k would.
+func kustomizeDefault(t *testing.T) string {
+	t.Helper()
 	root, err := testbed.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -70,17 +87,7 @@ func TestKustomizeConfigIsAcceptedByTheAPIServer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kubectl kustomize: %v\n%s", err, out)
 	}
-	ctx := context.Background()
-	if err := kube.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "integration-operator"}}); err != nil {
-		t.Fatal(err)
-	}
-	kinds := applyDryRun(t, kube, string(out), "")
-	for kind, want := range map[string]int{"CustomResourceDefinition": 3, "Deployment": 3, "Service": 2, "ClusterRole": 1,
-		"ServiceAccount": 3} {
-		if kinds[kind] != want {
-			t.Errorf("%d %s, want %d (all: %v)", kinds[kind], kind, want, kinds)
-		}
-	}
+	return string(out)
 }
 
 func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {

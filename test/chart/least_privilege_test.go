@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,14 +25,6 @@ import (
 // must mount only their own tokens.
 func TestEachComponentHoldsOnlyItsOwnRights(t *testing.T) {
 	kube := testbed.Start(t, testbed.Needs{Kube: true}).Kube
-	root, err := testbed.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kustomized, err := exec.Command("kubectl", "kustomize", filepath.Join(root, "config", "default")).Output()
-	if err != nil {
-		t.Fatalf("kubectl kustomize: %v", err)
-	}
 	chart := filepath.Join("charts", "integration-operator")
 	for _, install := range []struct {
 		name, namespace, prefix, stream string
@@ -44,7 +35,7 @@ func TestEachComponentHoldsOnlyItsOwnRights(t *testing.T) {
 		{"chart", "lp-chart", "io-", helm(t, "template", "io", chart, "--namespace", "lp-chart"), false},
 		{"chart with clientTokenReview", "lp-review", "rv-",
 			helm(t, "template", "rv", chart, "--namespace", "lp-review", "--set", "vault.clientTokenReview=true"), true},
-		{"config/default", "integration-operator", "integration-operator-", string(kustomized), false},
+		{"config/default", "integration-operator", "integration-operator-", kustomizeDefault(t), false},
 	} {
 		t.Run(install.name, func(t *testing.T) {
 			objs := decodeAll(t, install.stream)
