@@ -52,6 +52,11 @@ without it /oauth/token is disabled.`,
 	f.DurationVar(&o.validator.StaleWindow, "stale-window", 30*time.Second, "with the change feed (LISTEN) down, how long credentials known before it keep validating from memory; 0 disables")
 	f.DurationVar(&o.validator.FeedPingInterval, "feed-ping-interval", 2*time.Second, "how long the change feed may be quiet before its connection is pinged")
 	f.DurationVar(&o.validator.FeedPingTimeout, "feed-ping-timeout", 2*time.Second, "how long the change feed's ping may take before the connection counts as dead")
+	// The old names bounded wrong secrets after their bcrypt; kept so existing deployments start.
+	f.Float64Var(&o.validator.BcryptsPerMinute, "failures-per-minute", 10, "")
+	f.IntVar(&o.validator.BcryptBurst, "failure-burst", 5, "")
+	_ = f.MarkDeprecated("failures-per-minute", "use --bcrypts-per-minute")
+	_ = f.MarkDeprecated("failure-burst", "use --bcrypt-burst")
 	f.StringVar(&o.requiredScope.Header, "required-scope-header", "", "a header the gateway itself sets (e.g. Envoy's headers_to_add) whose value is also required scopes; unset: headers never set the required scope")
 	f.BoolVar(&o.requiredScope.IgnoreQuery, "ignore-scope-query", false, "ignore the auth request's scope= query parameters (set behind Envoy ext_authz, which forwards the client's query string)")
 	f.DurationVar(&o.validator.UsageFlushInterval, "usage-flush-interval", time.Second, "how often last_used_at is written, in one batch")
