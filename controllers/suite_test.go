@@ -213,7 +213,8 @@ func startManager(t *testing.T, opts harnessOptions) *harness {
 
 // testStores are the storeIds the package's tests use; startManager binds
 // its namespace to them, as a platform team would.
-var testStores = []string{"store-1042", "store-2077"}
+var testStores = []string{"store-1042", "store-2077",
+	"store-0", "store-1", "store-2", "store-3", "store-4", "store-5", "store-6", "store-7", "store-8", "store-9"}
 
 // boundNamespace is a Namespace bound to storeIDs (none: unbound).
 func boundNamespace(name string, storeIDs ...string) *corev1.Namespace {

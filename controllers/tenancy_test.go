@@ -38,14 +38,24 @@ func kindOf(obj client.Object) string {
 	return strings.TrimPrefix(fmt.Sprintf("%T", obj), "*v1.")
 }
 
-// createNamespace creates a namespace bound to storeIDs, removed after the test.
+// createNamespace creates a namespace bound to storeIDs, removed with its
+// objects after the test: envtest runs no namespace controller, and the
+// managers of later tests would otherwise reconcile what is left.
 func createNamespace(t *testing.T, storeIDs ...string) string {
 	t.Helper()
+	ctx := context.Background()
 	ns := boundNamespace(fmt.Sprintf("tenancy-%d", time.Now().UnixNano()), storeIDs...)
-	if err := kube.Client.Create(context.Background(), ns); err != nil {
+	if err := kube.Client.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = kube.Client.Delete(context.Background(), ns) })
+	t.Cleanup(func() {
+		for _, obj := range tenancyObjects(ns.Name, "") {
+			if err := kube.Client.DeleteAllOf(ctx, obj, client.InNamespace(ns.Name)); err != nil {
+				t.Errorf("delete the %ss left in %s: %v", kindOf(obj), ns.Name, err)
+			}
+		}
+		_ = kube.Client.Delete(ctx, ns)
+	})
 	return ns.Name
 }
 
