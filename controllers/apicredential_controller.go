@@ -207,6 +207,7 @@ func (r *ApiCredentialReconciler) issue(ctx context.Context, cred *integrationsv
 	row := r.rowFromSpec(cred, id)
 	row.ClientID = issued.ClientID
 	row.HashedSecret = string(hash)
+	row.SecretFingerprint = credentials.Fingerprint(issued.ClientID, issued.Secret)
 	row.IssuedAt = now
 	row.RotationRequest = requested // a request present at creation is already answered
 	row.CreatedBy = fmt.Sprintf("integration-operator/%s/%s", cred.Namespace, cred.Name)
@@ -247,7 +248,8 @@ func (r *ApiCredentialReconciler) rotate(ctx context.Context, cred *integrations
 	if cred.Spec.RotationGracePeriod != nil {
 		grace = cred.Spec.RotationGracePeriod.Duration
 	}
-	if err := r.Store.RotateCredential(ctx, row.ID, string(hash), now.Add(grace), now, requested); err != nil {
+	if err := r.Store.RotateCredential(ctx, row.ID, store.Rotation{Hash: string(hash), Fingerprint: credentials.Fingerprint(row.ClientID, issued.Secret),
+		PreviousExpiresAt: now.Add(grace), IssuedAt: now, Request: requested}); err != nil {
 		return err
 	}
 	r.Metrics.DatabaseWrites.WithLabelValues("api_credentials").Inc()

@@ -120,6 +120,13 @@ func TestApiKeyIssuedOnceUsableRotatedRevoked(t *testing.T) {
 	if string(data[controllers.SecretKeyClientID]) != cred.Status.ClientID || !strings.HasPrefix(key, cred.Status.ClientID+"_") {
 		t.Fatal("the Secret does not hold the issued key")
 	}
+	// Issued with its fingerprint, so guesses at a key never used yet
+	// cannot spend its holder's bcrypt budget; the validation below shows
+	// it is the key's own (a wrong one would refuse the key).
+	issuedRow, _, err := h.store.GetCredential(ctx, uuid.MustParse(string(cred.UID)))
+	if err != nil || issuedRow.SecretFingerprint == "" {
+		t.Fatalf("issued without a fingerprint (%v)", err)
+	}
 	p, ok := validAPIKey(t, v, key)
 	if !ok || p.StoreID != "store-1042" || strings.Join(p.Scopes, ",") != "inventory:read,orders:read" {
 		t.Fatalf("validate the issued key: %v %+v", ok, p)
@@ -163,6 +170,11 @@ func TestApiKeyIssuedOnceUsableRotatedRevoked(t *testing.T) {
 		}
 		return nil
 	})
+	rotatedRow, _, err := h.store.GetCredential(ctx, uuid.MustParse(string(cred.UID)))
+	if err != nil || rotatedRow.SecretFingerprint == "" || rotatedRow.SecretFingerprint == issuedRow.SecretFingerprint ||
+		rotatedRow.PreviousSecretFingerprint != issuedRow.SecretFingerprint {
+		t.Fatalf("the rotation did not move the fingerprints along (%v)", err)
+	}
 	if _, ok := validAPIKey(t, v, rotated); !ok {
 		t.Fatal("the rotated key is refused")
 	}

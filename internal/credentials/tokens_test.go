@@ -47,7 +47,7 @@ func TestTokenMintedBeforeARotationIsRefused(t *testing.T) {
 	// Rotate (the old secret keeps a grace period), as the reconciler does.
 	next, _ := RotateOAuthClient(client.ClientID)
 	hash, _ := bcrypt.GenerateFromPassword([]byte(next.Secret), bcrypt.MinCost)
-	if err := st.RotateCredential(context.Background(), client.ID, string(hash), time.Now().Add(time.Hour), time.Now(), "r1"); err != nil {
+	if err := st.RotateCredential(context.Background(), client.ID, store.Rotation{Hash: string(hash), PreviousExpiresAt: time.Now().Add(time.Hour), IssuedAt: time.Now(), Request: "r1"}); err != nil {
 		t.Fatal(err)
 	}
 	testbed.Eventually(t, 2*time.Second, 5*time.Millisecond, "token minted before the rotation refused", func() error {

@@ -216,7 +216,7 @@ func TestRotationGraceAndExpiryWhileCached(t *testing.T) {
 	}
 	next, _ := RotateAPIKey(row.ClientID)
 	hash, _ := bcrypt.GenerateFromPassword([]byte(next.Secret), bcrypt.MinCost)
-	if err := st.RotateCredential(ctx, row.ID, string(hash), time.Now().Add(1500*time.Millisecond), time.Now(), "r1"); err != nil {
+	if err := st.RotateCredential(ctx, row.ID, store.Rotation{Hash: string(hash), PreviousExpiresAt: time.Now().Add(1500 * time.Millisecond), IssuedAt: time.Now(), Request: "r1"}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond)

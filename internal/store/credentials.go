@@ -107,15 +107,25 @@ func (s *Store) UpdateCredentialSpec(ctx context.Context, c Credential) (bool, e
 	return tag.RowsAffected() > 0, nil
 }
 
-// RotateCredential makes newHash the secret, keeps the current one valid
-// until previousExpiresAt, and records the rotation request it answers.
-// The fingerprint moves with the secret; the new one is learnt on its first use.
-func (s *Store) RotateCredential(ctx context.Context, id uuid.UUID, newHash string, previousExpiresAt, issuedAt time.Time, request string) error {
+// Rotation is a new secret for a credential: its hash, its fingerprint
+// (so the holder is never taken for a guesser, even before first use),
+// until when the previous one is accepted, when it was issued and the
+// rotation request it answers.
+type Rotation struct {
+	Hash, Fingerprint string
+	PreviousExpiresAt time.Time
+	IssuedAt          time.Time
+	Request           string
+}
+
+// RotateCredential makes the new secret current and keeps the old one as
+// the previous, with its fingerprint, until the grace period ends.
+func (s *Store) RotateCredential(ctx context.Context, id uuid.UUID, r Rotation) error {
 	_, err := s.pool.Exec(ctx, `UPDATE api_credentials
 		SET previous_hashed_secret = hashed_secret, previous_expires_at = $3, hashed_secret = $2,
-		    previous_secret_fingerprint = secret_fingerprint, secret_fingerprint = NULL,
+		    previous_secret_fingerprint = secret_fingerprint, secret_fingerprint = NULLIF($6, ''),
 		    issued_at = $4, rotation_request = $5, updated_at = now()
-		WHERE credential_id = $1`, id, newHash, previousExpiresAt, issuedAt, request)
+		WHERE credential_id = $1`, id, r.Hash, r.PreviousExpiresAt, r.IssuedAt, r.Request, r.Fingerprint)
 	if err != nil {
 		return fmt.Errorf("rotate credential %s: %w", id, err)
 	}
