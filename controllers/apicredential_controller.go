@@ -278,7 +278,10 @@ func (r *ApiCredentialReconciler) deliver(ctx context.Context, cred *integration
 	}
 	err := r.Client.Create(ctx, secret)
 	if apierrors.IsAlreadyExists(err) {
-		patch, merr := json.Marshal(map[string]any{"data": data})
+		// The owner reference too: a Secret left by a deleted ApiCredential
+		// becomes this one's (secretConflict let only ours or such through).
+		patch, merr := json.Marshal(map[string]any{"data": data,
+			"metadata": map[string]any{"ownerReferences": secret.OwnerReferences, "labels": secret.Labels}})
 		if merr != nil {
 			return merr
 		}
@@ -295,6 +298,11 @@ func (r *ApiCredentialReconciler) deliver(ctx context.Context, cred *integration
 func (r *ApiCredentialReconciler) secretConflict(ctx context.Context, cred *integrationsv1.ApiCredential) (*metav1.Condition, error) {
 	meta, err := r.secretMetadata(ctx, cred)
 	if err != nil || meta == nil || metav1.IsControlledBy(meta, cred) {
+		return nil, err
+	}
+	// A Secret a deleted ApiCredential left (no garbage collector took it)
+	// is taken over: deliver writes this one as its owner.
+	if stale, err := leftByDeletedOwner(ctx, r.APIReader, r.Client.Scheme(), meta, cred); err != nil || stale {
 		return nil, err
 	}
 	c := falseCondition(ConditionSecretDelivered, ReasonSecretNameConflict, fmt.Sprintf(

@@ -131,9 +131,24 @@ func (r *WebhookSubscriptionReconciler) syncSigningSecret(ctx context.Context, s
 	if err != nil && !apierrors.IsNotFound(err) {
 		return falseCondition(condType, ReasonKubernetesError, fmt.Sprintf("reading Secret %s: %v", ownedName, err)), time.Time{}, err
 	}
+	adopted := false
 	if ownedExists && !metav1.IsControlledBy(owned, sub) {
-		return falseCondition(condType, ReasonSecretNameConflict, fmt.Sprintf(
-			"Secret %s exists and is not owned by this subscription; rename or delete it so the signing secret can be stored there", ownedName)), time.Time{}, nil
+		stale, err := leftByDeletedOwner(ctx, r.APIReader, r.Client.Scheme(), owned, sub)
+		if err != nil {
+			return falseCondition(condType, ReasonKubernetesError, fmt.Sprintf("reading the owner of Secret %s: %v", ownedName, err)), time.Time{}, err
+		}
+		if !stale {
+			return falseCondition(condType, ReasonSecretNameConflict, fmt.Sprintf(
+				"Secret %s exists and is not owned by this subscription; rename or delete it so the signing secret can be stored there", ownedName)), time.Time{}, nil
+		}
+		// What a deleted subscription of the same name left is not this
+		// one's: its secret is not reused, only the Secret's name.
+		adopted = true
+		owned.OwnerReferences = withoutController(owned.OwnerReferences)
+		owned.Data = nil
+		delete(owned.Annotations, rotationRecordAnnotation)
+		r.event(sub, corev1.EventTypeNormal, "SecretAdopted", "Adopt",
+			"Secret %s was left by a deleted subscription of the same name; it now holds this subscription's signing secret", ownedName)
 	}
 
 	path := webhookSecretPath(id)
@@ -155,7 +170,7 @@ func (r *WebhookSubscriptionReconciler) syncSigningSecret(ctx context.Context, s
 
 	now := r.Clock.Now()
 	handled := owned.Annotations[rotationRecordAnnotation]
-	if !ownedExists {
+	if !ownedExists || adopted {
 		// A prune deleted the Secret, and with it the record there: the
 		// status keeps it too, so the request is not taken for a new one.
 		handled = sub.Status.LastRotationRequest
