@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -109,15 +110,27 @@ func run() error {
 		"--retry-schedule", "0s,5s,10s,20s,30s", "--poll-interval", "200ms", "--kafka-session-timeout", "6s", "--dev-logs")
 	s.start("credentials-api", "credentials-api", "--listen-address", credAPI, "--metrics-bind-address", freeAddr(), "--dev-logs")
 
-	step("applying the samples: a subscription for the sample receiver, the ApiCredential and the ConnectorConfig")
+	step("installing the store-tenancy policy; binding namespace default to store-1042")
+	if out, err := s.output("kubectl", "apply", "-k", filepath.Join(root, "config", "admission")); err != nil {
+		return fmt.Errorf("kubectl apply -k config/admission: %w: %s", err, out)
+	}
+	if out, err := s.output("kubectl", "annotate", "namespace", "default", "--overwrite", "integrations.ss3.dev/store-ids=store-1042"); err != nil {
+		return fmt.Errorf("kubectl annotate namespace: %w: %s", err, out)
+	}
+
+	step("applying the samples: a subscription for the sample receiver, the ApiCredential, and an Amazon ConnectorConfig pointed at a local stand-in")
+	amazon, err := startAmazonStandIn()
+	if err != nil {
+		return err
+	}
+	s.closers = append(s.closers, func() { amazon.Close() })
 	receiver := freeAddr()
 	manifest := filepath.Join(s.dir, "dev.yaml")
-	if err := os.WriteFile(manifest, []byte(fmt.Sprintf(devManifest, receiver)), 0o644); err != nil {
+	if err := os.WriteFile(manifest, []byte(fmt.Sprintf(devManifest, receiver, amazon.Addr(), amazon.Addr())), 0o644); err != nil {
 		return err
 	}
 	samples := filepath.Join(root, "config", "samples")
-	if out, err := s.output("kubectl", "apply", "-f", manifest, "-f", filepath.Join(samples, "integrations_v1_apicredential.yaml"),
-		"-f", filepath.Join(samples, "integrations_v1_connectorconfig.yaml")); err != nil {
+	if out, err := s.output("kubectl", "apply", "-f", manifest, "-f", filepath.Join(samples, "integrations_v1_apicredential.yaml")); err != nil {
 		return fmt.Errorf("kubectl apply: %w: %s", err, out)
 	}
 	if out, err := s.output("kubectl", "wait", "--for=condition=Ready", "whsub/demo-orders", "apicred/warehouse-sync",
@@ -158,7 +171,8 @@ integration-operator is running locally (ready in %s). In another shell:
   kubectl annotate whsub demo-orders integrations.ss3.dev/retrigger-dead-letters=$(date +%%s) --overwrite
   KEY=$(kubectl get secret warehouse-api-key -o jsonpath='{.data.api-key}' | base64 -d)
   curl -s -H "Authorization: Bearer $KEY" http://%s/credentials/validate
-  kubectl describe conncfg amazon-eu    # demo credentials, no Amazon here: lastSync shows the poll failing and backing off
+  kubectl describe conncfg amazon-eu    # demo credentials sent only to a local stand-in that refuses them: lastSync shows the poll failing and backing off
+  kubectl create ns other && kubectl -n other apply -f config/samples/integrations_v1_apicredential.yaml   # refused: store-1042 is not bound to "other"
   # payment providers' webhooks: http://%s<status.webhookPath of a stripe or payfast ConnectorConfig>
 
 Logs are in %s. Ctrl-C tears everything down.
@@ -178,6 +192,27 @@ stringData:
   api-key: demo-lwa-client-id
   api-secret: demo-lwa-client-secret
   refresh-token: demo-lwa-refresh-token
+---
+# config/samples' Amazon connector, but talking to a stand-in on this
+# machine: demo credentials must never reach the real Amazon.
+apiVersion: integrations.ss3.dev/v1
+kind: ConnectorConfig
+metadata:
+  name: amazon-eu
+  namespace: default
+spec:
+  storeId: store-1042
+  connectorType: amazon
+  displayName: Amazon EU marketplace (local stand-in)
+  eventSubscriptions: [product.updated, inventory.updated, order.fulfilled]
+  settings:
+    sellerId: A2SELLER0EXAMPLE
+    marketplaceId: A1PA6795UKMFR9
+    endpoint: http://%s
+    lwaEndpoint: http://%s
+  credentialsSecretRef:
+    name: amazon-sp-api
+  pollInterval: 1m
 ---
 apiVersion: integrations.ss3.dev/v1
 kind: WebhookSubscription
@@ -236,6 +271,31 @@ func (s *stack) teardown() {
 		s.closers[i]()
 	}
 }
+
+// amazonStandIn answers every call as Amazon answers unknown client
+// credentials, so make dev shows a connector failing and backing off with
+// the demo credentials never leaving the machine.
+type amazonStandIn struct {
+	srv *http.Server
+	ln  net.Listener
+}
+
+func startAmazonStandIn() (*amazonStandIn, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"error":"invalid_client","error_description":"make dev: demo credentials, refused by the local stand-in for Amazon"}`)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	return &amazonStandIn{srv: srv, ln: ln}, nil
+}
+
+func (a *amazonStandIn) Addr() string { return a.ln.Addr().String() }
+func (a *amazonStandIn) Close()       { _ = a.srv.Close() }
 
 func freeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
