@@ -14,6 +14,16 @@ CHART_DIR := charts/integration-operator
 # How long make fuzz runs each fuzz target.
 FUZZTIME ?= 60s
 
+# The image: its name and tag live here only; the chart (appVersion,
+# image.repository) and config/ use the same, which test/image checks.
+IMAGE_NAME ?= integration-operator
+IMAGE_TAG ?= 0.1.0
+IMAGE_ARCHIVE ?= bin/$(IMAGE_NAME)-$(IMAGE_TAG).oci.tar
+IMAGE_PLATFORMS ?= linux/amd64,linux/arm64
+# Set to push after building, e.g. registry.example:5000/team (pushes
+# registry.example:5000/team/$(IMAGE_NAME):$(IMAGE_TAG)).
+IMAGE_REGISTRY ?=
+
 .PHONY: all
 all: build
 
@@ -48,6 +58,10 @@ dev: testbed ## Run the whole stack locally (control plane, Postgres, Vault, Kaf
 .PHONY: build
 build: ## Build the binary into bin/.
 	go build -o bin/integration-operator ./cmd/integration-operator
+
+.PHONY: image
+image: ## Build the OCI image (linux/amd64+arm64, no daemon) into IMAGE_ARCHIVE; push it when IMAGE_REGISTRY is set (docs/image.md).
+	go run ./hack/image --name $(IMAGE_NAME) --tag $(IMAGE_TAG) --out $(IMAGE_ARCHIVE) --platforms $(IMAGE_PLATFORMS) $(if $(IMAGE_REGISTRY),--registry $(IMAGE_REGISTRY))
 
 ##@ Test
 
