@@ -16,9 +16,13 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "io.image" -}}{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}
 
+{{- /* The image's user (hack/image). Nothing in the binary writes to the
+  root filesystem, so it is read-only and no /tmp volume is needed. */ -}}
 {{- define "io.podSecurity" -}}
 securityContext:
   runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
   seccompProfile:
     type: RuntimeDefault
 {{- end -}}
