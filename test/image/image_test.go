@@ -104,6 +104,11 @@ func TestImage(t *testing.T) {
 	if got := strings.Join(platforms, ","); got != "linux/amd64,linux/arm64" {
 		t.Errorf("index platforms %s, want linux/amd64,linux/arm64", got)
 	}
+	if haveContainerd() {
+		t.Run("containerd", func(t *testing.T) { checkWithContainerd(t, archive, "docker.io/library/"+imageName+":"+tag) })
+	} else {
+		t.Log("no containerd, ctr and runc as root: the image was not run")
+	}
 	if _, err := exec.LookPath("skopeo"); err == nil {
 		t.Run("skopeo", func(t *testing.T) { checkWithSkopeo(t, archive, digest, tag, dir) })
 	} else {
