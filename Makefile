@@ -85,6 +85,14 @@ fuzz: testbed ## Run every Go fuzz target for FUZZTIME each (default 60s); make 
 e2e: testbed ## End-to-end: the built binary driven through kubectl and curl (also part of make test).
 	go test $(GO_TEST_FLAGS) -v ./test/e2e/
 
+.PHONY: e2e-cluster
+e2e-cluster: testbed image ## A real single-node Kubernetes here (root): the image and chart installed, the story run, upgraded, uninstalled (docs/e2e-cluster.md).
+	hack/install-cluster-deps.sh
+	for t in kubelet kube-scheduler kube-controller-manager kube-proxy cni-plugins; do hack/build-tool.sh $$t >/dev/null || exit 1; done
+	@# down.sh again after the test: it cleans up even when the test process was killed.
+	IMAGE_ARCHIVE=$(abspath $(IMAGE_ARCHIVE)) go test -tags e2ecluster $(GO_TEST_FLAGS) -v ./test/cluster/; rc=$$?; \
+	hack/cluster/down.sh; exit $$rc
+
 .PHONY: bench
 bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable, ephemeral ceiling, latency), connectors (eBay updates, Stripe webhooks).
 	go test -run '^$$' -bench . -benchtime 3s ./internal/credentials/

@@ -4,7 +4,7 @@
 # A cached binary is reused, so only the first run on a machine pays the build.
 set -euo pipefail
 
-tool="${1:?usage: build-tool.sh kube-apiserver|etcd|vault|helm}"
+tool="${1:?usage: build-tool.sh kube-apiserver|etcd|vault|helm|kubelet|kube-scheduler|kube-controller-manager|kube-proxy|cni-plugins}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${INTEGRATION_OPERATOR_CACHE:-$HOME/.cache/integration-operator}"
 
@@ -13,8 +13,16 @@ case "$tool" in
   etcd)           version=v3.6.16; pkg=go.etcd.io/etcd/server/v3;            flags=() ;;
   vault)          version=v1.21.0; pkg=github.com/hashicorp/vault;           flags=(-trimpath -ldflags=-s\ -w) ;;
   helm)           version=v3.19.0; pkg=helm.sh/helm/v3/cmd/helm;             flags=() ;;
+  # The single-node cluster of make e2e-cluster: one module (tools/kube-node)
+  # pins all four at kube-apiserver's version.
+  kubelet|kube-scheduler|kube-controller-manager|kube-proxy)
+                  version=v1.37.2; pkg=k8s.io/kubernetes/cmd/$tool; flags=(); moddir=kube-node ;;
+  # A directory of CNI plugins, not one binary: the kubelet's CNI bin dir.
+  cni-plugins)    version=v1.10.0; pkg=github.com/containernetworking/plugins/plugins; flags=()
+                  plugins=(main/bridge main/loopback ipam/host-local meta/portmap) ;;
   *) echo "unknown tool: $tool" >&2; exit 2 ;;
 esac
+moddir="${moddir:-$tool}"
 
 out="$cache/bin/$tool-$version/$tool"
 mkdir -p "$(dirname "$out")"
@@ -24,8 +32,10 @@ flock 9
 if [[ ! -x "$out" ]]; then
   echo "building $tool $version into $out (first time only)" >&2
   start=$(date +%s)
-  if [[ -d "$here/tools/$tool" ]]; then
-    (cd "$here/tools/$tool" && go build "${flags[@]}" -o "$out.tmp" "$pkg")
+  if [[ -n "${plugins:-}" ]]; then
+    (cd "$here/tools/$moddir" && go build "${flags[@]}" -o "$out.tmp/" "${plugins[@]/#/$pkg/}")
+  elif [[ -d "$here/tools/$moddir" ]]; then
+    (cd "$here/tools/$moddir" && go build "${flags[@]}" -o "$out.tmp" "$pkg")
   else
     # A tool whose own go.mod builds it as is: go install pins it by version.
     tmpbin="$(mktemp -d)"
