@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +23,9 @@ func haveContainerd() bool {
 
 // checkWithContainerd imports the archive into a containerd of its own (its
 // own socket, root and state, no CRI, so a kubelet's containerd on this
-// machine is left alone) under the name a kubelet asks for, and runs the
-// binary with a read-only root filesystem and the image's config (user 65532).
+// machine is left alone) under the name a kubelet asks for, runs it with a
+// read-only root filesystem and the image's config, and checks the process
+// is up as user 65532 on a read-only root.
 func checkWithContainerd(t *testing.T, archive, ref string) {
 	dir, err := os.MkdirTemp("/tmp", "image-ctrd-") // short: the socket path has a length limit
 	if err != nil {
@@ -63,8 +65,36 @@ func checkWithContainerd(t *testing.T, archive, ref string) {
 	if out := ctr("images", "ls", "--quiet"); strings.TrimSpace(out) != ref {
 		t.Fatalf("ctr images import named %q, want %q", out, ref)
 	}
-	out := ctr("run", "--rm", "--read-only", ref, "image-test-help", entrypoint, "--help")
-	if !strings.Contains(out, "credentials-api") {
-		t.Errorf("--help in containerd printed:\n%s", out)
+	// A component that stays up (the sample receiver, in the container's
+	// own network namespace), to look at it from here.
+	ctr("run", "--detach", "--log-uri", "file://"+filepath.Join(dir, "receiver.log"), "--read-only", ref, "image-test", entrypoint, "receive", "--listen", "127.0.0.1:9000", "--secret-file", "/etc/passwd")
+	t.Cleanup(func() {
+		exec.Command("ctr", "--address", sock, "--namespace", "image-test", "task", "kill", "--signal", "KILL", "image-test").Run()
+		time.Sleep(500 * time.Millisecond)
+		exec.Command("ctr", "--address", sock, "--namespace", "image-test", "task", "rm", "--force", "image-test").Run()
+		exec.Command("ctr", "--address", sock, "--namespace", "image-test", "containers", "rm", "image-test").Run()
+	})
+	var pid string
+	for _, line := range strings.Split(ctr("task", "ls"), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "image-test" && f[2] == "RUNNING" {
+			pid = f[1]
+		}
+	}
+	if pid == "" {
+		t.Fatalf("the receiver is not running:\n%s", ctr("task", "ls"))
+	}
+	status, err := os.ReadFile(filepath.Join("/proc", pid, "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "\nUid:\t65532\t65532\t65532\t65532\n"; !strings.Contains(string(status), want) {
+		t.Errorf("the process runs as %q, want uid 65532 (the image's user)", regexp.MustCompile(`Uid:.*`).FindString(string(status)))
+	}
+	mounts, err := os.ReadFile(filepath.Join("/proc", pid, "mountinfo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root := regexp.MustCompile(`(?m)^\S+ \S+ \S+ / / (\S+)`).FindSubmatch(mounts); root == nil || !strings.HasPrefix(string(root[1]), "ro") {
+		t.Errorf("root filesystem not read-only: %q", root)
 	}
 }

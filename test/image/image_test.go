@@ -64,7 +64,7 @@ func TestImage(t *testing.T) {
 	t.Run("same digest from the same commit", func(t *testing.T) {
 		_, again := openArchive(t, pushedArchive, t.TempDir())
 		if d, _ := again.Digest(); d != digest {
-			t.Errorf("second build %s, first %s", d, digest)
+			t.Errorf("second build %s, first %s (did the source change between the two?)", d, digest)
 		}
 	})
 	t.Run("pushed", func(t *testing.T) {
