@@ -31,6 +31,10 @@ tasks="$dir/containerd/state/io.containerd.runtime.v2.task"
 stop_pids "$tasks"/*/*/init.pid
 stop_pids "$tasks"/*/*/shim.pid
 stop_pids "$dir"/pids/*.pid
+# runc's state of our containers, left when their shims were killed.
+for task in "$tasks"/k8s.io/*; do
+  rm -rf "/run/containerd/runc/k8s.io/$(basename "$task")"
+done
 
 # Mounts under the state directory (overlay rootfs, secrets, shm), deepest first.
 awk -v d="$dir" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo | sort -r |
