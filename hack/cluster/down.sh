@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tears down what test/cluster brought up under its state directory, whatever
 # state a run left it in (a failure, a killed test): the processes it started
-# (by the pid files it wrote, and containerd's own shim/init pid files), the
+# (by the pid files it wrote and containerd's init.pid files; shims by their
+# working directory, containers by the kubelet's cgroups), the
 # mounts under the state directory, the pods' network namespaces, the bridge,
 # kube-proxy's iptables rules and the ip_forward setting it changed.
 # Idempotent; make e2e-cluster runs it after the test, pass or fail.
@@ -17,11 +18,15 @@ stop_pids() { # pid files...: TERM, wait up to 10 s, then KILL
   done
   ((${#pids[@]})) || return 0
   kill -TERM "${pids[@]}" 2>/dev/null
+  local alive=()
   for _ in $(seq 50); do
-    kill -0 "${pids[@]}" 2>/dev/null || return 0
+    alive=()
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
+    ((${#alive[@]})) || return 0
     sleep 0.2
   done
-  kill -KILL "${pids[@]}" 2>/dev/null
+  # Shims whose containerd is gone do not always exit on TERM.
+  kill -KILL "${alive[@]}" 2>/dev/null
 }
 
 # The node first (so it restarts nothing), then containers, then the rest.
@@ -29,8 +34,18 @@ stop_pids "$dir/pids/kubelet.pid" "$dir/pids/kube-proxy.pid"
 shopt -s nullglob
 tasks="$dir/containerd/state/io.containerd.runtime.v2.task"
 stop_pids "$tasks"/*/*/init.pid
-stop_pids "$tasks"/*/*/shim.pid
+stop_pids "$tasks"/*/*/shim.pid # containerd 2.x writes these; 1.6 does not (below)
 stop_pids "$dir"/pids/*.pid
+# Whatever those files missed: shims run in their bundle under the state
+# directory, containers in the kubelet's /kubepods cgroups (no one else's).
+ours=()
+for proc in /proc/[0-9]*; do
+  cwd=$(readlink "$proc/cwd" 2>/dev/null) || continue
+  if [[ "$cwd" == "$dir"/* ]] || grep -q ':/kubepods' "$proc/cgroup" 2>/dev/null; then
+    ours+=("${proc#/proc/}")
+  fi
+done
+((${#ours[@]})) && kill -KILL "${ours[@]}" 2>/dev/null && sleep 1
 # runc's state of our containers, left when their shims were killed.
 for task in "$tasks"/k8s.io/*; do
   rm -rf "/run/containerd/runc/k8s.io/$(basename "$task")"
