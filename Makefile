@@ -98,6 +98,10 @@ bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dis
 	go test -run '^$$' -bench . -benchtime 3s ./internal/credentials/
 	go test -timeout 60m -run '^$$' -bench . -benchtime 1x ./dispatcher/
 
+.PHONY: bench-scale
+bench-scale: testbed ## Production shape (issue 15): status reporter writes/s and pass time with 10,000 subscriptions, against the budget.
+	go test -tags scale -timeout 30m -count=1 -run '^TestReportScale$$' -v ./controllers/
+
 .PHONY: helm-lint
 helm-lint: ## Lint the chart.
 	$$(hack/build-tool.sh helm) lint $(CHART_DIR) --strict

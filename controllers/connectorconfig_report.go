@@ -9,7 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
+	"k8s.io/apimachinery/pkg/types"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
 	"github.com/ss3dev/integration-operator/internal/store"
@@ -27,22 +27,31 @@ const (
 	ReasonSyncFailed    = "SyncFailed"
 )
 
-// ReportConnectors brings every connector's sync status up to date once.
+// ReportConnectors runs one pass over the connectors.
 func (r *StatusReporter) ReportConnectors(ctx context.Context) error {
+	return r.pass(ctx, r.connectorWrites)
+}
+
+// connectorWrites computes each connector's sync status and the patches
+// that bring it up to date.
+func (r *StatusReporter) connectorWrites(ctx context.Context) ([]statusWrite, error) {
 	healths, err := r.Store.ConnectorHealths(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	stalled, err := r.intakeStalls(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var list integrationsv1.ConnectorConfigList
 	if err := r.Client.List(ctx, &list); err != nil {
-		return fmt.Errorf("list connectors: %w", err)
+		return nil, fmt.Errorf("list connectors: %w", err)
 	}
+	var writes []statusWrite
+	listed := map[types.UID]bool{}
 	for i := range list.Items {
 		cc := &list.Items[i]
+		listed[cc.UID] = true
 		id, err := uuid.Parse(string(cc.UID))
 		if err != nil || !cc.DeletionTimestamp.IsZero() {
 			continue
@@ -61,13 +70,37 @@ func (r *StatusReporter) ReportConnectors(ctx context.Context) error {
 		if equality.Semantic.DeepEqual(original.Status, cc.Status) {
 			continue
 		}
-		if err := patchStatusIfChanged(ctx, r.Client, original, cc, original.Status, cc.Status); err != nil {
-			r.Log.V(1).Info("connector status not written this interval", "connector", client.ObjectKeyFromObject(cc), "error", err.Error())
-			continue
-		}
-		r.announce(cc, original.Status, h)
+		writes = append(writes, statusWrite{kind: "ConnectorConfig", uid: cc.UID,
+			health: connectorHealthMoved(&original.Status, &cc.Status),
+			patch: func(ctx context.Context) error {
+				return patchStatusIfChanged(ctx, r.Client, original, cc, original.Status, cc.Status)
+			},
+			after: func() { r.announce(cc, original.Status, h) }})
 	}
-	return nil
+	r.budget.forget("ConnectorConfig", listed)
+	return writes, nil
+}
+
+// connectorHealthMoved: a condition, the newest sync's outcome, or new
+// rejections or dead letters, which raise Events; not only counters.
+func connectorHealthMoved(before, after *integrationsv1.ConnectorConfigStatus) bool {
+	if conditionsMoved(before.Conditions, after.Conditions) {
+		return true
+	}
+	var rejected, dead [2]int64
+	var sync [2]string
+	for i, st := range []*integrationsv1.ConnectorConfigStatus{before, after} {
+		if st.Inbound != nil {
+			rejected[i] = st.Inbound.Rejected
+		}
+		if st.Outbound != nil {
+			dead[i] = st.Outbound.DeadLettered
+		}
+		if st.LastSync != nil {
+			sync[i] = st.LastSync.Status
+		}
+	}
+	return rejected[0] != rejected[1] || dead[0] != dead[1] || sync[0] != sync[1]
 }
 
 func (r *StatusReporter) announce(cc *integrationsv1.ConnectorConfig, before integrationsv1.ConnectorConfigStatus, h store.ConnectorHealth) {

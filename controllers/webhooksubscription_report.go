@@ -1,11 +1,13 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -14,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -41,9 +45,11 @@ const intakeStallFreshness = time.Minute
 
 // StatusReporter copies what the dispatchers record in Postgres onto the
 // resources' status: each subscription's delivery health and each
-// connector's sync health, at most once per Interval per object and only
-// when it changed, with Events for what a store admin must act on. It runs
-// on the leader.
+// connector's sync health, with Events for what a store admin must act on.
+// It runs on the leader. Its writes share a budget (report_budget.go):
+// health transitions go first and land within one interval, counters are
+// refreshed oldest first, and the API server never sees more than
+// WriteBudget writes/s however many objects there are.
 type StatusReporter struct {
 	Client   client.Client
 	Store    *store.Store
@@ -54,32 +60,85 @@ type StatusReporter struct {
 	// subscription whose signing secret the dispatcher cannot find, so the
 	// secret is put back now rather than at the next resync.
 	Resync *Wake
+	// WriteBudget caps status writes per second across all objects (0:
+	// DefaultStatusWriteBudget); WriteBurst is how many may go at once (0:
+	// one second's worth).
+	WriteBudget float64
+	WriteBurst  int
+	// Workers is how many patches may be in flight (0: 4); PatchTimeout
+	// bounds each (0: 5s, at most half the interval).
+	Workers      int
+	PatchTimeout time.Duration
+	// Metrics, when set, counts writes done and deferred and times passes.
+	Metrics *Metrics
+
+	once   sync.Once
+	budget *writeBudget
 }
 
-// Start reports every Interval until ctx ends.
+// Start reports every Interval until ctx ends. Passes start on a fixed
+// beat (a pass is bounded by the interval), so a transition waits at most
+// one interval to be read.
 func (r *StatusReporter) Start(ctx context.Context) error {
-	every(ctx, orDefault(r.Interval, 10*time.Second), r.Log, "reporting status", func(ctx context.Context) error {
-		return errors.Join(r.ReportDeliveries(ctx), r.ReportConnectors(ctx))
-	})
+	wait.NonSlidingUntilWithContext(ctx, func(ctx context.Context) {
+		if err := r.pass(ctx, r.deliveryWrites, r.connectorWrites); err != nil && ctx.Err() == nil {
+			r.Log.Error(err, "reporting status failed; retrying next interval")
+		}
+	}, r.interval())
 	return nil
 }
 
-// ReportDeliveries brings every subscription's delivery status up to date once.
+// ReportDeliveries runs one pass over the subscriptions.
 func (r *StatusReporter) ReportDeliveries(ctx context.Context) error {
+	return r.pass(ctx, r.deliveryWrites)
+}
+
+func (r *StatusReporter) interval() time.Duration { return orDefault(r.Interval, 10*time.Second) }
+
+// pass computes the writes of each collector and makes those the budget
+// allows before the interval is up.
+func (r *StatusReporter) pass(ctx context.Context, collectors ...func(context.Context) ([]statusWrite, error)) error {
+	began := time.Now()
+	r.once.Do(func() {
+		timeout := min(orDefault(r.PatchTimeout, defaultPatchTimeout), r.interval()/2)
+		r.budget = newWriteBudget(r.WriteBudget, r.WriteBurst, cmp.Or(r.Workers, defaultStatusWorkers), timeout)
+	})
+	passCtx, cancel := context.WithTimeout(ctx, r.interval())
+	defer cancel()
+	var writes []statusWrite
+	var errs []error
+	for _, collect := range collectors {
+		w, err := collect(passCtx)
+		writes, errs = append(writes, w...), append(errs, err)
+	}
+	res := r.budget.run(ctx, passCtx, writes, func(w statusWrite, err error) {
+		// A conflict means the reconciler just wrote; a later pass catches up.
+		r.Log.V(1).Info("status not written this pass", "kind", w.kind, "uid", w.uid, "error", err.Error())
+	})
+	r.Metrics.observeStatusPass(res, time.Since(began))
+	return errors.Join(errs...)
+}
+
+// deliveryWrites computes each subscription's delivery status and the
+// patches that bring it up to date.
+func (r *StatusReporter) deliveryWrites(ctx context.Context) ([]statusWrite, error) {
 	stats, err := r.Store.SubscriptionStatsAll(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	stalled, err := r.intakeStalls(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var subs integrationsv1.WebhookSubscriptionList
 	if err := r.Client.List(ctx, &subs); err != nil {
-		return fmt.Errorf("list subscriptions: %w", err)
+		return nil, fmt.Errorf("list subscriptions: %w", err)
 	}
+	var writes []statusWrite
+	listed := map[types.UID]bool{}
 	for i := range subs.Items {
 		sub := &subs.Items[i]
+		listed[sub.UID] = true
 		id, err := uuid.Parse(string(sub.UID))
 		if err != nil || !sub.DeletionTimestamp.IsZero() {
 			continue
@@ -100,25 +159,46 @@ func (r *StatusReporter) ReportDeliveries(ctx context.Context) error {
 		if equality.Semantic.DeepEqual(original.Status, sub.Status) {
 			continue
 		}
-		if err := patchStatusIfChanged(ctx, r.Client, original, sub, original.Status, sub.Status); err != nil {
-			// A conflict means the reconciler just wrote; next interval catches up.
-			r.Log.V(1).Info("delivery status not written this interval", "subscription", client.ObjectKeyFromObject(sub), "error", err.Error())
-			continue
-		}
-		if missing {
-			r.restoreSecret(sub)
-		}
-		before := int64(0)
-		if original.Status.Delivery != nil {
-			before = original.Status.Delivery.DeadLettered
-		}
-		if n := st.DeadLettered - before; n > 0 && r.Recorder != nil {
-			r.Recorder.Eventf(sub, nil, corev1.EventTypeWarning, "DeliveriesDeadLettered", "DeadLetter",
-				"%d deliveries dead-lettered; last reason: %s. Re-trigger with: kubectl annotate webhooksubscription %s %s=<new value>",
-				n, st.LastDeadLetterReason, sub.Name, integrationsv1.RetriggerDeadLettersAnnotation)
-		}
+		writes = append(writes, statusWrite{kind: "WebhookSubscription", uid: sub.UID,
+			health: deliveryHealthMoved(&original.Status, &sub.Status),
+			patch: func(ctx context.Context) error {
+				return patchStatusIfChanged(ctx, r.Client, original, sub, original.Status, sub.Status)
+			},
+			after: func() { r.announceDelivery(sub, original, st, missing) }})
 	}
-	return nil
+	r.budget.forget("WebhookSubscription", listed)
+	return writes, nil
+}
+
+// deliveryHealthMoved: what a user acts on changed, not only counters.
+func deliveryHealthMoved(before, after *integrationsv1.WebhookSubscriptionStatus) bool {
+	if conditionsMoved(before.Conditions, after.Conditions) {
+		return true
+	}
+	var was, is integrationsv1.DeliveryStatus
+	if before.Delivery != nil {
+		was = *before.Delivery
+	}
+	if after.Delivery != nil {
+		is = *after.Delivery
+	}
+	return was.CircuitState != is.CircuitState || was.DeadLettered != is.DeadLettered
+}
+
+// announceDelivery raises the Events of a written transition.
+func (r *StatusReporter) announceDelivery(sub, original *integrationsv1.WebhookSubscription, st store.SubscriptionStats, missing bool) {
+	if missing {
+		r.restoreSecret(sub)
+	}
+	before := int64(0)
+	if original.Status.Delivery != nil {
+		before = original.Status.Delivery.DeadLettered
+	}
+	if n := st.DeadLettered - before; n > 0 && r.Recorder != nil {
+		r.Recorder.Eventf(sub, nil, corev1.EventTypeWarning, "DeliveriesDeadLettered", "DeadLetter",
+			"%d deliveries dead-lettered; last reason: %s. Re-trigger with: kubectl annotate webhooksubscription %s %s=<new value>",
+			n, st.LastDeadLetterReason, sub.Name, integrationsv1.RetriggerDeadLettersAnnotation)
+	}
 }
 
 // ReasonSecretMissingFromVault: the dispatcher found no signing secret in

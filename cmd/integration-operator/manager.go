@@ -33,6 +33,7 @@ type managerOptions struct {
 	sweepInterval   time.Duration
 	bcryptCost      int
 	reportInterval  time.Duration
+	statusBudget    float64
 	credentialSync  time.Duration
 	metricsAddr     string
 	probeAddr       string
@@ -61,6 +62,7 @@ func newManagerCommand() *cobra.Command {
 	f.IntVar(&o.concurrency, "max-concurrent-reconciles", 4, "reconciles run in parallel per kind")
 	f.DurationVar(&o.sweepInterval, "orphan-sweep-interval", 30*time.Minute, "how often to remove Vault secrets and deactivate rows of resources that no longer exist")
 	f.DurationVar(&o.reportInterval, "delivery-status-interval", 10*time.Second, "how often delivery health is copied onto WebhookSubscription status and sync health onto ConnectorConfig status (at most one write per object per interval)")
+	f.Float64Var(&o.statusBudget, "status-write-budget", controllers.DefaultStatusWriteBudget, "status writes per second the manager makes to the API server at most, across all resources (burst the same); health changes go first, counters of N busy resources are refreshed within about N/budget + one interval")
 	f.IntVar(&o.bcryptCost, "bcrypt-cost", 12, "bcrypt cost of issued credential secrets")
 	f.DurationVar(&o.credentialSync, "credential-status-sync-interval", 5*time.Minute, "how often last use of each ApiCredential is synced onto its status")
 	addVaultFlags(f, &o.vault)
@@ -170,6 +172,7 @@ func runManager(cmd *cobra.Command, o managerOptions) error {
 	if err := mgr.Add(&controllers.StatusReporter{
 		Client: mgr.GetClient(), Store: st, Recorder: recorder,
 		Interval: o.reportInterval, Log: ctrl.Log.WithName("status"), Resync: wake,
+		WriteBudget: o.statusBudget, Metrics: metrics,
 	}); err != nil {
 		return err
 	}
