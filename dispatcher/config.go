@@ -60,6 +60,12 @@ type Config struct {
 	// BreakerOpen; then one probe is let through.
 	BreakerTrips int
 	BreakerOpen  time.Duration
+	// LimitLease is how long a replica's shares of the endpoints' limits
+	// (and a half-open probe) outlive its last sync with Postgres: a dead
+	// replica's shares go to the others within it. LimitSync is how often
+	// a replica syncs (rebalancing, and seeing breakers others opened).
+	LimitLease time.Duration
+	LimitSync  time.Duration
 	// PausedMaxAge bounds how long a paused subscription's deliveries
 	// wait: older ones are dead-lettered with that reason.
 	PausedMaxAge time.Duration
@@ -162,6 +168,12 @@ func (c *Config) defaults() {
 	}
 	if c.BreakerOpen == 0 {
 		c.BreakerOpen = 30 * time.Second
+	}
+	if c.LimitLease == 0 {
+		c.LimitLease = 3 * time.Second
+	}
+	if c.LimitSync == 0 {
+		c.LimitSync = 250 * time.Millisecond
 	}
 	if c.PausedMaxAge == 0 {
 		c.PausedMaxAge = 72 * time.Hour

@@ -37,8 +37,11 @@ type Dispatcher struct {
 	log       logr.Logger
 
 	endpoints *endpoints
-	jobs      chan store.Delivery
-	sent      sentNotices
+	// shared holds the endpoints' limits and breakers across replicas
+	// (nil in ephemeral mode: this replica's alone).
+	shared *shared
+	jobs   chan store.Delivery
+	sent   sentNotices
 	// held and connectorHeld are the claims this replica holds (nil in
 	// ephemeral mode); stopped remembers when the process was not running.
 	held          *holds
@@ -85,7 +88,10 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 		d.held = newHolds(store.WebhookClaims, cfg.ClaimLease)
 		d.connectorHeld = newHolds(store.ConnectorClaims, cfg.ClaimLease)
 	}
-	d.endpoints = newEndpoints(cfg.BreakerTrips, cfg.BreakerOpen, d.circuitChanged)
+	if !cfg.Ephemeral {
+		d.shared = newShared(cfg.Kafka.clientID, st, cfg.LimitLease, cfg.LimitSync, log.WithName("share"))
+	}
+	d.endpoints = newEndpoints(cfg.BreakerTrips, cfg.BreakerOpen, d.circuitChanged, d.shared)
 	return d, nil
 }
 
@@ -116,8 +122,13 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	keepCtx, stopKeeping := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopKeeping()
 	go d.stopped.watch(keepCtx)
+	released := make(chan struct{})
 	if !d.cfg.Ephemeral {
 		go d.renew(keepCtx, d.held, d.connectorHeld)
+		// Shares outlive ctx as claims do, for the attempts finishing.
+		go func() { d.shared.run(keepCtx, d.endpoints); close(released) }()
+	} else {
+		close(released)
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -140,6 +151,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	close(d.results)
 	<-recorded
 	stopKeeping()
+	<-released
 	d.removeSent(context.WithoutCancel(ctx))
 	return errors.Join(err, d.publisher.Close())
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,9 +35,18 @@ func (e *errWait) Error() string { return e.reason }
 type endpoint struct {
 	key     endpointKey
 	openFor time.Duration
-	slots   chan struct{}
+	slots   *slots
 	limiter *rate.Limiter
 	breaker *gobreaker.TwoStepCircuitBreaker[struct{}]
+	// shared, unless nil (ephemeral mode), makes the limits and the
+	// breaker hold across replicas: this replica uses only the share it
+	// leased (shared_limits.go).
+	shared *shared
+	// wanted is when (Unix ns) an attempt last wanted the endpoint: a
+	// replica without traffic for it gives its share back.
+	wanted atomic.Int64
+	// rateShare is the rate this replica leased (under shared.mu).
+	rateShare float64
 }
 
 // endpointKey: a subscription's endpoint, rebuilt when its limits change.
@@ -55,10 +65,11 @@ type endpoints struct {
 	mu      sync.Mutex
 	byID    map[uuid.UUID]*endpoint
 	onState func(subscription uuid.UUID, from, to string)
+	shared  *shared
 }
 
-func newEndpoints(trips int, openFor time.Duration, onState func(subscription uuid.UUID, from, to string)) *endpoints {
-	return &endpoints{trips: trips, openFor: openFor, byID: map[uuid.UUID]*endpoint{}, onState: onState}
+func newEndpoints(trips int, openFor time.Duration, onState func(subscription uuid.UUID, from, to string), sh *shared) *endpoints {
+	return &endpoints{trips: trips, openFor: openFor, byID: map[uuid.UUID]*endpoint{}, onState: onState, shared: sh}
 }
 
 func (e *endpoints) get(d store.Delivery) *endpoint {
@@ -68,9 +79,17 @@ func (e *endpoints) get(d store.Delivery) *endpoint {
 	if ep, ok := e.byID[d.SubscriptionID]; ok && ep.key == key {
 		return ep
 	}
-	ep := &endpoint{key: key, slots: make(chan struct{}, key.concurrency), openFor: e.openFor}
+	ep := &endpoint{key: key, slots: newSlots(key.concurrency), openFor: e.openFor, shared: e.shared}
 	if key.rate > 0 {
 		ep.limiter = rate.NewLimiter(rate.Limit(key.rate), key.burst)
+	}
+	if ep.shared != nil {
+		// Nothing until a share is leased.
+		ep.slots.setLimit(0)
+		if ep.limiter != nil {
+			ep.limiter.SetLimit(0)
+			ep.limiter.SetBurst(0)
+		}
 	}
 	ep.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        d.SubscriptionID.String(),
@@ -80,31 +99,58 @@ func (e *endpoints) get(d store.Delivery) *endpoint {
 			if e.onState != nil {
 				e.onState(d.SubscriptionID, from.String(), to.String())
 			}
+			if to == gobreaker.StateOpen && e.shared != nil {
+				e.shared.opened(d.SubscriptionID, e.openFor)
+			}
 		},
 	})
 	e.byID[d.SubscriptionID] = ep
 	return ep
 }
 
+// all lists the endpoints this replica has met.
+func (e *endpoints) all() []*endpoint {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*endpoint, 0, len(e.byID))
+	for _, ep := range e.byID {
+		out = append(out, ep)
+	}
+	return out
+}
+
 // admit reserves a slot, a rate token and the breaker's permission; the
 // returned done must be called with whether the endpoint did its part.
 func (ep *endpoint) admit(ctx context.Context) (func(endpointOK bool), error) {
-	wait := time.NewTimer(concurrencyWait)
-	defer wait.Stop()
-	select {
-	case ep.slots <- struct{}{}:
-	case <-wait.C:
-		return nil, &errWait{reason: fmt.Sprintf("waiting: %d attempts already in flight to the endpoint", cap(ep.slots)), after: time.Second}
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	ep.wanted.Store(time.Now().UnixNano())
+	if ep.shared != nil && !ep.shared.valid() {
+		ep.shared.wake()
+		return nil, &errWait{reason: "waiting: this replica's share of the endpoint's limits has lapsed", after: time.Second}
 	}
-	release := func() { <-ep.slots }
+	if !ep.slots.acquire(ctx, concurrencyWait, ep.shared) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		return nil, &errWait{reason: fmt.Sprintf("waiting: %d attempts already in flight to the endpoint", ep.key.concurrency), after: time.Second}
+	}
+	release := ep.slots.release
 	if ep.limiter != nil {
 		r := ep.limiter.Reserve()
-		if delay := r.Delay(); delay > 0 {
+		if delay := r.Delay(); !r.OK() || delay > 0 {
 			r.Cancel()
 			release()
+			if !r.OK() {
+				delay = time.Second // no share of the rate leased yet
+			}
 			return nil, &errWait{reason: "waiting: the subscription's rate limit", after: max(delay, 10*time.Millisecond)}
+		}
+	}
+	probe := false
+	if ep.shared != nil {
+		var err error
+		if probe, err = ep.shared.admitBreaker(ctx, ep.key.subscription, ep.openFor); err != nil {
+			release()
+			return nil, err
 		}
 	}
 	done, err := ep.breaker.Allow()
@@ -120,6 +166,9 @@ func (ep *endpoint) admit(ctx context.Context) (func(endpointOK bool), error) {
 			done(nil)
 		} else {
 			done(errors.New("endpoint failed"))
+		}
+		if probe {
+			ep.shared.probed(ctx, ep.key.subscription, ok, ep.openFor)
 		}
 		release()
 	}, nil

@@ -67,6 +67,8 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.StringVar(&o.cfg.Kafka.SASLMechanism, "kafka-sasl-mechanism", envDefault("KAFKA_SASL_MECHANISM", ""), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
 	f.IntVar(&o.cfg.Workers, "workers", 64, "concurrent delivery attempts")
 	f.DurationVar(&o.cfg.ClaimLease, "claim-lease", 15*time.Second, "how long a claim on a delivery lasts unless renewed (renewed every third of it); a dead replica's work resumes within it")
+	f.DurationVar(&o.cfg.LimitLease, "limit-lease", 3*time.Second, "how long a replica's share of the subscriptions' rate and concurrency limits outlives its last sync; a dead replica's share goes to the others within it")
+	f.DurationVar(&o.cfg.LimitSync, "limit-sync", 250*time.Millisecond, "how often a replica syncs its shares of the limits, and the breakers other replicas opened, with Postgres")
 	f.DurationVar(&o.cfg.PollInterval, "poll-interval", 500*time.Millisecond, "how often due retries are looked for")
 	f.DurationVar(&o.cfg.PausedMaxAge, "paused-delivery-max-age", 72*time.Hour, "how long a paused subscription's deliveries wait before they are dead-lettered")
 	f.DurationVar(&o.cfg.SecretMissingMaxAge, "secret-missing-max-age", 24*time.Hour, "how long deliveries wait for a signing secret missing from Vault before they are dead-lettered")

@@ -1,0 +1,257 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// Limits shared by dispatcher replicas (migration 00015). Each replica with
+// traffic for a subscription leases a share of its rate and concurrency;
+// the shares of live replicas never add up to more than the limits,
+// because every change is made under one lock and a replica only grows
+// into what the others do not hold. A replica's leases live while its
+// heartbeat does, so a dead replica's shares return within one lease.
+
+// limitsLock serialises share changes (one short transaction per replica
+// per sync): a single lock cannot deadlock, and contention is a few
+// replicas a few times a second.
+const limitsLock = 0x6c696d697473 // "limits"
+
+// LimitWant is one subscription this replica has traffic for: its limits
+// and the slots it has in flight (never released while in use, or the
+// others could exceed the limit).
+type LimitWant struct {
+	Subscription uuid.UUID
+	Rate         float64
+	Slots        int
+	InUse        int
+}
+
+// LimitShare is what a replica may use of a subscription's limits.
+type LimitShare struct {
+	Rate  float64
+	Slots int
+}
+
+// LimitSync is one replica's sync: its heartbeat, the subscriptions it has
+// traffic for, and the breakers it opened (each with how long it stays open).
+type LimitSync struct {
+	Replica string
+	Lease   time.Duration
+	Wants   []LimitWant
+	Opened  map[uuid.UUID]time.Duration
+	// BeforeCommit gets the new shares while the lock is held, so that the
+	// replica lowers its own before any other can take what it gave up.
+	BeforeCommit func(map[uuid.UUID]LimitShare)
+}
+
+// SharedBreaker is a breaker some replica opened: how long it stays open
+// (from the database's clock; <= 0 once a probe may go) and who holds the
+// probe, if anyone does.
+type SharedBreaker struct {
+	OpenFor time.Duration
+	ProbeBy string
+}
+
+// SyncLimits renews the replica's heartbeat, drops the replicas whose
+// heartbeat expired (with their leases), sets this replica's shares and
+// records the breakers it opened, in one transaction; it returns the
+// shares and every breaker open.
+func (s *Store) SyncLimits(ctx context.Context, req LimitSync) (map[uuid.UUID]LimitShare, map[uuid.UUID]SharedBreaker, error) {
+	shares := make(map[uuid.UUID]LimitShare, len(req.Wants))
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(limitsLock)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM limit_replicas WHERE expires_at < now()`); err != nil {
+			return err
+		}
+		// A replica whose heartbeat had lapsed lost its leases with it:
+		// it writes all its shares again.
+		var fresh bool
+		if err := tx.QueryRow(ctx, `INSERT INTO limit_replicas (replica, expires_at) VALUES ($1, now() + $2 * interval '1 millisecond')
+			ON CONFLICT (replica) DO UPDATE SET expires_at = EXCLUDED.expires_at RETURNING xmax = 0`,
+			req.Replica, req.Lease.Milliseconds()).Scan(&fresh); err != nil {
+			return err
+		}
+		ids := make([]uuid.UUID, len(req.Wants))
+		for i, w := range req.Wants {
+			ids[i] = w.Subscription
+		}
+		others, mine, err := leases(ctx, tx, req.Replica, ids)
+		if err != nil {
+			return err
+		}
+		var rates []float64
+		var slots []int32
+		changed := ids[:0:0]
+		for _, w := range req.Wants {
+			sh := share(w, req.Replica, others[w.Subscription])
+			shares[w.Subscription] = sh
+			// Rows are written only when a share moves (the heartbeat
+			// keeps them); a replica with traffic and no share still has
+			// one, so that the others make room.
+			if row, ok := mine[w.Subscription]; fresh || !ok || row != sh {
+				changed = append(changed, w.Subscription)
+				rates, slots = append(rates, sh.Rate), append(slots, int32(sh.Slots))
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO endpoint_limit_leases (subscription_id, replica, rate_share, slots)
+			SELECT id, $1, r, n FROM unnest($2::uuid[], $3::float8[], $4::int[]) AS w(id, r, n)
+			ON CONFLICT (subscription_id, replica) DO UPDATE SET rate_share = EXCLUDED.rate_share, slots = EXCLUDED.slots`,
+			req.Replica, changed, rates, slots); err != nil {
+			return err
+		}
+		// Subscriptions without traffic here give their share back.
+		if _, err := tx.Exec(ctx, `DELETE FROM endpoint_limit_leases WHERE replica = $1 AND NOT subscription_id = ANY($2)`,
+			req.Replica, ids); err != nil {
+			return err
+		}
+		if err := recordOpened(ctx, tx, req.Opened); err != nil {
+			return err
+		}
+		if req.BeforeCommit != nil {
+			req.BeforeCommit(shares)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("sync shared limits: %w", err)
+	}
+	breakers, err := s.openBreakers(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return shares, breakers, nil
+}
+
+// leaseRow is another live replica's share of one subscription.
+type leaseRow struct {
+	replica string
+	rate    float64
+	slots   int
+}
+
+// leases reads the live shares of ids: the other replicas' and replica's own.
+func leases(ctx context.Context, tx pgx.Tx, replica string, ids []uuid.UUID) (map[uuid.UUID][]leaseRow, map[uuid.UUID]LimitShare, error) {
+	rows, err := tx.Query(ctx, `SELECT subscription_id, replica, rate_share, slots FROM endpoint_limit_leases
+		WHERE subscription_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	others, mine := map[uuid.UUID][]leaseRow{}, map[uuid.UUID]LimitShare{}
+	var id uuid.UUID
+	var l leaseRow
+	_, err = pgx.ForEachRow(rows, []any{&id, &l.replica, &l.rate, &l.slots}, func() error {
+		if l.replica == replica {
+			mine[id] = LimitShare{Rate: l.rate, Slots: l.slots}
+		} else {
+			others[id] = append(others[id], l)
+		}
+		return nil
+	})
+	return others, mine, err
+}
+
+// share is an equal part of the limits among the replicas with traffic
+// (slots left over from the division go to the first replicas by name),
+// but never more than the others leave free: a replica's share grows only
+// once the others have lowered theirs. Slots in use are never given up.
+func share(w LimitWant, replica string, others []leaseRow) LimitShare {
+	n := len(others) + 1
+	names := []string{replica}
+	freeRate, freeSlots := w.Rate, w.Slots
+	for _, o := range others {
+		names = append(names, o.replica)
+		freeRate -= o.rate
+		freeSlots -= o.slots
+	}
+	slices.Sort(names)
+	rank := slices.Index(names, replica)
+	fairSlots := w.Slots / n
+	if rank < w.Slots%n {
+		fairSlots++
+	}
+	return LimitShare{Rate: max(0, min(w.Rate/float64(n), freeRate)), Slots: max(w.InUse, min(fairSlots, freeSlots))}
+}
+
+// recordOpened records breakers this replica opened (or reopened after a
+// failed probe), with when they may be probed.
+func recordOpened(ctx context.Context, tx pgx.Tx, opened map[uuid.UUID]time.Duration) error {
+	if len(opened) == 0 {
+		return nil
+	}
+	ids := make([]uuid.UUID, 0, len(opened))
+	ms := make([]int64, 0, len(opened))
+	for id, d := range opened {
+		ids, ms = append(ids, id), append(ms, d.Milliseconds())
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO endpoint_breakers (subscription_id, open_until)
+		SELECT id, now() + m * interval '1 millisecond' FROM unnest($1::uuid[], $2::bigint[]) AS o(id, m)
+		ON CONFLICT (subscription_id) DO UPDATE SET open_until = EXCLUDED.open_until, probe_by = NULL, probe_until = NULL`, ids, ms)
+	return err
+}
+
+func (s *Store) openBreakers(ctx context.Context) (map[uuid.UUID]SharedBreaker, error) {
+	rows, err := s.pool.Query(ctx, `SELECT subscription_id, (EXTRACT(EPOCH FROM open_until - now()) * 1000)::bigint,
+		CASE WHEN probe_until > now() THEN coalesce(probe_by, '') ELSE '' END FROM endpoint_breakers`)
+	if err != nil {
+		return nil, fmt.Errorf("read shared breakers: %w", err)
+	}
+	out := map[uuid.UUID]SharedBreaker{}
+	var id uuid.UUID
+	var ms int64
+	var b SharedBreaker
+	if _, err := pgx.ForEachRow(rows, []any{&id, &ms, &b.ProbeBy}, func() error {
+		b.OpenFor = time.Duration(ms) * time.Millisecond
+		out[id] = b
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("read shared breakers: %w", err)
+	}
+	return out, nil
+}
+
+// ClaimProbe gives replica the half-open probe of a shared breaker whose
+// open time is up, for lease, unless another replica holds it. A breaker
+// no longer recorded (closed meanwhile) needs no probe: true.
+func (s *Store) ClaimProbe(ctx context.Context, subscription uuid.UUID, replica string, lease time.Duration) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE endpoint_breakers SET probe_by = $2, probe_until = now() + $3 * interval '1 millisecond'
+		WHERE subscription_id = $1 AND open_until <= now() AND (probe_by IS NULL OR probe_by = $2 OR probe_until < now())`,
+		subscription, replica, lease.Milliseconds())
+	if err != nil {
+		return false, fmt.Errorf("claim probe: %w", err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM endpoint_breakers WHERE subscription_id = $1)`, subscription).Scan(&exists); err != nil {
+		return false, fmt.Errorf("claim probe: %w", err)
+	}
+	return !exists, nil
+}
+
+// CloseBreaker forgets a shared breaker after replica's probe succeeded.
+func (s *Store) CloseBreaker(ctx context.Context, subscription uuid.UUID, replica string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM endpoint_breakers WHERE subscription_id = $1 AND probe_by = $2`, subscription, replica); err != nil {
+		return fmt.Errorf("close shared breaker: %w", err)
+	}
+	return nil
+}
+
+// ReleaseLimits gives back everything replica holds (it is stopping): its
+// shares, at once, and any probe.
+func (s *Store) ReleaseLimits(ctx context.Context, replica string) error {
+	_, err := s.pool.Exec(ctx, `WITH p AS (UPDATE endpoint_breakers SET probe_by = NULL, probe_until = NULL WHERE probe_by = $1)
+		DELETE FROM limit_replicas WHERE replica = $1`, replica)
+	if err != nil {
+		return fmt.Errorf("release shared limits: %w", err)
+	}
+	return nil
+}
