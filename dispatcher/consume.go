@@ -164,14 +164,14 @@ func (d *Dispatcher) decodeAndRoute(m kafka.Message) routed {
 	}
 	d.metrics.Events.Inc()
 	for _, sub := range d.router.Match(e) {
-		nd := store.NewDelivery{ID: uuid.New(), SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type, Payload: e.Data}
+		nd := store.NewDelivery{ID: store.NewID(), SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type, Payload: e.Data}
 		r.deliveries = append(r.deliveries, nd)
 		r.jobs = append(r.jobs, store.Delivery{ID: nd.ID, SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type,
 			Payload: e.Data, TargetURL: sub.TargetURL, Timeout: sub.DeliveryTimeout, SignatureScheme: sub.SignatureScheme,
 			SubscriptionActive: true, MaxConcurrency: sub.MaxConcurrency, RateLimit: sub.RateLimit, RateBurst: sub.RateBurst})
 	}
 	for _, c := range d.router.MatchConnectors(e) {
-		r.connectors = append(r.connectors, store.NewConnectorDelivery{ID: uuid.New(), ConfigID: c.ID, EventID: e.ID,
+		r.connectors = append(r.connectors, store.NewConnectorDelivery{ID: store.NewID(), ConfigID: c.ID, EventID: e.ID,
 			StoreID: e.StoreID, EventType: e.Type, Payload: e.Data, EntityKey: connectors.EntityKey(e.Type, e.Data)})
 	}
 	return r

@@ -21,7 +21,7 @@ type Claim struct {
 
 // NewClaim is a fresh claim token for lease.
 func NewClaim(lease time.Duration) Claim {
-	return Claim{Token: uuid.New(), Lease: lease}
+	return Claim{Token: NewID(), Lease: lease}
 }
 
 // Held is one row a replica holds: its id and the token it claimed it with.
