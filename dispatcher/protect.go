@@ -45,8 +45,8 @@ type endpoint struct {
 	// wanted is when (Unix ns) an attempt last wanted the endpoint: a
 	// replica without traffic for it gives its share back.
 	wanted atomic.Int64
-	// rateShare is the rate this replica leased (under shared.mu).
-	rateShare float64
+	// tokens is the rate limit's bucket in Postgres (shared mode).
+	tokens *tokens
 }
 
 // endpointKey: a subscription's endpoint, rebuilt when its limits change.
@@ -80,16 +80,14 @@ func (e *endpoints) get(d store.Delivery) *endpoint {
 		return ep
 	}
 	ep := &endpoint{key: key, slots: newSlots(key.concurrency), openFor: e.openFor, shared: e.shared}
-	if key.rate > 0 {
+	switch {
+	case key.rate > 0 && ep.shared != nil:
+		ep.tokens = newTokens(ep.shared.store, key)
+	case key.rate > 0:
 		ep.limiter = rate.NewLimiter(rate.Limit(key.rate), key.burst)
 	}
 	if ep.shared != nil {
-		// Nothing until a share is leased.
-		ep.slots.setLimit(0)
-		if ep.limiter != nil {
-			ep.limiter.SetLimit(0)
-			ep.limiter.SetBurst(0)
-		}
+		ep.slots.setLimit(0) // none until a share is leased
 	}
 	ep.breaker = gobreaker.NewTwoStepCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        d.SubscriptionID.String(),
@@ -134,16 +132,12 @@ func (ep *endpoint) admit(ctx context.Context) (func(endpointOK bool), error) {
 		return nil, &errWait{reason: fmt.Sprintf("waiting: %d attempts already in flight to the endpoint", ep.key.concurrency), after: time.Second}
 	}
 	release := ep.slots.release
-	if ep.limiter != nil {
-		r := ep.limiter.Reserve()
-		if delay := r.Delay(); !r.OK() || delay > 0 {
-			r.Cancel()
-			release()
-			if !r.OK() {
-				delay = time.Second // no share of the rate leased yet
-			}
-			return nil, &errWait{reason: "waiting: the subscription's rate limit", after: max(delay, 10*time.Millisecond)}
+	if delay, err := ep.takeToken(ctx); err != nil || delay > 0 {
+		release()
+		if err != nil {
+			return nil, err
 		}
+		return nil, &errWait{reason: "waiting: the subscription's rate limit", after: max(delay, 10*time.Millisecond)}
 	}
 	probe := false
 	if ep.shared != nil {
@@ -172,6 +166,22 @@ func (ep *endpoint) admit(ctx context.Context) (func(endpointOK bool), error) {
 		}
 		release()
 	}, nil
+}
+
+// takeToken takes a token of the rate limit, or says how long to wait.
+func (ep *endpoint) takeToken(ctx context.Context) (time.Duration, error) {
+	if ep.tokens != nil {
+		return ep.tokens.take(ctx)
+	}
+	if ep.limiter == nil {
+		return 0, nil
+	}
+	r := ep.limiter.Reserve()
+	if delay := r.Delay(); delay > 0 {
+		r.Cancel()
+		return delay, nil
+	}
+	return 0, nil
 }
 
 // circuitReport is how often breaker states reach the gauge and the status.

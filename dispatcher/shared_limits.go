@@ -7,7 +7,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/google/uuid"
-	"golang.org/x/time/rate"
 
 	"github.com/ss3dev/integration-operator/internal/store"
 )
@@ -16,27 +15,32 @@ import (
 // are what the partner sees in total, however many replicas run, and a
 // breaker one replica opens holds for all.
 //
-// Leased shares, not a token bucket in Postgres: the hot path stays in
-// memory (a local limiter and slot count sized to this replica's share)
-// and Postgres sees one short transaction per replica per LimitSync,
-// whatever the traffic, where a shared bucket costs a round trip per batch
-// of tokens and, to stay exact, batches of one. Each replica with traffic
-// for a subscription (an attempt wanted within LimitLease) leases an equal
-// part of its rate and slots; under one lock a replica lowers its share
-// before committing and only grows into what the others left free, so the
-// shares of live replicas never add up to more than the limit. A replica
-// heartbeats in the same transaction; one that dies stops, and its leases
-// go with its heartbeat after LimitLease, while a live replica that cannot
-// reach Postgres stops using its shares before its lease can have expired.
-// Each replica's local bucket holds at least one token of burst, so the
-// partner can see up to (replicas sharing - 1) beyond `burst` at once,
-// never more over time.
+// Rate: one token bucket per subscription in Postgres (tokens.go). A
+// replica takes tokens only for attempts about to start, so the partner
+// sees exactly the bucket's rate and burst across replicas (leased shares
+// of a rate would need a burst token per replica, and would sit idle on a
+// replica whose claimed work moved to another: claims go to whichever
+// replica polls first). Its cost is one statement per batch of attempts
+// that ask at once, and only for subscriptions with a rateLimit.
+//
+// Concurrency: a slot cannot be taken in Postgres without a round trip per
+// attempt at its start and end, so each replica with traffic for a
+// subscription (an attempt wanted within LimitLease) leases an equal part
+// of its slots and counts them in memory. Under one lock a replica lowers
+// its share before committing and grows only into what the others left
+// free, and never gives up slots in use, so the live leases never add up
+// to more than the limit. A replica syncs every LimitSync, in one
+// transaction for all its subscriptions, writing lease rows only when a
+// share moves; its heartbeat in the same transaction keeps them alive. A
+// stopping replica gives everything back at once; a dead one's leases go
+// with its heartbeat after LimitLease, and a live replica that cannot
+// reach Postgres stops using its shares before they can have expired.
 //
 // Breakers: a replica whose breaker opens records it with its reopen time;
 // every sync reads the open ones, so the others stop within a LimitSync.
 // Once the time is up one replica claims the half-open probe in Postgres
 // (a lease, so a dead prober does not hold it); its success clears the
-// record, its failure reopens it.
+// record, its failure reopens it for all.
 
 // slots counts attempts in flight against this replica's share.
 type slots struct {
@@ -190,6 +194,7 @@ func (s *shared) probed(ctx context.Context, subscription uuid.UUID, ok bool, op
 func (s *shared) run(ctx context.Context, eps *endpoints) {
 	t := time.NewTicker(s.every)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -200,7 +205,13 @@ func (s *shared) run(ctx context.Context, eps *endpoints) {
 			return
 		case <-t.C:
 		case <-s.kick:
+			// A replica left without a share asks often: not more than
+			// five times a LimitSync.
+			if !sleep(ctx, time.Until(last.Add(s.every/5))) {
+				continue
+			}
 		}
+		last = time.Now()
 		s.sync(ctx, eps)
 	}
 }
@@ -220,7 +231,7 @@ func (s *shared) sync(ctx context.Context, eps *endpoints) {
 			continue
 		}
 		byID[ep.key.subscription] = ep
-		wants = append(wants, store.LimitWant{Subscription: ep.key.subscription, Rate: ep.key.rate, Slots: ep.key.concurrency, InUse: used})
+		wants = append(wants, store.LimitWant{Subscription: ep.key.subscription, Slots: ep.key.concurrency, InUse: used})
 	}
 	s.mu.Lock()
 	opens := s.opens
@@ -229,7 +240,7 @@ func (s *shared) sync(ctx context.Context, eps *endpoints) {
 	sctx, cancel := context.WithTimeout(ctx, s.lease/3)
 	defer cancel()
 	shares, breakers, err := s.store.SyncLimits(sctx, store.LimitSync{Replica: s.replica, Lease: s.lease, Wants: wants, Opened: opens,
-		BeforeCommit: func(shares map[uuid.UUID]store.LimitShare) {
+		BeforeCommit: func(shares map[uuid.UUID]int) {
 			// What is given up is given up before anyone can take it.
 			s.zero(idle)
 			for id, sh := range shares {
@@ -272,42 +283,21 @@ func (s *shared) sync(ctx context.Context, eps *endpoints) {
 	s.mu.Unlock()
 }
 
-// apply sizes ep's local slots and limiter to its share: only lowering
-// before the commit, raising after it.
-func (s *shared) apply(ep *endpoint, sh store.LimitShare, lowerOnly bool) {
+// apply sizes ep's local slots to its share: only lowering before the
+// commit, raising after it.
+func (s *shared) apply(ep *endpoint, slots int, lowerOnly bool) {
 	if ep == nil {
 		return
 	}
-	if limit, _ := ep.slots.state(); !lowerOnly || sh.Slots < limit {
-		ep.slots.setLimit(sh.Slots)
+	if limit, _ := ep.slots.state(); !lowerOnly || slots < limit {
+		ep.slots.setLimit(slots)
 	}
-	if ep.limiter == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if sh.Rate == ep.rateShare || lowerOnly && sh.Rate > ep.rateShare {
-		return
-	}
-	// A share newly raised starts with the tokens left, not a full burst.
-	ep.rateShare = sh.Rate
-	ep.limiter.SetLimit(rate.Limit(sh.Rate))
-	ep.limiter.SetBurst(burstShare(ep.key, sh.Rate))
-}
-
-// burstShare is this replica's part of the burst, at least one token
-// while it holds any rate (a limiter with none sends nothing).
-func burstShare(k endpointKey, share float64) int {
-	if share <= 0 || k.rate <= 0 {
-		return 0
-	}
-	return max(1, int(float64(k.burst)*share/k.rate))
 }
 
 // zero takes every share away from eps (the replica is stopping, or they
 // have no traffic here).
 func (s *shared) zero(eps []*endpoint) {
 	for _, ep := range eps {
-		s.apply(ep, store.LimitShare{}, true)
+		s.apply(ep, 0, true)
 	}
 }

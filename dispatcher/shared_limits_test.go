@@ -87,32 +87,25 @@ func limited(t *testing.T, e *env, url string, rate float64, burst, slots int) s
 	return sub
 }
 
-// leaseSums is what the live leases of sub add up to, and by how many
+// liveSlots is what the live leases of sub add up to, and by how many
 // replicas.
-func leaseSums(t *testing.T, e *env, sub uuid.UUID) (rate float64, slots, replicas int) {
-	t.Helper()
-	if err := e.store.Pool().QueryRow(context.Background(), `SELECT coalesce(sum(l.rate_share), 0), coalesce(sum(l.slots), 0), count(*)
+func liveSlots(ctx context.Context, e *env, sub uuid.UUID) (slots, replicas int, err error) {
+	err = e.store.Pool().QueryRow(ctx, `SELECT coalesce(sum(l.slots), 0), count(*)
 		FROM endpoint_limit_leases l JOIN limit_replicas r USING (replica) WHERE l.subscription_id = $1 AND r.expires_at > now()`,
-		sub).Scan(&rate, &slots, &replicas); err != nil {
-		t.Fatal(err)
-	}
-	return rate, slots, replicas
+		sub).Scan(&slots, &replicas)
+	return slots, replicas, err
 }
 
 // watchLeases checks, until the test ends, that the live shares of sub
-// never add up to more than its limits.
-func watchLeases(t *testing.T, e *env, sub uuid.UUID, rateLimit float64, slotLimit int) {
+// never add up to more than its concurrency limit.
+func watchLeases(t *testing.T, e *env, sub uuid.UUID, limit int) {
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan string, 1)
+	done := make(chan int, 1)
 	go func() {
-		worst := ""
+		worst := 0
 		for ctx.Err() == nil {
-			var r float64
-			var s int
-			if err := e.store.Pool().QueryRow(ctx, `SELECT coalesce(sum(l.rate_share), 0), coalesce(sum(l.slots), 0)
-				FROM endpoint_limit_leases l JOIN limit_replicas r USING (replica) WHERE l.subscription_id = $1 AND r.expires_at > now()`,
-				sub).Scan(&r, &s); err == nil && (r > rateLimit+1e-9 || s > slotLimit) && worst == "" {
-				worst = fmt.Sprintf("leases add up to rate %v, slots %d", r, s)
+			if s, _, err := liveSlots(ctx, e, sub); err == nil {
+				worst = max(worst, s)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -120,8 +113,8 @@ func watchLeases(t *testing.T, e *env, sub uuid.UUID, rateLimit float64, slotLim
 	}()
 	t.Cleanup(func() {
 		cancel()
-		if worst := <-done; worst != "" {
-			t.Errorf("%s; limits %v and %d", worst, rateLimit, slotLimit)
+		if worst := <-done; worst > limit {
+			t.Errorf("leases added up to %d slots; the limit is %d", worst, limit)
 		}
 	})
 }
@@ -144,7 +137,7 @@ func TestRateLimitHoldsAcrossThreeReplicas(t *testing.T) {
 	recv := newArrivals(t, http.StatusOK, 0)
 	const limit, burst, replicas, events = 10, 2, 3, 60
 	sub := limited(t, e, recv.URL, limit, burst, 10)
-	watchLeases(t, e, sub.ID, limit, 10)
+	watchLeases(t, e, sub.ID, 10)
 	for range replicas {
 		e.run(t, Config{})
 	}
@@ -170,7 +163,7 @@ func TestConcurrencyLimitHoldsAcrossThreeReplicas(t *testing.T) {
 	e := startEnv(t)
 	recv := newArrivals(t, http.StatusOK, 100*time.Millisecond)
 	sub, _ := e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, func(s *store.Subscription) { s.MaxConcurrency = 2 })
-	watchLeases(t, e, sub.ID, 0, 2)
+	watchLeases(t, e, sub.ID, 2)
 	for range 3 {
 		e.run(t, Config{})
 	}
@@ -255,60 +248,78 @@ func TestAHalfOpenProbeIsMadeByOneReplica(t *testing.T) {
 
 func TestAStoppedReplicaGivesItsShareBack(t *testing.T) {
 	e := startEnv(t)
-	recv := newArrivals(t, http.StatusOK, 0)
+	recv := newArrivals(t, http.StatusOK, 200*time.Millisecond)
 	const limit = 6
-	sub := limited(t, e, recv.URL, limit, 1, 10)
+	sub := limited(t, e, recv.URL, 0, 0, limit)
+	watchLeases(t, e, sub.ID, limit)
 	cfg := Config{LimitLease: 2 * time.Second}
 	e.run(t, cfg)
 	e.run(t, cfg)
 	stop := e.runStoppable(t, cfg)
-	produceN(t, e, "store-a", 150)
-	eventually(t, 30*time.Second, "three replicas sharing", func() error {
-		if r, _, n := leaseSums(t, e, sub.ID); n != 3 || r > limit+1e-9 {
-			return fmt.Errorf("%d replicas, rate %v", n, r)
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			_ = stop()
+		}
+	})
+	produceN(t, e, "store-a", 400)
+	ctx := context.Background()
+	replicas := func() (n int) {
+		if err := e.store.Pool().QueryRow(ctx, `SELECT count(*) FROM limit_replicas WHERE expires_at > now()`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	eventually(t, 30*time.Second, "three replicas sharing, the slots in use", func() error {
+		if s, _, err := liveSlots(ctx, e, sub.ID); replicas() != 3 || s != limit || err != nil {
+			return fmt.Errorf("%d replicas, %d slots, %v", replicas(), s, err)
 		}
 		return nil
 	})
+	stopped = true
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	stopped := time.Now()
-	eventually(t, cfg.LimitLease, "the two left holding the whole rate", func() error {
-		if r, _, n := leaseSums(t, e, sub.ID); n != 2 || r < limit-1e-9 {
-			return fmt.Errorf("%d replicas, rate %v", n, r)
+	at := time.Now()
+	if n := replicas(); n != 2 {
+		t.Fatalf("%d replicas live after one stopped; it should have let go at once", n)
+	}
+	eventually(t, cfg.LimitLease, "the two left holding every slot", func() error {
+		if s, _, err := liveSlots(ctx, e, sub.ID); s != limit || err != nil {
+			return fmt.Errorf("%d slots, %v", s, err)
 		}
 		return nil
 	})
-	t.Logf("rebalanced %v after the stop", time.Since(stopped).Round(time.Millisecond))
+	t.Logf("rebalanced %v after the stop", time.Since(at).Round(time.Millisecond))
 }
 
 func TestADeadReplicasLeasesExpire(t *testing.T) {
 	e := startEnv(t)
 	recv := newArrivals(t, http.StatusOK, 0)
-	const limit = 5
-	sub := limited(t, e, recv.URL, limit, 1, 4)
-	// A replica that took the whole limit and then died (no release).
+	const limit = 4
+	sub := limited(t, e, recv.URL, 0, 0, limit)
+	// A replica that took every slot and then died (no release).
 	const lease = 2 * time.Second
-	shares, _, err := e.store.SyncLimits(context.Background(), store.LimitSync{Replica: "ghost", Lease: lease,
-		Wants: []store.LimitWant{{Subscription: sub.ID, Rate: limit, Slots: 4}}})
-	if err != nil || shares[sub.ID] != (store.LimitShare{Rate: limit, Slots: 4}) {
+	ctx := context.Background()
+	shares, _, err := e.store.SyncLimits(ctx, store.LimitSync{Replica: "ghost", Lease: lease,
+		Wants: []store.LimitWant{{Subscription: sub.ID, Slots: limit}}})
+	if err != nil || shares[sub.ID] != limit {
 		t.Fatalf("ghost's shares %+v %v", shares, err)
 	}
 	ghostAt := time.Now()
-	watchLeases(t, e, sub.ID, limit, 4)
+	watchLeases(t, e, sub.ID, limit)
 	e.run(t, Config{LimitLease: lease})
 	produceN(t, e, "store-a", 40)
-	eventually(t, 30*time.Second, "the live replica holding the whole limit", func() error {
-		var r float64
+	eventually(t, 30*time.Second, "the live replica holding every slot", func() error {
 		var s int
-		if err := e.store.Pool().QueryRow(context.Background(), `SELECT rate_share, slots FROM endpoint_limit_leases
-			WHERE subscription_id = $1 AND replica <> 'ghost'`, sub.ID).Scan(&r, &s); err != nil || r != limit || s != 4 {
-			return fmt.Errorf("rate %v, slots %d, %v", r, s, err)
+		if err := e.store.Pool().QueryRow(ctx, `SELECT slots FROM endpoint_limit_leases
+			WHERE subscription_id = $1 AND replica <> 'ghost'`, sub.ID).Scan(&s); err != nil || s != limit {
+			return fmt.Errorf("%d slots, %v", s, err)
 		}
 		return nil
 	})
 	if took := time.Since(ghostAt); took < lease {
-		t.Fatalf("the ghost's share was taken after %v, before its lease of %v ended", took, lease)
+		t.Fatalf("the ghost's slots were taken after %v, before its lease of %v ended", took, lease)
 	}
 	waitDelivered(t, e, sub.ID, 40, 30*time.Second)
 }

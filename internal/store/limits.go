@@ -10,32 +10,26 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Limits shared by dispatcher replicas (migration 00015). Each replica with
-// traffic for a subscription leases a share of its rate and concurrency;
-// the shares of live replicas never add up to more than the limits,
-// because every change is made under one lock and a replica only grows
-// into what the others do not hold. A replica's leases live while its
-// heartbeat does, so a dead replica's shares return within one lease.
+// Limits shared by dispatcher replicas (migration 00015). A subscription's
+// rate is one token bucket that replicas take tokens from in batches. Each
+// replica with traffic for a subscription leases a share of its
+// concurrency; the shares of live replicas never add up to more than the
+// limit, because every change is made under one lock and a replica only
+// grows into what the others do not hold. A replica's leases live while
+// its heartbeat does, so a dead replica's shares return within one lease.
 
 // limitsLock serialises share changes (one short transaction per replica
 // per sync): a single lock cannot deadlock, and contention is a few
 // replicas a few times a second.
 const limitsLock = 0x6c696d697473 // "limits"
 
-// LimitWant is one subscription this replica has traffic for: its limits
-// and the slots it has in flight (never released while in use, or the
-// others could exceed the limit).
+// LimitWant is one subscription this replica has traffic for: its
+// concurrency limit and the slots it has in flight (never released while
+// in use, or the others could exceed the limit).
 type LimitWant struct {
 	Subscription uuid.UUID
-	Rate         float64
 	Slots        int
 	InUse        int
-}
-
-// LimitShare is what a replica may use of a subscription's limits.
-type LimitShare struct {
-	Rate  float64
-	Slots int
 }
 
 // LimitSync is one replica's sync: its heartbeat, the subscriptions it has
@@ -47,7 +41,7 @@ type LimitSync struct {
 	Opened  map[uuid.UUID]time.Duration
 	// BeforeCommit gets the new shares while the lock is held, so that the
 	// replica lowers its own before any other can take what it gave up.
-	BeforeCommit func(map[uuid.UUID]LimitShare)
+	BeforeCommit func(map[uuid.UUID]int)
 }
 
 // SharedBreaker is a breaker some replica opened: how long it stays open
@@ -61,9 +55,9 @@ type SharedBreaker struct {
 // SyncLimits renews the replica's heartbeat, drops the replicas whose
 // heartbeat expired (with their leases), sets this replica's shares and
 // records the breakers it opened, in one transaction; it returns the
-// shares and every breaker open.
-func (s *Store) SyncLimits(ctx context.Context, req LimitSync) (map[uuid.UUID]LimitShare, map[uuid.UUID]SharedBreaker, error) {
-	shares := make(map[uuid.UUID]LimitShare, len(req.Wants))
+// slots leased and every breaker open.
+func (s *Store) SyncLimits(ctx context.Context, req LimitSync) (map[uuid.UUID]int, map[uuid.UUID]SharedBreaker, error) {
+	shares := make(map[uuid.UUID]int, len(req.Wants))
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(limitsLock)); err != nil {
 			return err
@@ -87,7 +81,6 @@ func (s *Store) SyncLimits(ctx context.Context, req LimitSync) (map[uuid.UUID]Li
 		if err != nil {
 			return err
 		}
-		var rates []float64
 		var slots []int32
 		changed := ids[:0:0]
 		for _, w := range req.Wants {
@@ -97,14 +90,13 @@ func (s *Store) SyncLimits(ctx context.Context, req LimitSync) (map[uuid.UUID]Li
 			// keeps them); a replica with traffic and no share still has
 			// one, so that the others make room.
 			if row, ok := mine[w.Subscription]; fresh || !ok || row != sh {
-				changed = append(changed, w.Subscription)
-				rates, slots = append(rates, sh.Rate), append(slots, int32(sh.Slots))
+				changed, slots = append(changed, w.Subscription), append(slots, int32(sh))
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO endpoint_limit_leases (subscription_id, replica, rate_share, slots)
-			SELECT id, $1, r, n FROM unnest($2::uuid[], $3::float8[], $4::int[]) AS w(id, r, n)
-			ON CONFLICT (subscription_id, replica) DO UPDATE SET rate_share = EXCLUDED.rate_share, slots = EXCLUDED.slots`,
-			req.Replica, changed, rates, slots); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO endpoint_limit_leases (subscription_id, replica, slots)
+			SELECT id, $1, n FROM unnest($2::uuid[], $3::int[]) AS w(id, n)
+			ON CONFLICT (subscription_id, replica) DO UPDATE SET slots = EXCLUDED.slots`,
+			req.Replica, changed, slots); err != nil {
 			return err
 		}
 		// Subscriptions without traffic here give their share back.
@@ -133,23 +125,22 @@ func (s *Store) SyncLimits(ctx context.Context, req LimitSync) (map[uuid.UUID]Li
 // leaseRow is another live replica's share of one subscription.
 type leaseRow struct {
 	replica string
-	rate    float64
 	slots   int
 }
 
 // leases reads the live shares of ids: the other replicas' and replica's own.
-func leases(ctx context.Context, tx pgx.Tx, replica string, ids []uuid.UUID) (map[uuid.UUID][]leaseRow, map[uuid.UUID]LimitShare, error) {
-	rows, err := tx.Query(ctx, `SELECT subscription_id, replica, rate_share, slots FROM endpoint_limit_leases
+func leases(ctx context.Context, tx pgx.Tx, replica string, ids []uuid.UUID) (map[uuid.UUID][]leaseRow, map[uuid.UUID]int, error) {
+	rows, err := tx.Query(ctx, `SELECT subscription_id, replica, slots FROM endpoint_limit_leases
 		WHERE subscription_id = ANY($1)`, ids)
 	if err != nil {
 		return nil, nil, err
 	}
-	others, mine := map[uuid.UUID][]leaseRow{}, map[uuid.UUID]LimitShare{}
+	others, mine := map[uuid.UUID][]leaseRow{}, map[uuid.UUID]int{}
 	var id uuid.UUID
 	var l leaseRow
-	_, err = pgx.ForEachRow(rows, []any{&id, &l.replica, &l.rate, &l.slots}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &l.replica, &l.slots}, func() error {
 		if l.replica == replica {
-			mine[id] = LimitShare{Rate: l.rate, Slots: l.slots}
+			mine[id] = l.slots
 		} else {
 			others[id] = append(others[id], l)
 		}
@@ -158,17 +149,16 @@ func leases(ctx context.Context, tx pgx.Tx, replica string, ids []uuid.UUID) (ma
 	return others, mine, err
 }
 
-// share is an equal part of the limits among the replicas with traffic
-// (slots left over from the division go to the first replicas by name),
+// share is an equal part of the slots among the replicas with traffic
+// (those left over from the division go to the first replicas by name),
 // but never more than the others leave free: a replica's share grows only
 // once the others have lowered theirs. Slots in use are never given up.
-func share(w LimitWant, replica string, others []leaseRow) LimitShare {
+func share(w LimitWant, replica string, others []leaseRow) int {
 	n := len(others) + 1
 	names := []string{replica}
-	freeRate, freeSlots := w.Rate, w.Slots
+	freeSlots := w.Slots
 	for _, o := range others {
 		names = append(names, o.replica)
-		freeRate -= o.rate
 		freeSlots -= o.slots
 	}
 	slices.Sort(names)
@@ -177,7 +167,32 @@ func share(w LimitWant, replica string, others []leaseRow) LimitShare {
 	if rank < w.Slots%n {
 		fairSlots++
 	}
-	return LimitShare{Rate: max(0, min(w.Rate/float64(n), freeRate)), Slots: max(w.InUse, min(fairSlots, freeSlots))}
+	return max(w.InUse, min(fairSlots, freeSlots))
+}
+
+// TakeTokens takes up to want tokens from the subscription's bucket
+// (refilled at rate a second, holding burst at most; a new bucket starts
+// full) and returns how many it got and, when fewer than wanted, how long
+// until the next token. One statement: the row lock orders the replicas.
+func (s *Store) TakeTokens(ctx context.Context, subscription uuid.UUID, rate float64, burst, want int) (int, time.Duration, error) {
+	var granted int
+	var left float64
+	err := s.pool.QueryRow(ctx, `INSERT INTO endpoint_rate_buckets AS b (subscription_id, tokens, granted, updated_at)
+		VALUES ($1, $3::float8 - least($4, $3), least($4, $3), now())
+		ON CONFLICT (subscription_id) DO UPDATE SET
+			granted = least($4, floor(least($3::float8, b.tokens + $2::float8 * extract(epoch FROM now() - b.updated_at)::float8)))::int,
+			tokens = least($3::float8, b.tokens + $2::float8 * extract(epoch FROM now() - b.updated_at)::float8)
+				- least($4, floor(least($3::float8, b.tokens + $2::float8 * extract(epoch FROM now() - b.updated_at)::float8))),
+			updated_at = now()
+		RETURNING granted, tokens`, subscription, rate, burst, want).Scan(&granted, &left)
+	if err != nil {
+		return 0, 0, fmt.Errorf("take rate tokens: %w", err)
+	}
+	var next time.Duration
+	if granted < want && rate > 0 {
+		next = time.Duration((1 - left) / rate * float64(time.Second))
+	}
+	return granted, next, nil
 }
 
 // recordOpened records breakers this replica opened (or reopened after a
