@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Limits shared by dispatcher replicas (migration 00015). A subscription's
+// Limits shared by dispatcher replicas (migration 00014). A subscription's
 // rate is one token bucket that replicas take tokens from in batches. Each
 // replica with traffic for a subscription leases a share of its
 // concurrency; the shares of live replicas never add up to more than the
