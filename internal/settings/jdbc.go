@@ -40,11 +40,11 @@ func fromJDBC(raw string) (string, error) {
 	if err != nil || u.Host == "" {
 		return "", errors.New("db.url is a JDBC URL whose host cannot be read")
 	}
-	q := url.Values{}
-	for name, values := range u.Query() {
+	given, q := u.Query(), url.Values{}
+	for name, values := range given {
 		if strings.EqualFold(name, "ssl") {
 			// ssl=true in JDBC means encrypt and check the certificate.
-			if len(values) > 0 && strings.EqualFold(values[0], "true") && u.Query().Get("sslmode") == "" {
+			if len(values) > 0 && strings.EqualFold(values[0], "true") && given.Get("sslmode") == "" {
 				q.Set("sslmode", "verify-full")
 			}
 			continue
