@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -69,6 +70,12 @@ func TestEachComponentHoldsOnlyItsOwnRights(t *testing.T) {
 				return review.Status.Allowed
 			}
 
+			// The API server's RBAC authorizer learns of the bindings just
+			// created through its informers: wait until it has, or the first
+			// review below may be answered from before they existed.
+			for deadline := time.Now().Add(10 * time.Second); !may("manager", "get", "", "secrets", "default") && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
+			}
 			for _, verb := range []string{"get", "list", "watch", "create", "update", "patch"} {
 				if !may("manager", verb, "", "secrets", "default") {
 					t.Errorf("the manager may not %s Secrets, which it needs", verb)
