@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -166,12 +167,17 @@ func TestTenancyDeletionWorksAfterUnbinding(t *testing.T) {
 	})
 
 	sub := objs[0].(*integrationsv1.WebhookSubscription)
-	if err := h.client.Get(ctx, client.ObjectKeyFromObject(sub), sub); err != nil {
-		t.Fatal(err)
-	}
-	changed := sub.DeepCopy()
-	changed.Spec.DisplayName = "changed after unbinding"
-	if err := h.client.Update(ctx, changed); err == nil || !strings.Contains(err.Error(), "is not bound to namespace") {
+	// Read again on a conflict: the manager may write the object (status,
+	// finalizer) between our read and our update.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := h.client.Get(ctx, client.ObjectKeyFromObject(sub), sub); err != nil {
+			return err
+		}
+		changed := sub.DeepCopy()
+		changed.Spec.DisplayName = "changed after unbinding"
+		return h.client.Update(ctx, changed)
+	})
+	if err == nil || !strings.Contains(err.Error(), "is not bound to namespace") {
 		t.Errorf("a spec change after unbinding: got %v, want the tenancy refusal", err)
 	}
 	// As kubectl label does: a patch leaving the spec as stored.
