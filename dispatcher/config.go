@@ -20,6 +20,11 @@ import (
 // 1 min, 5 min, 30 min and 2 h; a fifth failure dead-letters.
 var DefaultRetrySchedule = []time.Duration{0, time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour}
 
+// DefaultTopicPattern matches the platform's event topics: platform.events
+// and every platform.events.<domain> beside it (our own output topics,
+// such as platform.events.poison, are never consumed whatever matches).
+const DefaultTopicPattern = `^platform\.events(\..+)?$`
+
 // DefaultConnectorRetrySchedule spaces a connector's attempts at a
 // marketplace: six attempts over about seven hours, then dead-lettered.
 var DefaultConnectorRetrySchedule = []time.Duration{0, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, time.Hour, 6 * time.Hour}

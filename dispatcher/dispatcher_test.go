@@ -359,7 +359,7 @@ func TestTopicPatternPicksUpNewTopics(t *testing.T) {
 	recv := newReceiver(t)
 	e.subscribe(t, "store-a", recv.URL, []string{"order.*"}, nil)
 	cfg := Config{}
-	cfg.Kafka.TopicPattern = regexp.MustCompile(`^platform\.events(\..+)?$`)
+	cfg.Kafka.TopicPattern = regexp.MustCompile(DefaultTopicPattern) // the binary's default
 	cfg.Kafka.TopicRefresh = 200 * time.Millisecond
 	cfg.Kafka.SessionTimeout = 6 * time.Second
 	d := e.runWith(t, cfg, nil)

@@ -54,7 +54,8 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	databaseURLFlag(f, &o.databaseURL, "")
 	f.StringVar(&o.brokers, "kafka-brokers", envDefault("KAFKA_BROKERS", ""), "comma-separated bootstrap brokers [KAFKA_BROKERS]; default: shared/kafka in Vault")
 	f.StringVar(&o.topics, "kafka-topics", envDefault("KAFKA_TOPICS", "platform.events"), "comma-separated topics carrying platform events [KAFKA_TOPICS]")
-	f.StringVar(&o.topicPattern, "kafka-topic-pattern", envDefault("KAFKA_TOPIC_PATTERN", ""), "regular expression: also consume every topic whose name matches, including ones created later")
+	f.StringVar(&o.topicPattern, "kafka-topic-pattern", envDefault("KAFKA_TOPIC_PATTERN", dispatcher.DefaultTopicPattern),
+		"regular expression: also consume every topic whose name matches, including ones created later (never our own output topics); empty: only --kafka-topics [KAFKA_TOPIC_PATTERN]")
 	f.StringVar(&o.cfg.Kafka.GroupID, "kafka-group", envDefault("KAFKA_GROUP", "integration-dispatcher"), "consumer group shared by the replicas")
 	f.StringVar(&o.cfg.Kafka.PoisonTopic, "poison-topic", "platform.events.poison", "where messages that cannot be delivered are set aside (a copy the topic refuses is kept in Postgres, poison_messages)")
 	f.StringVar(&o.cfg.Kafka.DeliveredTopic, "delivered-topic", "webhook.delivered", "where delivery successes are published")
