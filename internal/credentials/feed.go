@@ -122,7 +122,11 @@ func (v *Validator) listenOnce(ctx context.Context) (connected bool, err error) 
 		cancel()
 		if err == nil {
 			v.gen.Add(1)
-			v.cache.Remove(n.Payload)
+			// Marked, not removed: the re-read keeps the secrets already
+			// verified if the change left the hashed secrets as they were.
+			if e, ok := v.cache.Peek(n.Payload); ok {
+				e.changed.Store(true)
+			}
 			continue
 		}
 		if ctx.Err() != nil {

@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -135,7 +134,18 @@ type entry struct {
 	epoch  uint64    // feed epoch of the read
 	live   bool      // read while the feed was up: current until that epoch ends
 	readAt time.Time // when the read began: current at least as of then
+	// changed is set by a notification for this credential: never current again.
+	changed atomic.Bool
 
+	// Shared by every entry read since with the same hashed secrets, so a
+	// secret verified against an entry that a re-read has since replaced is
+	// known to the new entry too.
+	*knownSecrets
+}
+
+// knownSecrets is what bcrypt has established about a credential's
+// current hashed secrets.
+type knownSecrets struct {
 	mu       sync.Mutex
 	verified map[[32]byte]bool // digest -> verified against the previous secret
 	// fingerprints known for the current and previous secret: the row's,
@@ -366,15 +376,17 @@ func (v *Validator) read(ctx context.Context, clientID string, gen uint64, st *f
 	if err != nil {
 		return nil, fmt.Errorf("validate: %w", err)
 	}
-	e := &entry{found: found, row: row, epoch: st.epoch, live: st.up, readAt: now, verified: map[[32]byte]bool{},
-		fingerprint: row.SecretFingerprint, previousFingerprint: row.PreviousSecretFingerprint}
+	e := &entry{found: found, row: row, epoch: st.epoch, live: st.up, readAt: now}
 	if cached != nil && cached.found && found && cached.row.HashedSecret == row.HashedSecret &&
 		cached.row.PreviousHashedSecret == row.PreviousHashedSecret {
-		cached.mu.Lock()
-		maps.Copy(e.verified, cached.verified)
-		e.fingerprint = cmp.Or(e.fingerprint, cached.fingerprint)
-		e.previousFingerprint = cmp.Or(e.previousFingerprint, cached.previousFingerprint)
-		cached.mu.Unlock()
+		e.knownSecrets = cached.knownSecrets
+		e.mu.Lock()
+		e.fingerprint = cmp.Or(e.fingerprint, row.SecretFingerprint)
+		e.previousFingerprint = cmp.Or(e.previousFingerprint, row.PreviousSecretFingerprint)
+		e.mu.Unlock()
+	} else {
+		e.knownSecrets = &knownSecrets{verified: map[[32]byte]bool{},
+			fingerprint: row.SecretFingerprint, previousFingerprint: row.PreviousSecretFingerprint}
 	}
 	// Cache only what no notification or feed change overtook.
 	if v.gen.Load() == gen {
@@ -385,6 +397,9 @@ func (v *Validator) read(ctx context.Context, clientID string, gen uint64, st *f
 
 // current reports whether e may be served from memory in feed state st.
 func (v *Validator) current(e *entry, st *feedState, now time.Time) bool {
+	if e.changed.Load() {
+		return false
+	}
 	if st.up {
 		return e.epoch == st.epoch
 	}

@@ -344,3 +344,38 @@ func TestOAuthTokenEndpoint(t *testing.T) {
 		resp.Body.Close()
 	}
 }
+
+// A change to a credential that leaves its secrets as they were (here its
+// scopes) reaches the cache at once and costs no bcrypt: the re-read entry
+// keeps the secrets already verified.
+func TestAChangeThatKeepsTheSecretCostsNoBcrypt(t *testing.T) {
+	st := startStore(t)
+	r := startReplica(t, st, ValidatorConfig{})
+	row, key := seed(t, st, store.CredentialTypeAPIKey, []string{"orders:read"}, bcrypt.MinCost, nil)
+	if resp := get(t, r.server.URL+"/credentials/validate", bearer(key.Presented)); resp.StatusCode != http.StatusOK {
+		t.Fatalf("warm-up: %d", resp.StatusCode)
+	}
+	bcrypts := testutil.ToFloat64(r.metrics.Bcrypts)
+	if bcrypts != 1 {
+		t.Fatalf("warm-up ran %v bcrypts, want 1", bcrypts)
+	}
+	changed := row
+	changed.Scopes = []string{"orders:read", "inventory:read"}
+	if _, err := st.UpdateCredentialSpec(context.Background(), changed); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		body := decode(t, get(t, r.server.URL+"/credentials/validate", bearer(key.Presented)))
+		if scopes, _ := body["scopes"].([]any); len(scopes) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new scopes never reached the cache: %v", body)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := testutil.ToFloat64(r.metrics.Bcrypts); got != bcrypts {
+		t.Fatalf("the scope change cost %v more bcrypts", got-bcrypts)
+	}
+}
