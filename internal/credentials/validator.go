@@ -388,10 +388,13 @@ func (v *Validator) read(ctx context.Context, clientID string, gen uint64, st *f
 		e.knownSecrets = &knownSecrets{verified: map[[32]byte]bool{},
 			fingerprint: row.SecretFingerprint, previousFingerprint: row.PreviousSecretFingerprint}
 	}
-	// Cache only what no notification or feed change overtook.
-	if v.gen.Load() == gen {
-		v.cache.Add(clientID, e)
+	// What a notification or feed change overtook is cached as changed:
+	// never served as current, but the re-read it forces keeps the secrets
+	// verified meanwhile if the hashed secrets are still the same.
+	if v.gen.Load() != gen {
+		e.changed.Store(true)
 	}
+	v.cache.Add(clientID, e)
 	return e, nil
 }
 
