@@ -24,6 +24,9 @@ type OTLPReceiver struct {
 	addr string
 	mu   sync.Mutex
 	got  []Span
+	// countOnly: count spans without keeping them (benchmarks).
+	countOnly bool
+	count     int
 }
 
 // Span is one received span, with ids in hex as traceparent shows them.
@@ -67,6 +70,10 @@ func (r *OTLPReceiver) Export(_ context.Context, req *collectortrace.ExportTrace
 			}
 		}
 		for _, ss := range rs.GetScopeSpans() {
+			r.count += len(ss.GetSpans())
+			if r.countOnly {
+				continue
+			}
 			for _, s := range ss.GetSpans() {
 				attrs := map[string]string{}
 				for _, kv := range s.GetAttributes() {
@@ -78,6 +85,20 @@ func (r *OTLPReceiver) Export(_ context.Context, req *collectortrace.ExportTrace
 		}
 	}
 	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+// CountOnly makes the receiver count spans without keeping them.
+func (r *OTLPReceiver) CountOnly() {
+	r.mu.Lock()
+	r.countOnly = true
+	r.mu.Unlock()
+}
+
+// Received is how many spans arrived so far.
+func (r *OTLPReceiver) Received() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.count
 }
 
 // Spans returns the spans received so far.
