@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/pflag"
@@ -26,7 +27,10 @@ func addTracingFlags(f *pflag.FlagSet, s *tracing.Settings, service string) {
 func startTracing(ctx context.Context, s tracing.Settings, vc *vault.Client, log logr.Logger) (*tracing.Tracing, error) {
 	resolved := tracing.Resolve(s, tracing.Env, nil)
 	if resolved.Endpoint == "" && !tracing.Disabled(tracing.Env) {
-		shared, err := vc.GetShared(ctx, tracing.VaultPath)
+		// Bounded: tracing is not worth holding up the start for.
+		readCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		shared, err := vc.GetShared(readCtx, tracing.VaultPath)
+		cancel()
 		if err != nil && !errors.Is(err, vault.ErrNotFound) {
 			log.Info("tracing stays off: the shared OpenTelemetry settings could not be read from Vault", "path", tracing.VaultPath, "reason", err.Error())
 		}
