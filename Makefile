@@ -66,7 +66,7 @@ image: ## Build the OCI image (linux/amd64+arm64, no daemon) into IMAGE_ARCHIVE;
 ##@ Test
 
 .PHONY: testbed
-testbed: ## Install/build everything the tests need (Postgres, kubectl, kube-apiserver, etcd, Vault).
+testbed: ## Install/build everything the tests need (Postgres, kubectl, nginx, Prometheus/promtool, kube-apiserver, etcd, Vault, Helm).
 	hack/install-system-deps.sh
 	hack/build-tool.sh etcd >/dev/null
 	hack/build-tool.sh kube-apiserver >/dev/null
@@ -94,7 +94,7 @@ e2e-cluster: testbed image ## A real single-node Kubernetes here (root): the ima
 	hack/cluster/down.sh; exit $$rc
 
 .PHONY: bench
-bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable, ephemeral ceiling, latency), connectors (eBay updates, Stripe webhooks).
+bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable with tracing off and on, ephemeral ceiling, latency), connectors (eBay updates, Stripe webhooks).
 	go test -run '^$$' -bench . -benchtime 3s ./internal/credentials/
 	go test -timeout 60m -run '^$$' -bench . -benchtime 1x ./dispatcher/
 
@@ -102,6 +102,12 @@ bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dis
 bench-scale: testbed ## Production shape (issue 15): status reporter writes/s and pass time with 10,000 subscriptions, against the budget; the rate a receiver sees from three dispatcher replicas at a 10/s limit.
 	go test -tags scale -timeout 30m -count=1 -run '^TestReportScale$$' -v ./controllers/
 	bash -o pipefail -c "go test -tags scale -timeout 10m -count=1 -run '^TestScaleRateLimitAcrossReplicas$$' -v ./dispatcher/ | grep -E '^(shared rate limit|--- |ok|FAIL)'"
+
+.PHONY: alerts
+alerts: ## promtool check rules and test rules on the chart's alerts (also run by make test, in test/alerts).
+	hack/install-system-deps.sh
+	promtool check rules $(CHART_DIR)/files/prometheus-rules.yaml
+	promtool test rules test/alerts/rules-test.yaml
 
 .PHONY: helm-lint
 helm-lint: ## Lint the chart.

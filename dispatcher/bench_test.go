@@ -18,14 +18,19 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
+
+	"github.com/ss3dev/integration-operator/internal/testbed"
+	"github.com/ss3dev/integration-operator/internal/tracing"
 )
 
 // BenchmarkDispatcher drives the whole pipeline with Postgres, Vault and
 // kfake local: events spread over 10 stores, each with a subscription to
 // its own loopback receiver, so each event is one delivery. It reports
-// sustained deliveries/s, the same with persistence off (the ceiling, so the
-// cost of durability shows), and produce-to-receipt latency at a fixed
-// 1,000 events/s. Run once per size:
+// sustained deliveries/s, the same with tracing on (every span exported
+// over OTLP/gRPC to a local receiver, so the cost of tracing shows beside
+// it), the same with persistence off (the ceiling, so the cost of
+// durability shows), and produce-to-receipt latency at a fixed 1,000
+// events/s. Run once per size:
 //
 //	go test -run '^$' -bench Dispatcher -benchtime 1x ./dispatcher/
 //
@@ -36,8 +41,9 @@ func BenchmarkDispatcher(b *testing.B) {
 		events = v
 	}
 	const receivers = 10
-	b.Run("durable-throughput", func(b *testing.B) { benchThroughput(b, events, receivers, false) })
-	b.Run("ephemeral-ceiling", func(b *testing.B) { benchThroughput(b, events, receivers, true) })
+	b.Run("durable-throughput", func(b *testing.B) { benchThroughput(b, events, receivers, false, false) })
+	b.Run("durable-throughput-traced", func(b *testing.B) { benchThroughput(b, events, receivers, false, true) })
+	b.Run("ephemeral-ceiling", func(b *testing.B) { benchThroughput(b, events, receivers, true, false) })
 	b.Run("durable-latency-1000eps", func(b *testing.B) { benchLatency(b, 1000, 10*time.Second, receivers) })
 }
 
@@ -93,8 +99,18 @@ func benchMessages(from, to int) []kafka.Message {
 	return msgs
 }
 
-func benchThroughput(b *testing.B, events, receivers int, ephemeral bool) {
+func benchThroughput(b *testing.B, events, receivers int, ephemeral, traced bool) {
 	e, br := benchEnv(b, receivers)
+	var tr *tracing.Tracing
+	var otlp *testbed.OTLPReceiver
+	if traced {
+		otlp = testbed.StartOTLPReceiver(b)
+		otlp.CountOnly()
+		var err error
+		if tr, err = tracing.Start(context.Background(), tracing.Settings{Endpoint: otlp.Endpoint(), ServiceName: "bench"}, "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
 	// Produce everything first, so the run measures the dispatcher alone.
 	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchSize: 1000, BatchTimeout: time.Millisecond}
@@ -107,7 +123,7 @@ func benchThroughput(b *testing.B, events, receivers int, ephemeral bool) {
 	want := int64(events)
 	b.ResetTimer()
 	start := time.Now()
-	d := e.run(b, Config{Ephemeral: ephemeral, Workers: 128})
+	d := e.run(b, Config{Ephemeral: ephemeral, Workers: 128, Tracing: tr})
 	waitFor(b, "deliveries received", want, br.delivered.Load, d)
 	elapsed := time.Since(start)
 	b.StopTimer()
@@ -122,6 +138,11 @@ func benchThroughput(b *testing.B, events, receivers int, ephemeral bool) {
 	}
 	b.ReportMetric(float64(want)/elapsed.Seconds(), "deliveries/s")
 	b.ReportMetric(float64(events), "events")
+	if traced {
+		// Every span was made and sent (consume, persist, deliver per event).
+		_ = tr.Shutdown(context.Background())
+		b.ReportMetric(float64(otlp.Received()), "spans")
+	}
 	b.ReportMetric(0, "ns/op")
 }
 

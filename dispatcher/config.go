@@ -14,6 +14,8 @@ import (
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
 	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/ss3dev/integration-operator/internal/tracing"
 )
 
 // DefaultRetrySchedule is the platform's: attempt 1 immediately, then after
@@ -73,6 +75,9 @@ type Config struct {
 	// secret missing from Vault (the manager restores one in seconds; one
 	// missing this long is gone for good): they are then dead-lettered.
 	SecretMissingMaxAge time.Duration
+	// Tracing records spans of the pipeline and carries the trace context
+	// on to endpoints; nil or off costs nothing.
+	Tracing *tracing.Tracing
 	// Ephemeral skips Postgres entirely (nothing persisted, no retries): for
 	// benchmarks only, to show what durability costs.
 	Ephemeral bool

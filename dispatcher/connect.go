@@ -122,8 +122,10 @@ func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDel
 			events[i] = connectors.Event{ID: del.EventID, Type: del.EventType, StoreID: del.StoreID, Time: del.CreatedAt, Data: del.Payload}
 		}
 		callCtx, cancel := context.WithTimeout(ctx, d.cfg.Connectors.Timeout)
+		called := time.Now()
 		errs := handleContained(callCtx, adapter, events)
 		cancel()
+		defer d.traceConnectorCall(batch, outcomes, called, time.Now())
 		if answered := len(errs); answered != len(batch) {
 			errs = make([]error, len(batch))
 			for i := range errs {

@@ -87,6 +87,7 @@ func (d *Dispatcher) fetchBatch(ctx context.Context, reader *kafka.Reader) ([]ka
 // it is poison.
 type routed struct {
 	msg        kafka.Message
+	event      Event
 	poison     error
 	deliveries []store.NewDelivery
 	connectors []store.NewConnectorDelivery
@@ -104,12 +105,16 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 	for i, m := range batch {
 		msgs[i] = d.decodeAndRoute(m)
 	}
+	spans := d.traceConsumed(ctx, msgs)
 	claim, sent := store.NewClaim(d.cfg.ClaimLease), time.Now()
 	inserted, err := d.persist(ctx, msgs, claim)
 	if err != nil {
+		spans.end(err)
 		return err
 	}
+	spans.persisted(msgs, sent, time.Now(), inserted)
 	if err := d.setAside(ctx, msgs); err != nil {
+		spans.end(err)
 		return err
 	}
 	// Bounded: a commit caught in a rebalance must not hold up the loop; the
@@ -122,6 +127,7 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 		// The replayed batch will find them and insert nothing.
 		d.log.Error(err, "committing offsets failed; the batch will be replayed harmlessly")
 	}
+	spans.end(nil)
 	var hand []store.Delivery
 	for _, m := range msgs {
 		for _, job := range m.jobs {
@@ -162,6 +168,7 @@ func (d *Dispatcher) decodeAndRoute(m kafka.Message) routed {
 		r.poison = err
 		return r
 	}
+	r.event = e
 	d.metrics.Events.Inc()
 	for _, sub := range d.router.Match(e) {
 		nd := store.NewDelivery{ID: store.NewID(), SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type, Payload: e.Data}

@@ -27,6 +27,9 @@ type Event struct {
 	Time    time.Time
 	// Data is the payload delivered to receivers, as raw JSON.
 	Data json.RawMessage
+	// TraceParent and TraceState are a structured CloudEvent's W3C trace
+	// context (distributed tracing extension); headers carry the others'.
+	TraceParent, TraceState string
 }
 
 type envelope struct {
@@ -46,6 +49,8 @@ type cloudEvent struct {
 	Time        *time.Time      `json:"time"`
 	Data        json.RawMessage `json:"data"`
 	DataBase64  string          `json:"data_base64"`
+	TraceParent string          `json:"traceparent"`
+	TraceState  string          `json:"tracestate"`
 }
 
 // cloudEventsNamespace derives a stable UUID for CloudEvents whose id is
@@ -90,7 +95,8 @@ func decodeStructuredCloudEvent(value []byte) (Event, error) {
 	if ce.DataBase64 != "" {
 		return Event{}, errors.New("cloudevent: binary data_base64 payloads are not JSON and cannot be delivered")
 	}
-	return validEvent(Event{ID: cloudEventID(ce.Source, ce.ID), Type: ce.Type, StoreID: ce.StoreID, Time: timeOr(ce.Time, time.Time{}), Data: data})
+	return validEvent(Event{ID: cloudEventID(ce.Source, ce.ID), Type: ce.Type, StoreID: ce.StoreID, Time: timeOr(ce.Time, time.Time{}), Data: data,
+		TraceParent: ce.TraceParent, TraceState: ce.TraceState})
 }
 
 func decodeBinaryCloudEvent(m kafka.Message, specversion string) (Event, error) {

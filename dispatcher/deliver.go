@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/ss3dev/integration-operator/internal/egress"
 	"github.com/ss3dev/integration-operator/internal/signing"
 	"github.com/ss3dev/integration-operator/internal/store"
@@ -95,6 +97,7 @@ func (d *Dispatcher) attempt(ctx context.Context, del store.Delivery) attemptRes
 		h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
 		h.Set("webhook-signature", signing.StandardWebhooks(del.ID.String(), now, del.Payload, secrets...))
 	}
+	d.injectTrace(ctx, propagation.HeaderCarrier(h))
 	start := time.Now()
 	resp, err := d.client.Do(req)
 	d.metrics.Latency.Observe(time.Since(start).Seconds())

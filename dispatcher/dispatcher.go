@@ -18,6 +18,7 @@ import (
 
 	"github.com/ss3dev/integration-operator/internal/connectors/opener"
 	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/tracing"
 	"github.com/ss3dev/integration-operator/internal/vault"
 )
 
@@ -35,6 +36,10 @@ type Dispatcher struct {
 	transport *kafka.Transport
 	metrics   *Metrics
 	log       logr.Logger
+	// tracing is off (a nil tracer) unless configured; traceParents keeps
+	// the trace context of deliveries for their attempts (nil when off).
+	tracing      *tracing.Tracing
+	traceParents *traceParents
 
 	endpoints *endpoints
 	// shared holds the endpoints' limits and breakers across replicas
@@ -78,7 +83,7 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 		opener: op, client: client,
 		publisher: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Balancer: &kafka.Hash{},
 			RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond, AllowAutoTopicCreation: true},
-		metrics: metrics, log: log,
+		metrics: metrics, log: log, tracing: cfg.Tracing, traceParents: newTraceParents(cfg.Tracing),
 		jobs:    make(chan store.Delivery, cfg.Workers*2),
 		results: make(chan result, cfg.Workers*2),
 		rejoin:  make(chan struct{}, 1),
@@ -305,14 +310,16 @@ func (d *Dispatcher) work(ctx context.Context, stopping <-chan struct{}, unstart
 			d.metrics.ClaimsLost.Inc()
 			continue
 		}
-		r := d.protectedAttempt(ctx, del)
+		attemptCtx, span := d.startAttempt(ctx, del)
+		r := d.protectedAttempt(attemptCtx, del)
 		// Ephemeral mode keeps no row to reschedule from: a delivery the
 		// endpoint's protection holds back waits here instead of being lost.
 		for waits := 0; d.cfg.Ephemeral && r.waitFor > 0 && waits < ephemeralWaits; waits++ {
 			time.Sleep(min(r.waitFor, time.Second))
-			r = d.protectedAttempt(ctx, del)
+			r = d.protectedAttempt(attemptCtx, del)
 		}
 		outcome, reason := d.judge(del, r)
+		d.endAttempt(span, del, r, outcome)
 		d.results <- result{delivery: del, outcome: outcome, reason: reason, secretMissing: r.secretMissing}
 	}
 }

@@ -102,6 +102,11 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Name: "dispatcher_owned_consumer_lag_messages", Help: "Messages on this replica's partitions not yet committed (sums across replicas, unlike dispatcher_consumer_lag_messages)."})
 	m.StalledPartitions = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "dispatcher_stalled_partitions", Help: "Partitions of this replica with lag whose committed offset has not moved for the stall timeout."})
+	// Every status from the start, so the first dead letter is an increase
+	// the alerts see rather than a series appearing.
+	for _, status := range []string{"DELIVERED", "FAILED", "PENDING", "DEAD_LETTERED"} {
+		m.Outcomes.WithLabelValues(status)
+	}
 	for _, c := range []prometheus.Collector{m.Events, m.Poison, m.BatchRetries, m.Outcomes, m.Latency, m.PublishFailures,
 		m.CircuitChanges, m.OpenCircuits, m.QueueDepth, m.ConsumerLag, m.Rejoins, m.ConnectorOutcomes, m.ConnectorPolls, m.InboundWebhooks,
 		m.IntakeBlocked, m.RecordIsolations, m.ClaimsLost, m.StaleOutcomes, m.AttemptsForgiven, m.OwnedPartitions, m.OwnedLag, m.StalledPartitions} {

@@ -22,6 +22,7 @@ import (
 	"github.com/ss3dev/integration-operator/dispatcher"
 	"github.com/ss3dev/integration-operator/internal/settings"
 	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/tracing"
 	"github.com/ss3dev/integration-operator/internal/vault"
 )
 
@@ -39,6 +40,7 @@ type dispatcherOptions struct {
 	metricsAddr     string
 	inboundAddr     string
 	developmentLogs bool
+	tracing         tracing.Settings
 }
 
 func newDispatcherCommand() *cobra.Command {
@@ -83,6 +85,7 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", envDefault("METRICS_BIND_ADDRESS", ":8082"), "address of /metrics, /healthz and /readyz")
 	f.BoolVar(&o.developmentLogs, "dev-logs", false, "human-readable logs instead of JSON")
 	addVaultFlags(f, &o.vault)
+	addTracingFlags(f, &o.tracing, "integration-operator-dispatcher")
 	return cmd
 }
 
@@ -131,6 +134,18 @@ func runDispatcher(ctx context.Context, o dispatcherOptions) error {
 		}
 		o.cfg.Kafka.TLS = tlsCfg
 	}
+
+	tr, err := startTracing(ctx, o.tracing, vc, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Flush what the last seconds recorded, on a clock of its own.
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tr.Shutdown(flushCtx)
+	}()
+	o.cfg.Tracing = tr
 
 	if _, err := store.Migrate(ctx, o.databaseURL); err != nil {
 		return err

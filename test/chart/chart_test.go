@@ -106,7 +106,10 @@ func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
 			"--set", "kafka.sasl.existingSecret=kafka-user", "--set", "credentialsApi.tokenSigningSecret=signing",
 			"--set", "dispatcher.allowNetworks={10.0.0.0/8,192.168.0.0/16}", "--set", "vault.authMethod=token",
 			"--set", "vault.tokenSecret.name=vault-token", "--set", "dispatcher.inbound.ingress.enabled=true",
-			"--set", "dispatcher.inbound.ingress.tlsSecretName=webhooks-tls", "--set", "dispatcher.inbound.ingress.className=nginx"},
+			"--set", "dispatcher.inbound.ingress.tlsSecretName=webhooks-tls", "--set", "dispatcher.inbound.ingress.className=nginx",
+			"--set", "grafanaDashboard.enabled=true", "--set", "grafanaDashboard.folder=Integrations",
+			"--set", "tracing.otlpEndpoint=http://otel-collector.observability:4317", "--set", "tracing.sampler=parentbased_traceidratio",
+			"--set", "tracing.samplerArg=0.25"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			args := append([]string{"template", "io", filepath.Join("charts", "integration-operator"), "--namespace", ns, "--include-crds"}, extra...)
@@ -122,6 +125,9 @@ func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
 			}
 			if name == "everything on" && kinds["Ingress"] != 1 {
 				t.Errorf("dispatcher.inbound.ingress.enabled rendered no Ingress")
+			}
+			if name == "everything on" && kinds["ConfigMap"] != 1 {
+				t.Errorf("grafanaDashboard.enabled rendered %d ConfigMaps, want the dashboard's", kinds["ConfigMap"])
 			}
 		})
 	}

@@ -35,3 +35,9 @@ path "ss3/kv/data/integration-service/db.password" {
 path "ss3/kv/data/shared/kafka" {
   capabilities = ["read"]
 }
+
+# The platform's shared OpenTelemetry settings, when neither --otlp-endpoint
+# nor OTEL_EXPORTER_OTLP_ENDPOINT is set.
+path "ss3/kv/data/shared/otel" {
+  capabilities = ["read"]
+}

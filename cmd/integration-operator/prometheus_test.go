@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/ss3dev/integration-operator/internal/signing"
+	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/testbed"
+)
+
+// A real Prometheus (Debian's) scrapes a running dispatcher with the
+// chart's alert rules loaded; an endpoint that fails every attempt of a
+// compressed retry schedule dead-letters its deliveries, and the
+// dead-letter alert fires while the component-down alert stays quiet.
+func TestPrometheusScrapesTheDispatcherAndTheDeadLetterAlertFires(t *testing.T) {
+	promBin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Fatal("prometheus not found: run hack/install-system-deps.sh (Debian's prometheus package)")
+	}
+	b := startReplicaBed(t)
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	t.Cleanup(failing.Close)
+	ctx := context.Background()
+	secret, _ := signing.GenerateSecret()
+	subID := uuid.New()
+	if _, err := b.vc.Put(ctx, "webhook/"+subID.String()+"/secret", map[string]string{"secret": secret}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.st.UpsertSubscription(ctx, store.Subscription{ID: subID, StoreID: "store-a", Name: "always-failing",
+		TargetURL: failing.URL, Events: []string{"order.*"}, IsActive: true, DeliveryTimeout: 5 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr := freeAddr(t)
+	b.start("dispatcher", "--metrics-bind-address", metricsAddr, "--retry-schedule", "0s,1s")
+
+	root, err := testbed.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	config := fmt.Sprintf(`global: {scrape_interval: 1s, evaluation_interval: 1s}
+rule_files: [%q]
+scrape_configs:
+- job_name: integration-operator-metrics
+  static_configs: [{targets: [%q]}]
+`, filepath.Join(root, "charts", "integration-operator", "files", "prometheus-rules.yaml"), metricsAddr)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	promAddr := freeAddr(t)
+	prom := exec.Command(promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr)
+	logPath := filepath.Join(dir, "prometheus.log")
+	logf, _ := os.Create(logPath)
+	prom.Stdout, prom.Stderr = logf, logf
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = prom.Process.Kill()
+		_ = prom.Wait()
+		if t.Failed() {
+			data, _ := os.ReadFile(logPath)
+			t.Logf("--- prometheus log ---\n%s", data)
+		}
+	})
+	api := func(path string, into any) error {
+		resp, err := http.Get("http://" + promAddr + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", path, resp.Status)
+		}
+		return json.NewDecoder(resp.Body).Decode(into)
+	}
+	query := func(q string) (float64, error) {
+		var r struct {
+			Data struct {
+				Result []struct {
+					Value [2]any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if err := api("/api/v1/query?query="+url.QueryEscape(q), &r); err != nil {
+			return 0, err
+		}
+		if len(r.Data.Result) != 1 {
+			return 0, fmt.Errorf("%s: %d series", q, len(r.Data.Result))
+		}
+		var v float64
+		_, err := fmt.Sscan(r.Data.Result[0].Value[1].(string), &v)
+		return v, err
+	}
+	testbed.Eventually(t, time.Minute, 200*time.Millisecond, "Prometheus scrapes the dispatcher", func() error {
+		up, err := query(`up{job="integration-operator-metrics"}`)
+		if err == nil && up != 1 {
+			err = fmt.Errorf("up = %v", up)
+		}
+		return err
+	})
+
+	b.produce(0, 3)
+	alerts := func() (map[string]string, error) {
+		var r struct {
+			Data struct {
+				Alerts []struct {
+					Labels map[string]string `json:"labels"`
+					State  string            `json:"state"`
+				} `json:"alerts"`
+			} `json:"data"`
+		}
+		if err := api("/api/v1/alerts", &r); err != nil {
+			return nil, err
+		}
+		states := map[string]string{}
+		for _, a := range r.Data.Alerts {
+			states[a.Labels["alertname"]] = a.State
+		}
+		return states, nil
+	}
+	testbed.Eventually(t, 2*time.Minute, 500*time.Millisecond, "the dead-letter alert fires", func() error {
+		states, err := alerts()
+		if err != nil {
+			return err
+		}
+		if states["IntegrationDeadLettersRising"] != "firing" {
+			dead, _ := query(`dispatcher_delivery_outcomes_total{status="DEAD_LETTERED"}`)
+			return fmt.Errorf("alerts %v; dead letters scraped: %v", states, dead)
+		}
+		return nil
+	})
+	dead, err := query(`dispatcher_delivery_outcomes_total{status="DEAD_LETTERED"}`)
+	if err != nil || dead != 3 {
+		t.Errorf("Prometheus saw %v dead letters (%v), want the 3 events'", dead, err)
+	}
+	states, err := alerts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What the failing endpoint causes may show (its open circuit, the
+	// failure ratio); nothing else is wrong.
+	caused := map[string]bool{"IntegrationDeadLettersRising": true, "IntegrationSubscriptionDeliveriesFailing": true,
+		"IntegrationDeliveryFailureRatioHigh": true}
+	for name, state := range states {
+		if !caused[name] {
+			t.Errorf("alert %s is %s; only the failing endpoint's should show", name, state)
+		}
+	}
+}
