@@ -2,7 +2,6 @@ package controllers_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
@@ -79,22 +79,19 @@ func TestASecretOfALiveSubscriptionIsNotAdopted(t *testing.T) {
 	}
 	intruder = h.waitReady(t, "intruder")
 	mine := h.ownedSecret(t, intruder)
-	if err := h.client.Delete(ctx, mine); err != nil {
+	// Turn the intruder's Secret into a copy of the live owner's, owner
+	// reference and all, in place: a delete and re-create would race the
+	// reconciler, which restores its Secret at once.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		got := &corev1.Secret{}
+		if err := h.client.Get(ctx, client.ObjectKeyFromObject(mine), got); err != nil {
+			return err
+		}
+		got.Labels, got.OwnerReferences, got.Data = theirs.Labels, theirs.OwnerReferences, theirs.Data
+		return h.client.Update(ctx, got)
+	}); err != nil {
 		t.Fatal(err)
 	}
-	// Put the live owner's Secret under the intruder's name, owner reference
-	// and all, as a copy would.
-	copied := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: mine.Name, Namespace: h.namespace,
-		Labels: theirs.Labels, OwnerReferences: theirs.OwnerReferences}, Data: theirs.Data}
-	eventually(t, 30*time.Second, "the copy in place", func() error {
-		err := h.client.Create(ctx, copied)
-		if apierrors.IsAlreadyExists(err) {
-			// The reconciler put its own back first: take it away again.
-			_ = h.client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: mine.Name, Namespace: h.namespace}})
-			return errors.New("the reconciler restored it first")
-		}
-		return err
-	})
 	update(t, intruder, func() { intruder.Spec.DisplayName = "wake up" })
 	h.waitCondition(t, "intruder", controllers.ConditionSigningSecretSynced, metav1.ConditionFalse, controllers.ReasonSecretNameConflict)
 	if got := h.ownedSecret(t, intruder); !metav1.IsControlledBy(got, owner) {
