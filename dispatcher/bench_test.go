@@ -72,8 +72,10 @@ func startBenchReceivers(b *testing.B, n int) *benchReceivers {
 	return br
 }
 
-func benchEnv(b *testing.B, receivers int) (*env, *benchReceivers) {
-	e := startEnv(b)
+// benchEnv is the environment of a run; durable runs get a Postgres that
+// fsyncs every commit, as in production.
+func benchEnv(b *testing.B, receivers int, durable bool) (*env, *benchReceivers) {
+	e := startEnvDurable(b, durable)
 	br := startBenchReceivers(b, receivers)
 	for i, srv := range br.servers {
 		e.subscribe(b, fmt.Sprint("bench-store-", i), srv.URL, []string{"order.*"}, nil)
@@ -94,7 +96,7 @@ func benchMessages(from, to int) []kafka.Message {
 }
 
 func benchThroughput(b *testing.B, events, receivers int, ephemeral bool) {
-	e, br := benchEnv(b, receivers)
+	e, br := benchEnv(b, receivers, !ephemeral)
 	// Produce everything first, so the run measures the dispatcher alone.
 	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchSize: 1000, BatchTimeout: time.Millisecond}
@@ -152,7 +154,7 @@ func waitFor(b *testing.B, what string, want int64, count func() int64, d *Dispa
 }
 
 func benchLatency(b *testing.B, rate int, duration time.Duration, receivers int) {
-	e, br := benchEnv(b, receivers)
+	e, br := benchEnv(b, receivers, true)
 	d := e.run(b, Config{Workers: 128})
 	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond}

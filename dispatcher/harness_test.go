@@ -34,7 +34,14 @@ type env struct {
 
 func startEnv(t testing.TB) *env {
 	t.Helper()
-	bed := testbed.Start(t, testbed.Needs{Postgres: true, Vault: true, VaultKVMounts: []string{"ss3/kv"},
+	return startEnvDurable(t, false)
+}
+
+// startEnvDurable is startEnv, with a Postgres that fsyncs when durable
+// (for benchmark figures called durable).
+func startEnvDurable(t testing.TB, durable bool) *env {
+	t.Helper()
+	bed := testbed.Start(t, testbed.Needs{Postgres: true, PostgresDurable: durable, Vault: true, VaultKVMounts: []string{"ss3/kv"},
 		KafkaTopics: []string{eventsTopic, "platform.events.poison", "webhook.delivered", "webhook.dead_lettered"}, KafkaPartitions: 2})
 	ctx := context.Background()
 	st := bed.Store(t)
