@@ -50,7 +50,7 @@ type benchReceivers struct {
 	latencies []time.Duration
 }
 
-func startBenchReceivers(b *testing.B, n int) *benchReceivers {
+func startBenchReceivers(b testing.TB, n int) *benchReceivers {
 	br := &benchReceivers{}
 	for range n {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -133,7 +133,7 @@ const benchStall = time.Minute
 
 // waitFor waits until count() reaches want, failing with the counts, the
 // consumer lag and the outcomes so far when it stops moving for benchStall.
-func waitFor(b *testing.B, what string, want int64, count func() int64, d *Dispatcher) {
+func waitFor(b testing.TB, what string, want int64, count func() int64, d *Dispatcher) {
 	b.Helper()
 	last, lastMove := count(), time.Now()
 	for last < want {

@@ -75,11 +75,16 @@ func (s payloadSet) rows() payloads {
 
 // insertPayloadsSQL is a CTE writing the batch's payloads (parameters
 // $first.. $first+3: digests, times, bytes, sanitised copies; careful the
-// parameter of jsonbDocSQL), skipping those already stored.
+// parameter of jsonbDocSQL), skipping those already stored. The jsonb copy
+// is kept only where it differs from the bytes (sanitised): otherwise the
+// bytes read as jsonb are the copy, and storing it would double the cost
+// of a payload. Every document is still cast, so that one jsonb refuses
+// is found and flagged.
 func insertPayloadsSQL(first int, carefulParam string) string {
 	return fmt.Sprintf(`payloads AS (
 		INSERT INTO event_payloads (payload_digest, event_time, raw_payload, event_payload, payload_sanitised)
-		SELECT d.digest, d.at, d.raw, COALESCE(j.doc, 'null'::jsonb), d.copy IS NOT NULL OR j.doc IS NULL
+		SELECT d.digest, d.at, d.raw, CASE WHEN d.copy IS NOT NULL OR j.doc IS NULL THEN COALESCE(j.doc, 'null'::jsonb) END,
+			d.copy IS NOT NULL OR j.doc IS NULL
 		FROM unnest($%d::bytea[], $%d::timestamptz[], $%d::bytea[], $%d::text[]) AS d(digest, at, raw, copy)
 		CROSS JOIN LATERAL (SELECT %s AS doc) j
 		ON CONFLICT (payload_digest, event_time) DO NOTHING)`, first, first+1, first+2, first+3, jsonbDocSQL(carefulParam))
