@@ -216,6 +216,7 @@ func (j *Job) create(ctx context.Context, conn *pgx.Conn, t Table, today time.Ti
 		})
 		switch {
 		case lockTimedOut(err):
+			j.metrics.LockWaits.Inc()
 			rep.Busy = append(rep.Busy, PartitionName(t.Name, dayOf))
 			continue
 		case err != nil:
@@ -271,6 +272,7 @@ func (j *Job) drop(ctx context.Context, conn *pgx.Conn, t Table, today time.Time
 			j.log.Info("partition past its retention kept: it holds unfinished work", "partition", p.Name, "why", again)
 			continue
 		case lockTimedOut(err):
+			j.metrics.LockWaits.Inc()
 			rep.Busy = append(rep.Busy, p.Name)
 			j.log.Info("partition not detached: its table is busy; retried at the next pass", "partition", p.Name)
 			continue
