@@ -169,7 +169,7 @@ func scaleThroughput(t *testing.T, e *env, br *benchReceivers, from, events int)
 	var recorded0 int64
 	_ = e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries WHERE status = 'DELIVERED'`).Scan(&recorded0)
 	start := time.Now()
-	d, stop := e.runUntilStopped(t, Config{Workers: 128})
+	d, stop := e.start(t, Config{Workers: 128}, []string{eventsTopic})
 	defer stop()
 	waitFor(t, "deliveries received", base+int64(events), br.delivered.Load, d)
 	waitFor(t, "deliveries recorded DELIVERED", recorded0+int64(events), func() int64 {
@@ -217,35 +217,6 @@ func scaleLatency(t *testing.T, e *env, br *benchReceivers, d *Dispatcher, rate 
 	br.mu.Unlock()
 	slices.Sort(lat)
 	return latencies{p50: lat[len(lat)/2], p99: lat[len(lat)*99/100]}
-}
-
-// runUntilStopped starts a dispatcher as run does, and returns it with a
-// stop that ends it (and is also called when the test ends).
-func (e *env) runUntilStopped(t *testing.T, cfg Config) (*Dispatcher, func()) {
-	t.Helper()
-	cfg.Kafka.Brokers, cfg.Kafka.Topics = e.bed.Kafka.Brokers(), []string{eventsTopic}
-	cfg.AllowedNetworks, cfg.PollInterval, cfg.OutageRetry = loopback, 50*time.Millisecond, 200*time.Millisecond
-	m, _ := NewMetrics(prometheus.NewRegistry())
-	d, err := New(cfg, e.store, e.vault, m, testr.NewWithInterface(t, testr.Options{}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("dispatcher: %v", err)
-		}
-	}
-	t.Cleanup(stop)
-	return d, stop
 }
 
 // generateHistory writes rows delivered deliveries into past days'

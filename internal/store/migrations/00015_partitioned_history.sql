@@ -77,8 +77,24 @@ CREATE TABLE event_payloads (
 ) PARTITION BY RANGE (event_time);
 CREATE TABLE event_payloads_default PARTITION OF event_payloads DEFAULT;
 
--- webhook_deliveries
+-- Each payload the deliveries hold, once, keyed by the time their rows get.
 ALTER TABLE webhook_deliveries RENAME TO webhook_deliveries_unpartitioned;
+ALTER TABLE connector_deliveries RENAME TO connector_deliveries_unpartitioned;
+SELECT io_create_day_partitions('event_payloads', 'event_time',
+    io_first_day(least((SELECT min(created_at) FROM webhook_deliveries_unpartitioned), (SELECT min(created_at) FROM connector_deliveries_unpartitioned))),
+    (now() AT TIME ZONE 'UTC')::date + 7);
+INSERT INTO event_payloads (payload_digest, event_time, raw_payload, event_payload, payload_sanitised)
+SELECT DISTINCT ON (digest, created_at) digest, created_at, raw, event_payload, payload_sanitised
+FROM (SELECT sha256(COALESCE(raw_payload, convert_to(event_payload::text, 'UTF8'))) AS digest,
+             COALESCE(raw_payload, convert_to(event_payload::text, 'UTF8')) AS raw, created_at, event_payload, payload_sanitised
+      FROM webhook_deliveries_unpartitioned
+      UNION ALL
+      SELECT sha256(COALESCE(raw_payload, convert_to(event_payload::text, 'UTF8'))),
+             COALESCE(raw_payload, convert_to(event_payload::text, 'UTF8')), created_at, event_payload, payload_sanitised
+      FROM connector_deliveries_unpartitioned) o
+ORDER BY digest, created_at;
+
+-- webhook_deliveries
 CREATE TABLE webhook_deliveries (
     delivery_id     UUID        NOT NULL,
     subscription_id UUID        NOT NULL,
@@ -107,14 +123,6 @@ CREATE TABLE webhook_deliveries (
 CREATE TABLE webhook_deliveries_default PARTITION OF webhook_deliveries DEFAULT;
 SELECT io_create_day_partitions('webhook_deliveries', 'event_time',
     io_first_day((SELECT min(created_at) FROM webhook_deliveries_unpartitioned)), (now() AT TIME ZONE 'UTC')::date + 7);
-SELECT io_create_day_partitions('event_payloads', 'event_time',
-    io_first_day((SELECT min(created_at) FROM webhook_deliveries_unpartitioned)), (now() AT TIME ZONE 'UTC')::date + 7);
-INSERT INTO event_payloads (payload_digest, event_time, raw_payload, event_payload, payload_sanitised)
-SELECT DISTINCT ON (digest, created_at) digest, created_at, raw, event_payload, payload_sanitised
-FROM (SELECT sha256(COALESCE(raw_payload, convert_to(event_payload::text, 'UTF8'))) AS digest,
-             COALESCE(raw_payload, convert_to(event_payload::text, 'UTF8')) AS raw, created_at, event_payload, payload_sanitised
-      FROM webhook_deliveries_unpartitioned) o
-ORDER BY digest, created_at;
 INSERT INTO webhook_deliveries (delivery_id, subscription_id, store_id, event_type, event_id, http_status, response_body,
     attempt_number, next_retry_at, delivered_at, status, created_at, updated_at, claimed_until, last_error,
     response_body_sanitised, claim_token, event_time, payload_digest)
@@ -133,7 +141,6 @@ CREATE INDEX webhook_deliveries_open_by_subscription_idx ON webhook_deliveries (
     WHERE status IN ('PENDING', 'FAILED');
 
 -- connector_deliveries
-ALTER TABLE connector_deliveries RENAME TO connector_deliveries_unpartitioned;
 CREATE TABLE connector_deliveries (
     delivery_id    UUID        NOT NULL,
     config_id      UUID        NOT NULL,
@@ -158,15 +165,6 @@ CREATE TABLE connector_deliveries (
 CREATE TABLE connector_deliveries_default PARTITION OF connector_deliveries DEFAULT;
 SELECT io_create_day_partitions('connector_deliveries', 'event_time',
     io_first_day((SELECT min(created_at) FROM connector_deliveries_unpartitioned)), (now() AT TIME ZONE 'UTC')::date + 7);
-SELECT io_create_day_partitions('event_payloads', 'event_time',
-    io_first_day((SELECT min(created_at) FROM connector_deliveries_unpartitioned)), (now() AT TIME ZONE 'UTC')::date + 7);
-INSERT INTO event_payloads (payload_digest, event_time, raw_payload, event_payload, payload_sanitised)
-SELECT DISTINCT ON (digest, created_at) digest, created_at, raw, event_payload, payload_sanitised
-FROM (SELECT sha256(COALESCE(raw_payload, convert_to(event_payload::text, 'UTF8'))) AS digest,
-             COALESCE(raw_payload, convert_to(event_payload::text, 'UTF8')) AS raw, created_at, event_payload, payload_sanitised
-      FROM connector_deliveries_unpartitioned) o
-ORDER BY digest, created_at
-ON CONFLICT DO NOTHING;
 INSERT INTO connector_deliveries (delivery_id, config_id, store_id, event_type, event_id, status, attempt_number,
     next_retry_at, claimed_until, last_error, created_at, updated_at, delivered_at, claim_token, entity_key, seq,
     event_time, payload_digest)
