@@ -99,9 +99,10 @@ bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dis
 	go test -timeout 60m -run '^$$' -bench . -benchtime 1x ./dispatcher/
 
 .PHONY: bench-scale
-bench-scale: testbed ## Production shape (issue 15): status reporter writes/s and pass time with 10,000 subscriptions, against the budget; the rate a receiver sees from three dispatcher replicas at a 10/s limit.
+bench-scale: testbed ## Production shape (issue 15): status reporter writes/s and pass time with 10,000 subscriptions, against the budget; the rate a receiver sees from three dispatcher replicas at a 10/s limit; durable deliveries/s with an empty history and with 50 million rows, p99 latency during a retention drop, disk bytes per delivery.
 	go test -tags scale -timeout 30m -count=1 -run '^TestReportScale$$' -v ./controllers/
 	bash -o pipefail -c "go test -tags scale -timeout 10m -count=1 -run '^TestScaleRateLimitAcrossReplicas$$' -v ./dispatcher/ | grep -E '^(shared rate limit|--- |ok|FAIL)'"
+	bash -o pipefail -c "go test -tags scale -timeout 60m -count=1 -run '^TestScaleHistory$$' -v ./dispatcher/ | grep -E '^(history|--- |ok|FAIL)'"
 
 .PHONY: alerts
 alerts: ## promtool check rules and test rules on the chart's alerts (also run by make test, in test/alerts).

@@ -56,7 +56,7 @@ type benchReceivers struct {
 	latencies []time.Duration
 }
 
-func startBenchReceivers(b *testing.B, n int) *benchReceivers {
+func startBenchReceivers(b testing.TB, n int) *benchReceivers {
 	br := &benchReceivers{}
 	for range n {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -78,8 +78,10 @@ func startBenchReceivers(b *testing.B, n int) *benchReceivers {
 	return br
 }
 
-func benchEnv(b *testing.B, receivers int) (*env, *benchReceivers) {
-	e := startEnv(b)
+// benchEnv is the environment of a run; durable runs get a Postgres that
+// fsyncs every commit, as in production.
+func benchEnv(b *testing.B, receivers int, durable bool) (*env, *benchReceivers) {
+	e := startEnvDurable(b, durable)
 	br := startBenchReceivers(b, receivers)
 	for i, srv := range br.servers {
 		e.subscribe(b, fmt.Sprint("bench-store-", i), srv.URL, []string{"order.*"}, nil)
@@ -100,7 +102,7 @@ func benchMessages(from, to int) []kafka.Message {
 }
 
 func benchThroughput(b *testing.B, events, receivers int, ephemeral, traced bool) {
-	e, br := benchEnv(b, receivers)
+	e, br := benchEnv(b, receivers, !ephemeral)
 	var tr *tracing.Tracing
 	var otlp *testbed.OTLPReceiver
 	if traced {
@@ -152,7 +154,7 @@ const benchStall = time.Minute
 
 // waitFor waits until count() reaches want, failing with the counts, the
 // consumer lag and the outcomes so far when it stops moving for benchStall.
-func waitFor(b *testing.B, what string, want int64, count func() int64, d *Dispatcher) {
+func waitFor(b testing.TB, what string, want int64, count func() int64, d *Dispatcher) {
 	b.Helper()
 	last, lastMove := count(), time.Now()
 	for last < want {
@@ -173,7 +175,7 @@ func waitFor(b *testing.B, what string, want int64, count func() int64, d *Dispa
 }
 
 func benchLatency(b *testing.B, rate int, duration time.Duration, receivers int) {
-	e, br := benchEnv(b, receivers)
+	e, br := benchEnv(b, receivers, true)
 	d := e.run(b, Config{Workers: 128})
 	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
 		BatchTimeout: time.Millisecond}

@@ -42,7 +42,7 @@ func (d *Dispatcher) connect(ctx context.Context) {
 				return
 			}
 			for _, del := range claimed {
-				d.connectorHeld.add(del.ClaimToken, sent, del.ID)
+				d.connectorHeld.add(sent, del.Held())
 			}
 			batches := byConfig(claimed)
 			for i, batch := range batches {
@@ -104,7 +104,7 @@ func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDel
 	outcomes := make([]store.ConnectorOutcome, len(batch))
 	waitAll := func(wait time.Duration, why string) {
 		for i, del := range batch {
-			outcomes[i] = store.ConnectorOutcome{DeliveryID: del.ID, ConfigID: del.ConfigID, Status: pendingOrFailed(del.Attempts),
+			outcomes[i] = store.ConnectorOutcome{DeliveryID: del.ID, EventTime: del.EventTime, ConfigID: del.ConfigID, Status: pendingOrFailed(del.Attempts),
 				Attempts: del.Attempts, RetryIn: &wait, Error: why, ClaimToken: del.ClaimToken}
 		}
 	}
@@ -202,7 +202,7 @@ func handleRecovering(ctx context.Context, adapter connectors.Adapter, events []
 
 // judgeConnector turns an adapter's verdict on one event into its outcome.
 func (d *Dispatcher) judgeConnector(del store.ConnectorDelivery, err error) store.ConnectorOutcome {
-	o := store.ConnectorOutcome{DeliveryID: del.ID, ConfigID: del.ConfigID, Attempts: del.Attempts + 1, Attempted: true, ClaimToken: del.ClaimToken}
+	o := store.ConnectorOutcome{DeliveryID: del.ID, EventTime: del.EventTime, ConfigID: del.ConfigID, Attempts: del.Attempts + 1, Attempted: true, ClaimToken: del.ClaimToken}
 	schedule := d.cfg.Connectors.RetrySchedule
 	switch {
 	case err == nil:

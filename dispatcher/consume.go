@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ss3dev/integration-operator/internal/connectors"
@@ -139,7 +138,7 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 	}
 	// Held (renewed) only once handed over: rows this attempt inserted but
 	// does not hand over (a retried batch) lapse and are claimed as due.
-	d.held.add(claim.Token, sent, deliveryIDs(hand)...)
+	d.held.add(sent, heldOf(hand)...)
 	// While every worker is busy the loop waits here and commits nothing:
 	// backpressure, which a rejoin cannot cure (observe reads handingOff).
 	defer d.handingOff.Store(0)
@@ -170,26 +169,26 @@ func (d *Dispatcher) decodeAndRoute(m kafka.Message) routed {
 	}
 	r.event = e
 	d.metrics.Events.Inc()
+	// The partition key: the event's time, else its message's, so that a
+	// replay of the message or a re-send of the event finds its rows.
+	at := e.Time
+	if at.IsZero() {
+		at = m.Time
+	}
+	at = store.PartitionTime(at)
 	for _, sub := range d.router.Match(e) {
-		nd := store.NewDelivery{ID: store.NewID(), SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type, Payload: e.Data}
+		nd := store.NewDelivery{ID: store.NewID(), SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type, Payload: e.Data,
+			EventTime: at}
 		r.deliveries = append(r.deliveries, nd)
-		r.jobs = append(r.jobs, store.Delivery{ID: nd.ID, SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type,
+		r.jobs = append(r.jobs, store.Delivery{ID: nd.ID, EventTime: at, SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type,
 			Payload: e.Data, TargetURL: sub.TargetURL, Timeout: sub.DeliveryTimeout, SignatureScheme: sub.SignatureScheme,
 			SubscriptionActive: true, MaxConcurrency: sub.MaxConcurrency, RateLimit: sub.RateLimit, RateBurst: sub.RateBurst})
 	}
 	for _, c := range d.router.MatchConnectors(e) {
 		r.connectors = append(r.connectors, store.NewConnectorDelivery{ID: store.NewID(), ConfigID: c.ID, EventID: e.ID,
-			StoreID: e.StoreID, EventType: e.Type, Payload: e.Data, EntityKey: connectors.EntityKey(e.Type, e.Data)})
+			StoreID: e.StoreID, EventType: e.Type, Payload: e.Data, EntityKey: connectors.EntityKey(e.Type, e.Data), EventTime: at})
 	}
 	return r
-}
-
-func deliveryIDs(ds []store.Delivery) []uuid.UUID {
-	ids := make([]uuid.UUID, len(ds))
-	for i, d := range ds {
-		ids[i] = d.ID
-	}
-	return ids
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {

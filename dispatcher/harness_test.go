@@ -34,7 +34,14 @@ type env struct {
 
 func startEnv(t testing.TB) *env {
 	t.Helper()
-	bed := testbed.Start(t, testbed.Needs{Postgres: true, Vault: true, VaultKVMounts: []string{"ss3/kv"},
+	return startEnvDurable(t, false)
+}
+
+// startEnvDurable is startEnv, with a Postgres that fsyncs when durable
+// (for benchmark figures called durable).
+func startEnvDurable(t testing.TB, durable bool) *env {
+	t.Helper()
+	bed := testbed.Start(t, testbed.Needs{Postgres: true, PostgresDurable: durable, Vault: true, VaultKVMounts: []string{"ss3/kv"},
 		KafkaTopics: []string{eventsTopic, "platform.events.poison", "webhook.delivered", "webhook.dead_lettered"}, KafkaPartitions: 2})
 	ctx := context.Background()
 	st := bed.Store(t)
@@ -72,6 +79,14 @@ func (e *env) run(t testing.TB, cfg Config) *Dispatcher {
 
 func (e *env) runWith(t testing.TB, cfg Config, topics []string) *Dispatcher {
 	t.Helper()
+	d, _ := e.start(t, cfg, topics)
+	return d
+}
+
+// start starts a dispatcher on topics and returns it with stop, which ends
+// it (once; the test's end calls it too).
+func (e *env) start(t testing.TB, cfg Config, topics []string) (*Dispatcher, func()) {
+	t.Helper()
 	cfg.Kafka.Brokers = e.bed.Kafka.Brokers()
 	cfg.Kafka.Topics = topics
 	if cfg.AllowedNetworks == nil {
@@ -94,18 +109,22 @@ func (e *env) runWith(t testing.TB, cfg Config, topics []string) *Dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("dispatcher: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("dispatcher: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("dispatcher did not stop")
 			}
-		case <-time.After(30 * time.Second):
-			t.Error("dispatcher did not stop")
-		}
-	})
-	return d
+		})
+	}
+	t.Cleanup(stop)
+	return d, stop
 }
 
 // runStoppable starts a dispatcher the test stops itself, as SIGTERM

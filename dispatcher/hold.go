@@ -32,6 +32,8 @@ type holds struct {
 
 type holding struct {
 	token uuid.UUID
+	// at is the row's partition key, which every write names.
+	at time.Time
 	// until is when, at the earliest, the claim may lapse, less a margin
 	// for the clocks of this process and of Postgres to drift apart.
 	until time.Time
@@ -46,15 +48,15 @@ func newHolds(table store.ClaimTable, lease time.Duration) *holds {
 // after sent.
 func (h *holds) surely(sent time.Time) time.Time { return sent.Add(h.lease - h.lease/5) }
 
-// add records claims made under token by a statement sent at sent.
-func (h *holds) add(token uuid.UUID, sent time.Time, ids ...uuid.UUID) {
+// add records claims made by a statement sent at sent.
+func (h *holds) add(sent time.Time, held ...store.Held) {
 	if h == nil {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, id := range ids {
-		h.byID[id] = holding{token: token, until: h.surely(sent)}
+	for _, x := range held {
+		h.byID[x.ID] = holding{token: x.Token, at: x.EventTime, until: h.surely(sent)}
 	}
 }
 
@@ -97,7 +99,7 @@ func (h *holds) snapshot() []store.Held {
 	defer h.mu.Unlock()
 	out := make([]store.Held, 0, len(h.byID))
 	for id, held := range h.byID {
-		out = append(out, store.Held{ID: id, Token: held.token})
+		out = append(out, store.Held{ID: id, EventTime: held.at, Token: held.token})
 	}
 	return out
 }
@@ -114,7 +116,7 @@ func (h *holds) renewed(sent time.Time, held []store.Held, ok map[uuid.UUID]bool
 			continue // recorded, or claimed again, meanwhile
 		}
 		if ok[x.ID] {
-			h.byID[x.ID] = holding{token: x.Token, until: h.surely(sent)}
+			h.byID[x.ID] = holding{token: x.Token, at: x.EventTime, until: h.surely(sent)}
 			continue
 		}
 		delete(h.byID, x.ID)

@@ -89,7 +89,7 @@ func TestHoldsForgetLostClaimsAndLapseOnTheirOwn(t *testing.T) {
 	kept, lost, recorded := uuid.New(), uuid.New(), uuid.New()
 	token := uuid.New()
 	sent := time.Now()
-	h.add(token, sent, kept, lost, recorded)
+	h.add(sent, store.Held{ID: kept, Token: token}, store.Held{ID: lost, Token: token}, store.Held{ID: recorded, Token: token})
 	for _, id := range []uuid.UUID{kept, lost, recorded} {
 		if !h.valid(id) {
 			t.Fatalf("a fresh claim is not valid")
@@ -104,7 +104,7 @@ func TestHoldsForgetLostClaimsAndLapseOnTheirOwn(t *testing.T) {
 		t.Fatalf("after renewal: kept %v lost %v recorded %v", h.valid(kept), h.valid(lost), h.valid(recorded))
 	}
 	// Not renewed for longer than the lease, less the margin: not valid.
-	h.add(token, time.Now().Add(-900*time.Millisecond), kept)
+	h.add(time.Now().Add(-900*time.Millisecond), store.Held{ID: kept, Token: token})
 	if h.valid(kept) {
 		t.Fatal("a claim that may have lapsed is still valid")
 	}

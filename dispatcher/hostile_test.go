@@ -136,7 +136,7 @@ func TestHostileEventsCostOnlyThemselves(t *testing.T) {
 		var deliveryID uuid.UUID
 		var sanitised bool
 		eventually(t, 10*time.Second, "outcome recorded", func() error {
-			return e.store.Pool().QueryRow(context.Background(), `SELECT delivery_id, payload_sanitised FROM webhook_deliveries
+			return e.store.Pool().QueryRow(context.Background(), `SELECT delivery_id, p.payload_sanitised FROM webhook_deliveries JOIN event_payloads p USING (payload_digest, event_time)
 				WHERE subscription_id = $1 AND event_id = $2 AND status = 'DELIVERED'`, subA.ID, id).Scan(&deliveryID, &sanitised)
 		})
 		if got[deliveryID.String()] != data {

@@ -116,19 +116,17 @@ func (d *Dispatcher) publishInbound(ctx context.Context, stored []store.InboundE
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	events := make([]connectors.Event, len(stored))
-	ids := make([]uuid.UUID, len(stored))
 	for i, s := range stored {
 		events[i] = connectors.Event{ID: s.EventID, Type: s.EventType, StoreID: s.StoreID, Time: s.ReceivedAt, Data: s.Payload}
-		ids[i] = s.EventID
 	}
 	if err := d.PublishEvents(ctx, events); err != nil {
 		d.log.Error(err, "publishing inbound events failed; will retry", "events", len(events))
-		if err := d.store.InboundPublishFailed(ctx, ids, err.Error(), d.cfg.OutageRetry); err != nil {
+		if err := d.store.InboundPublishFailed(ctx, stored, err.Error(), d.cfg.OutageRetry); err != nil {
 			d.log.Error(err, "scheduling the retry failed; the claim will lapse and the relay retry")
 		}
 		return
 	}
-	if err := d.store.MarkInboundPublished(ctx, ids); err != nil {
+	if err := d.store.MarkInboundPublished(ctx, stored); err != nil {
 		d.log.Error(err, "marking inbound events published failed; they may be published twice (same event ids)")
 	}
 }

@@ -17,7 +17,7 @@ import (
 
 // judge turns an attempt's result into the outcome to record.
 func (d *Dispatcher) judge(del store.Delivery, r attemptResult) (store.Outcome, string) {
-	o := store.Outcome{DeliveryID: del.ID, Attempts: del.Attempts, ClaimToken: del.ClaimToken}
+	o := store.Outcome{DeliveryID: del.ID, EventTime: del.EventTime, Attempts: del.Attempts, ClaimToken: del.ClaimToken}
 	if r.waitFor > 0 {
 		o.Status = pendingOrFailed(del.Attempts)
 		o.RetryIn = ptr(r.waitFor)
@@ -98,7 +98,7 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 				break
 			}
 			for _, del := range due {
-				d.held.add(del.ClaimToken, sent, del.ID)
+				d.held.add(sent, del.Held())
 			}
 			for i, del := range due {
 				select {
@@ -132,9 +132,9 @@ func (d *Dispatcher) endAbandoned(ctx context.Context) {
 				return
 			}
 			for _, a := range gone {
-				d.held.add(a.ClaimToken, sent, a.ID)
+				d.held.add(sent, a.Held())
 				why := fmt.Sprintf("%s; %d attempts were made", a.Why, a.Attempts)
-				o := store.Outcome{DeliveryID: a.ID, Status: store.DeliveryDeadLettered, Attempts: a.Attempts, Error: why, ClaimToken: a.ClaimToken}
+				o := store.Outcome{DeliveryID: a.ID, EventTime: a.EventTime, Status: store.DeliveryDeadLettered, Attempts: a.Attempts, Error: why, ClaimToken: a.ClaimToken}
 				select {
 				case d.results <- result{delivery: a.Delivery, outcome: o, reason: why}:
 				case <-ctx.Done():
@@ -161,7 +161,7 @@ func (d *Dispatcher) endAbandonedConnectorWork(ctx context.Context) {
 		}
 		outcomes := make([]store.ConnectorOutcome, len(gone))
 		for i, a := range gone {
-			outcomes[i] = store.ConnectorOutcome{DeliveryID: a.DeliveryID, ConfigID: a.ConfigID, Status: store.DeliveryDeadLettered,
+			outcomes[i] = store.ConnectorOutcome{DeliveryID: a.DeliveryID, EventTime: a.EventTime, ConfigID: a.ConfigID, Status: store.DeliveryDeadLettered,
 				Attempts: a.Attempts, Error: fmt.Sprintf("%s; %d attempts were made", a.Why, a.Attempts), Attempted: true, ClaimToken: a.ClaimToken}
 		}
 		if err := d.store.RecordConnectorOutcomes(ctx, outcomes, nil); err != nil {

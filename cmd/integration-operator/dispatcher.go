@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/ss3dev/integration-operator/dispatcher"
+	"github.com/ss3dev/integration-operator/internal/retention"
 	"github.com/ss3dev/integration-operator/internal/settings"
 	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/tracing"
@@ -41,6 +42,8 @@ type dispatcherOptions struct {
 	inboundAddr     string
 	developmentLogs bool
 	tracing         tracing.Settings
+	retentions      retention.Retentions
+	retention       retention.Config
 }
 
 func newDispatcherCommand() *cobra.Command {
@@ -84,6 +87,13 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.StringVar(&o.inboundAddr, "inbound-bind-address", envDefault("INBOUND_BIND_ADDRESS", ":8090"), "address receiving payment providers' webhooks at /connectors/{configId}/webhook; empty turns it off [INBOUND_BIND_ADDRESS]")
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", envDefault("METRICS_BIND_ADDRESS", ":8082"), "address of /metrics, /healthz and /readyz")
 	f.BoolVar(&o.developmentLogs, "dev-logs", false, "human-readable logs instead of JSON")
+	o.retentions = retention.DefaultRetentions
+	f.Var(retention.Period{D: &o.retentions.Deliveries}, "retention-deliveries", "how long webhook deliveries (and their event payloads) are kept: days (30d) or a duration; a day's partition is dropped once past it and its work is done")
+	f.Var(retention.Period{D: &o.retentions.ConnectorDeliveries}, "retention-connector-deliveries", "how long connector deliveries are kept")
+	f.Var(retention.Period{D: &o.retentions.SyncLog}, "retention-sync-log", "how long connector sync runs are kept")
+	f.Var(retention.Period{D: &o.retentions.InboundEvents}, "retention-inbound-events", "how long provider webhooks (the inbound payment audit) are kept")
+	f.IntVar(&o.retention.Ahead, "partitions-ahead", 7, "days after today whose history partitions are created in advance")
+	f.DurationVar(&o.retention.Interval, "retention-interval", time.Hour, "how often one replica creates partitions ahead and drops those past retention")
 	addVaultFlags(f, &o.vault)
 	addTracingFlags(f, &o.tracing, "integration-operator-dispatcher")
 	return cmd
@@ -164,6 +174,12 @@ func runDispatcher(ctx context.Context, o dispatcherOptions) error {
 	if err != nil {
 		return err
 	}
+	retentionMetrics, err := retention.NewMetrics(reg)
+	if err != nil {
+		return err
+	}
+	o.retention.Tables = o.retentions.Tables()
+	keeper := retention.New(pool, o.retention, retentionMetrics, log.WithName("retention"))
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -179,6 +195,7 @@ func runDispatcher(ctx context.Context, o dispatcherOptions) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.Run(gctx) })
+	g.Go(func() error { keeper.Run(gctx); return nil })
 	serve(g, gctx, srv)
 	if o.inboundAddr != "" {
 		serve(g, gctx, &http.Server{Addr: o.inboundAddr, Handler: d.InboundHandler(), ReadHeaderTimeout: 5 * time.Second,

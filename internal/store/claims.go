@@ -24,10 +24,12 @@ func NewClaim(lease time.Duration) Claim {
 	return Claim{Token: NewID(), Lease: lease}
 }
 
-// Held is one row a replica holds: its id and the token it claimed it with.
+// Held is one row a replica holds: its id, its partition key and the
+// token it claimed it with.
 type Held struct {
-	ID    uuid.UUID
-	Token uuid.UUID
+	ID        uuid.UUID
+	EventTime time.Time
+	Token     uuid.UUID
 }
 
 // ClaimTable names a table whose rows are claimed with tokens.
@@ -46,11 +48,11 @@ func (s *Store) RenewClaims(ctx context.Context, table ClaimTable, held []Held, 
 	if len(held) == 0 {
 		return map[uuid.UUID]bool{}, nil
 	}
-	ids, tokens := heldColumns(held)
+	ids, times, tokens := heldColumns(held)
 	rows, err := s.pool.Query(ctx, `UPDATE `+string(table)+` d SET claimed_until = now() + $3 * interval '1 millisecond'
-		FROM unnest($1::uuid[], $2::uuid[]) AS h(id, token)
-		WHERE d.delivery_id = h.id AND d.claim_token = h.token AND d.status IN ('PENDING', 'FAILED')
-		RETURNING d.delivery_id`, ids, tokens, lease.Milliseconds())
+		FROM unnest($1::uuid[], $2::uuid[], $4::timestamptz[]) AS h(id, token, at)
+		WHERE d.delivery_id = h.id AND d.event_time = h.at AND d.claim_token = h.token AND d.status IN ('PENDING', 'FAILED')
+		RETURNING d.delivery_id`, ids, tokens, lease.Milliseconds(), times)
 	if err != nil {
 		return nil, fmt.Errorf("renew claims on %s: %w", table, err)
 	}
@@ -72,10 +74,10 @@ func (s *Store) ReleaseClaims(ctx context.Context, table ClaimTable, held []Held
 	if len(held) == 0 {
 		return nil
 	}
-	ids, tokens := heldColumns(held)
+	ids, times, tokens := heldColumns(held)
 	_, err := s.pool.Exec(ctx, `UPDATE `+string(table)+` d SET claimed_until = NULL, claim_token = NULL
-		FROM unnest($1::uuid[], $2::uuid[]) AS h(id, token)
-		WHERE d.delivery_id = h.id AND d.claim_token = h.token AND d.status IN ('PENDING', 'FAILED')`, ids, tokens)
+		FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS h(id, token, at)
+		WHERE d.delivery_id = h.id AND d.event_time = h.at AND d.claim_token = h.token AND d.status IN ('PENDING', 'FAILED')`, ids, tokens, times)
 	if err != nil {
 		return fmt.Errorf("release claims on %s: %w", table, err)
 	}
@@ -83,17 +85,19 @@ func (s *Store) ReleaseClaims(ctx context.Context, table ClaimTable, held []Held
 }
 
 // Held is the claim this delivery was claimed under.
-func (d Delivery) Held() Held { return Held{ID: d.ID, Token: d.ClaimToken} }
+func (d Delivery) Held() Held { return Held{ID: d.ID, EventTime: d.EventTime, Token: d.ClaimToken} }
 
 // Held is the claim this connector delivery was claimed under.
-func (d ConnectorDelivery) Held() Held { return Held{ID: d.ID, Token: d.ClaimToken} }
+func (d ConnectorDelivery) Held() Held {
+	return Held{ID: d.ID, EventTime: d.EventTime, Token: d.ClaimToken}
+}
 
-func heldColumns(held []Held) (ids, tokens []uuid.UUID) {
-	ids, tokens = make([]uuid.UUID, len(held)), make([]uuid.UUID, len(held))
+func heldColumns(held []Held) (ids []uuid.UUID, times []time.Time, tokens []uuid.UUID) {
+	ids, times, tokens = make([]uuid.UUID, len(held)), make([]time.Time, len(held)), make([]uuid.UUID, len(held))
 	for i, h := range held {
-		ids[i], tokens[i] = h.ID, h.Token
+		ids[i], times[i], tokens[i] = h.ID, h.EventTime, h.Token
 	}
-	return ids, tokens
+	return ids, times, tokens
 }
 
 // fenceSQL is the condition under which an outcome applies to row d given

@@ -22,22 +22,43 @@ type InboundEvent struct {
 	Attempts        int
 }
 
+// inboundLock is the class of the advisory locks that make one writer at a
+// time store a given provider event.
+const inboundLock = 0x696e62 // "inb"
+
 // InsertInboundEvent stores e unless its provider event id was seen for
-// the connector before, and counts it as accepted or duplicate, in one
-// statement. The caller owns publishing an inserted event for lease.
+// the connector before, and counts it as accepted or duplicate. The caller
+// owns publishing an inserted event for lease. e.ReceivedAt (now, when
+// zero) is its partition key; the stored event carries it.
+//
+// Providers retry for days, so the dedup must hold across partitions: the
+// insert runs under a transaction-scoped advisory lock on the provider
+// event and only if no partition holds it already. The lock is taken in a
+// statement of its own, so the check's snapshot sees what a writer that
+// held the lock before committed.
 func (s *Store) InsertInboundEvent(ctx context.Context, e InboundEvent, lease time.Duration) (inserted bool, err error) {
-	docs := newPayloads(1)
-	docs.set(0, e.Payload)
+	if e.ReceivedAt.IsZero() {
+		e.ReceivedAt = time.Now()
+	}
+	at := PartitionTime(e.ReceivedAt)
+	providerID := key(e.ProviderEventID)
+	raw, copied := e.Payload, JSONBCopy(e.Payload)
 	err = carefully(func(careful bool) error {
-		return s.pool.QueryRow(ctx, `
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2::text || '/' || $3))`,
+				int32(inboundLock), e.ConfigID, providerID); err != nil {
+				return err
+			}
+			return tx.QueryRow(ctx, `
 		WITH ins AS (
 			INSERT INTO connector_inbound_events (event_id, config_id, provider_event_id, event_type, store_id, payload, raw_payload,
-				payload_sanitised, status, claimed_until)
+				payload_sanitised, status, claimed_until, received_at)
 			SELECT $1, $2, $3, $4, $5, COALESCE(j.doc, 'null'::jsonb), d.raw, d.copy IS NOT NULL OR j.doc IS NULL,
-				'RECEIVED', now() + $8 * interval '1 millisecond'
+				'RECEIVED', now() + $8 * interval '1 millisecond', $10
 			FROM (SELECT $6::bytea AS raw, $7::text AS copy) d
 			CROSS JOIN LATERAL (SELECT `+jsonbDocSQL("$9")+` AS doc) j
-			ON CONFLICT (config_id, provider_event_id) DO NOTHING
+			WHERE NOT EXISTS (SELECT 1 FROM connector_inbound_events o WHERE o.config_id = $2 AND o.provider_event_id = $3)
+			ON CONFLICT DO NOTHING
 			RETURNING 1),
 		counted AS (
 			INSERT INTO connector_stats AS s (config_id, inbound_accepted, inbound_duplicates)
@@ -45,8 +66,9 @@ func (s *Store) InsertInboundEvent(ctx context.Context, e InboundEvent, lease ti
 			ON CONFLICT (config_id) DO UPDATE SET inbound_accepted = s.inbound_accepted + EXCLUDED.inbound_accepted,
 				inbound_duplicates = s.inbound_duplicates + EXCLUDED.inbound_duplicates, updated_at = now())
 		SELECT count(*) = 1 FROM ins`,
-			e.EventID, e.ConfigID, key(e.ProviderEventID), text(e.EventType), text(e.StoreID), docs.raw[0], docs.copies[0],
-			lease.Milliseconds(), careful).Scan(&inserted)
+				e.EventID, e.ConfigID, providerID, text(e.EventType), text(e.StoreID), raw, copied,
+				lease.Milliseconds(), careful, at).Scan(&inserted)
+		})
 	})
 	if err != nil {
 		return false, fmt.Errorf("store inbound event: %w", err)
@@ -67,20 +89,33 @@ func (s *Store) CountInboundRejected(ctx context.Context, configID uuid.UUID, re
 	return nil
 }
 
-// MarkInboundPublished records that the events reached Kafka.
-func (s *Store) MarkInboundPublished(ctx context.Context, ids []uuid.UUID) error {
-	_, err := s.pool.Exec(ctx, `UPDATE connector_inbound_events SET status = 'PUBLISHED', published_at = now(), claimed_until = NULL,
-		attempts = attempts + 1, last_error = NULL WHERE event_id = ANY($1)`, ids)
+// inboundKeys are the ids and partition keys of stored events.
+func inboundKeys(events []InboundEvent) (ids []uuid.UUID, times []time.Time) {
+	ids, times = make([]uuid.UUID, len(events)), make([]time.Time, len(events))
+	for i, e := range events {
+		ids[i], times[i] = e.EventID, PartitionTime(e.ReceivedAt)
+	}
+	return ids, times
+}
+
+// MarkInboundPublished records that the stored events reached Kafka.
+func (s *Store) MarkInboundPublished(ctx context.Context, events []InboundEvent) error {
+	ids, times := inboundKeys(events)
+	_, err := s.pool.Exec(ctx, `UPDATE connector_inbound_events e SET status = 'PUBLISHED', published_at = now(), claimed_until = NULL,
+		attempts = attempts + 1, last_error = NULL FROM unnest($1::uuid[], $2::timestamptz[]) AS k(id, at)
+		WHERE e.event_id = k.id AND e.received_at = k.at`, ids, times)
 	if err != nil {
 		return fmt.Errorf("mark inbound events published: %w", err)
 	}
 	return nil
 }
 
-// InboundPublishFailed schedules another try for events Kafka did not take.
-func (s *Store) InboundPublishFailed(ctx context.Context, ids []uuid.UUID, reason string, retryIn time.Duration) error {
-	_, err := s.pool.Exec(ctx, `UPDATE connector_inbound_events SET attempts = attempts + 1, last_error = $2, claimed_until = NULL,
-		next_attempt_at = now() + $3 * interval '1 millisecond' WHERE event_id = ANY($1)`, ids, text(reason), retryIn.Milliseconds())
+// InboundPublishFailed schedules another try for stored events Kafka did not take.
+func (s *Store) InboundPublishFailed(ctx context.Context, events []InboundEvent, reason string, retryIn time.Duration) error {
+	ids, times := inboundKeys(events)
+	_, err := s.pool.Exec(ctx, `UPDATE connector_inbound_events e SET attempts = attempts + 1, last_error = $2, claimed_until = NULL,
+		next_attempt_at = now() + $3 * interval '1 millisecond' FROM unnest($1::uuid[], $4::timestamptz[]) AS k(id, at)
+		WHERE e.event_id = k.id AND e.received_at = k.at`, ids, text(reason), retryIn.Milliseconds(), times)
 	if err != nil {
 		return fmt.Errorf("schedule inbound publish retry: %w", err)
 	}
@@ -92,11 +127,11 @@ func (s *Store) InboundPublishFailed(ctx context.Context, ids []uuid.UUID, reaso
 func (s *Store) ClaimUnpublishedInbound(ctx context.Context, limit int, lease time.Duration) ([]InboundEvent, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH due AS (
-			SELECT event_id FROM connector_inbound_events
+			SELECT event_id, received_at FROM connector_inbound_events
 			WHERE status = 'RECEIVED' AND next_attempt_at <= now() AND (claimed_until IS NULL OR claimed_until < now())
 			ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
 		UPDATE connector_inbound_events e SET claimed_until = now() + $2 * interval '1 millisecond'
-		FROM due WHERE e.event_id = due.event_id
+		FROM due WHERE e.event_id = due.event_id AND e.received_at = due.received_at
 		RETURNING e.event_id, e.config_id, e.provider_event_id, e.event_type, e.store_id,
 			COALESCE(e.raw_payload, convert_to(e.payload::text, 'UTF8')), e.received_at, e.attempts`,
 		limit, lease.Milliseconds())

@@ -34,11 +34,13 @@ type NewConnectorDelivery struct {
 	// order): one entity's events are handed over one at a time, in the
 	// order they arrived. Empty: no order to keep.
 	EntityKey string
+	// EventTime is the event's time, the partition key (see PartitionTime).
+	EventTime time.Time
 }
 
 // InsertConnectorDeliveries queues events for connectors in one statement,
-// due now, skipping (config, event) pairs already queued. Payloads are
-// kept as InsertDeliveries keeps them.
+// due now, skipping (config, event, event time) already queued. Payloads
+// are kept as InsertDeliveries keeps them (in the same table, once).
 func (s *Store) InsertConnectorDeliveries(ctx context.Context, ds []NewConnectorDelivery) error {
 	if len(ds) == 0 {
 		return nil
@@ -46,24 +48,26 @@ func (s *Store) InsertConnectorDeliveries(ctx context.Context, ds []NewConnector
 	n := len(ds)
 	ids, configs, events := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
 	stores, types, entities := make([]string, n), make([]string, n), make([]*string, n)
-	docs := newPayloads(n)
+	times, digests := make([]time.Time, n), make([][]byte, n)
+	set := payloadSet{}
 	for i, d := range ds {
 		ids[i], configs[i], events[i], stores[i], types[i] = d.ID, d.ConfigID, d.EventID, text(d.StoreID), text(d.EventType)
-		entities[i] = textPtr(d.EntityKey)
-		docs.set(i, d.Payload)
+		entities[i], times[i] = textPtr(d.EntityKey), PartitionTime(d.EventTime)
+		digests[i] = set.add(d.Payload, times[i])
 	}
+	docs := set.rows()
 	// WITH ORDINALITY keeps the batch's order in seq: the order of arrival.
 	err := carefully(func(careful bool) error {
 		_, err := s.pool.Exec(ctx, `
-			INSERT INTO connector_deliveries (delivery_id, config_id, event_id, store_id, event_type, event_payload, raw_payload,
-				payload_sanitised, status, next_retry_at, entity_key)
-			SELECT d.id, d.config, d.event, d.store, d.type, COALESCE(j.doc, 'null'::jsonb), d.raw, d.copy IS NOT NULL OR j.doc IS NULL,
-				'PENDING', now(), d.entity
-			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::bytea[], $7::text[], $9::text[])
-				WITH ORDINALITY AS d(id, config, event, store, type, raw, copy, entity, n)
-			CROSS JOIN LATERAL (SELECT `+jsonbDocSQL("$8")+` AS doc) j
+			WITH `+insertPayloadsSQL(10, "$9")+`
+			INSERT INTO connector_deliveries (delivery_id, config_id, event_id, store_id, event_type, event_time, payload_digest,
+				status, next_retry_at, entity_key)
+			SELECT d.id, d.config, d.event, d.store, d.type, d.at, d.digest, 'PENDING', now(), d.entity
+			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[], $8::text[])
+				WITH ORDINALITY AS d(id, config, event, store, type, at, digest, entity, n)
 			ORDER BY d.n
-			ON CONFLICT (config_id, event_id) DO NOTHING`, ids, configs, events, stores, types, docs.raw, docs.copies, careful, entities)
+			ON CONFLICT (config_id, event_id, event_time) DO NOTHING`, ids, configs, events, stores, types, times, digests, entities, careful,
+			docs.digests, docs.times, docs.raw, docs.copies)
 		return err
 	})
 	if err != nil {
@@ -74,12 +78,14 @@ func (s *Store) InsertConnectorDeliveries(ctx context.Context, ds []NewConnector
 
 // ConnectorDelivery is a claimed connector delivery with its connector.
 type ConnectorDelivery struct {
-	ID            uuid.UUID
-	ConfigID      uuid.UUID
-	EventID       uuid.UUID
-	StoreID       string
-	EventType     string
-	Payload       []byte
+	ID        uuid.UUID
+	ConfigID  uuid.UUID
+	EventID   uuid.UUID
+	StoreID   string
+	EventType string
+	Payload   []byte
+	// EventTime is the row's partition key, as Delivery.EventTime.
+	EventTime     time.Time
 	CreatedAt     time.Time
 	Attempts      int
 	ConnectorType string
@@ -101,7 +107,7 @@ func (s *Store) ClaimConnectorDeliveries(ctx context.Context, limit int, lease t
 	claim := NewClaim(lease)
 	rows, err := s.pool.Query(ctx, `
 		WITH due AS (
-			SELECT d.delivery_id FROM connector_deliveries d JOIN connector_configs c USING (config_id)
+			SELECT d.delivery_id, d.event_time FROM connector_deliveries d JOIN connector_configs c USING (config_id)
 			WHERE d.status IN ('PENDING', 'FAILED') AND d.next_retry_at <= now()
 			  AND (d.claimed_until IS NULL OR d.claimed_until < now()) AND c.is_active
 			  AND (d.entity_key IS NULL OR NOT EXISTS (
@@ -112,8 +118,8 @@ func (s *Store) ClaimConnectorDeliveries(ctx context.Context, limit int, lease t
 			FOR UPDATE OF d SKIP LOCKED)
 		UPDATE connector_deliveries d SET claimed_until = now() + $2 * interval '1 millisecond', claim_token = $3
 		FROM due, connector_configs c
-		WHERE d.delivery_id = due.delivery_id AND c.config_id = d.config_id
-		RETURNING d.delivery_id, d.config_id, d.event_id, d.store_id, d.event_type, `+rawPayloadSQL("d")+`, d.created_at,
+		WHERE d.delivery_id = due.delivery_id AND d.event_time = due.event_time AND c.config_id = d.config_id
+		RETURNING d.delivery_id, d.event_time, d.config_id, d.event_id, d.store_id, d.event_type, `+rawPayloadSQL("d")+`, d.created_at,
 			d.attempt_number, c.connector_type, c.settings::text, c.is_active, d.seq`, limit, claim.Lease.Milliseconds(), claim.Token)
 	if err != nil {
 		return nil, fmt.Errorf("claim connector deliveries: %w", err)
@@ -121,7 +127,7 @@ func (s *Store) ClaimConnectorDeliveries(ctx context.Context, limit int, lease t
 	claimed, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ConnectorDelivery, error) {
 		var d ConnectorDelivery
 		var settings string
-		err := row.Scan(&d.ID, &d.ConfigID, &d.EventID, &d.StoreID, &d.EventType, &d.Payload, &d.CreatedAt, &d.Attempts,
+		err := row.Scan(&d.ID, &d.EventTime, &d.ConfigID, &d.EventID, &d.StoreID, &d.EventType, &d.Payload, &d.CreatedAt, &d.Attempts,
 			&d.ConnectorType, &settings, &d.ConfigActive, &d.Seq)
 		d.Settings, d.ClaimToken = json.RawMessage(settings), claim.Token
 		return d, err
@@ -137,6 +143,7 @@ func (s *Store) ClaimConnectorDeliveries(ctx context.Context, limit int, lease t
 // ConnectorOutcome is what became of a connector delivery.
 type ConnectorOutcome struct {
 	DeliveryID uuid.UUID
+	EventTime  time.Time
 	ConfigID   uuid.UUID
 	Status     string
 	Attempts   int
@@ -168,7 +175,7 @@ type SyncRun struct {
 func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []ConnectorOutcome, runs []SyncRun) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		n := len(outcomes)
-		ids, configs := make([]uuid.UUID, n), make([]uuid.UUID, n)
+		ids, configs, times := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]time.Time, n)
 		statuses, errs := make([]string, n), make([]*string, n)
 		attempts := make([]int32, n)
 		attempted := make([]bool, n)
@@ -176,7 +183,7 @@ func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []Connecto
 		tokens := make([]uuid.UUID, n)
 		for i, o := range outcomes {
 			ids[i], configs[i], statuses[i], attempts[i], attempted[i] = o.DeliveryID, o.ConfigID, o.Status, int32(o.Attempts), o.Attempted
-			tokens[i] = o.ClaimToken
+			tokens[i], times[i] = o.ClaimToken, o.EventTime
 			if o.RetryIn != nil {
 				v := o.RetryIn.Milliseconds()
 				retryMS[i] = &v
@@ -186,14 +193,14 @@ func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []Connecto
 		if n > 0 {
 			if _, err := tx.Exec(ctx, `
 				WITH u AS (
-					SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::uuid[], $7::uuid[], $8::bool[])
-						AS u(id, status, attempts, retry_ms, err, token, config, attempted)),
+					SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bigint[], $5::text[], $6::uuid[], $7::uuid[], $8::bool[], $9::timestamptz[])
+						AS u(id, status, attempts, retry_ms, err, token, config, attempted, at)),
 				applied AS (
 					UPDATE connector_deliveries d SET status = u.status, attempt_number = u.attempts,
 						next_retry_at = CASE WHEN u.retry_ms IS NULL THEN NULL ELSE now() + u.retry_ms * interval '1 millisecond' END,
 						delivered_at = CASE WHEN u.status = 'DELIVERED' THEN now() ELSE d.delivered_at END,
 						last_error = u.err, claimed_until = NULL, claim_token = NULL, updated_at = now()
-					FROM u WHERE d.delivery_id = u.id AND `+fenceSQL+`
+					FROM u WHERE d.delivery_id = u.id AND d.event_time = u.at AND `+fenceSQL+`
 					RETURNING d.delivery_id)
 				INSERT INTO connector_stats AS s (config_id, outbound_delivered, outbound_failed, outbound_dead_lettered, updated_at)
 				SELECT u.config, count(*) FILTER (WHERE u.status = 'DELIVERED'), count(*) FILTER (WHERE u.status = 'FAILED'),
@@ -205,7 +212,7 @@ func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []Connecto
 					outbound_delivered = s.outbound_delivered + EXCLUDED.outbound_delivered,
 					outbound_failed = s.outbound_failed + EXCLUDED.outbound_failed,
 					outbound_dead_lettered = s.outbound_dead_lettered + EXCLUDED.outbound_dead_lettered,
-					updated_at = now()`, ids, statuses, attempts, retryMS, errs, tokens, configs, attempted); err != nil {
+					updated_at = now()`, ids, statuses, attempts, retryMS, errs, tokens, configs, attempted, times); err != nil {
 				return fmt.Errorf("record connector outcomes: %w", err)
 			}
 		}
@@ -314,7 +321,8 @@ func (s *Store) ClaimDuePolls(ctx context.Context, types []string, limit int, le
 func (s *Store) FinishPoll(ctx context.Context, job PollJob, run SyncRun, cursor string, next time.Duration) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE connector_sync_log SET entity_type = $2, record_count = $3, status = $4, error_summary = $5,
-			finished_at = now() WHERE sync_id = $1`, job.RunID, text(run.EntityType), run.RecordCount, run.Status, textPtr(run.ErrorSummary)); err != nil {
+			finished_at = now() WHERE sync_id = $1 AND started_at = $6`, job.RunID, text(run.EntityType), run.RecordCount, run.Status,
+			textPtr(run.ErrorSummary), job.StartedAt); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `UPDATE connector_poll_state SET
@@ -375,6 +383,7 @@ func (s *Store) ConnectorDeliveryStatus(ctx context.Context, configID, eventID u
 // was deleted, or has been paused for longer than the bound.
 type AbandonedConnectorDelivery struct {
 	DeliveryID uuid.UUID
+	EventTime  time.Time
 	ConfigID   uuid.UUID
 	Attempts   int
 	Why        string
@@ -388,22 +397,22 @@ func (s *Store) ClaimAbandonedConnectorDeliveries(ctx context.Context, limit int
 	claim := NewClaim(lease)
 	rows, err := s.pool.Query(ctx, `
 		WITH gone AS (
-			SELECT d.delivery_id, c.deleted_at IS NOT NULL AS deleted FROM connector_configs c
+			SELECT d.delivery_id, d.event_time, c.deleted_at IS NOT NULL AS deleted FROM connector_configs c
 			JOIN connector_deliveries d ON d.config_id = c.config_id AND d.status IN ('PENDING', 'FAILED')
 			WHERE NOT c.is_active AND (c.deleted_at IS NOT NULL OR d.created_at < now() - $2 * interval '1 millisecond')
 			  AND (d.claimed_until IS NULL OR d.claimed_until < now())
 			LIMIT $1
 			FOR UPDATE OF d SKIP LOCKED)
 		UPDATE connector_deliveries d SET claimed_until = now() + $3 * interval '1 millisecond', claim_token = $4
-		FROM gone WHERE d.delivery_id = gone.delivery_id
-		RETURNING d.delivery_id, d.config_id, d.attempt_number, gone.deleted`, limit, pausedMaxAge.Milliseconds(), claim.Lease.Milliseconds(), claim.Token)
+		FROM gone WHERE d.delivery_id = gone.delivery_id AND d.event_time = gone.event_time
+		RETURNING d.delivery_id, d.event_time, d.config_id, d.attempt_number, gone.deleted`, limit, pausedMaxAge.Milliseconds(), claim.Lease.Milliseconds(), claim.Token)
 	if err != nil {
 		return nil, fmt.Errorf("claim abandoned connector events: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (AbandonedConnectorDelivery, error) {
 		var a AbandonedConnectorDelivery
 		var deleted bool
-		err := row.Scan(&a.DeliveryID, &a.ConfigID, &a.Attempts, &deleted)
+		err := row.Scan(&a.DeliveryID, &a.EventTime, &a.ConfigID, &a.Attempts, &deleted)
 		a.ClaimToken = claim.Token
 		a.Why = "the connector was deleted"
 		if !deleted {

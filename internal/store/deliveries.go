@@ -26,6 +26,8 @@ type NewDelivery struct {
 	StoreID        string
 	EventType      string
 	Payload        []byte
+	// EventTime is the event's time, the partition key (see PartitionTime).
+	EventTime time.Time
 }
 
 // Delivery is a claimed delivery with what an attempt needs of its subscription.
@@ -36,6 +38,9 @@ type Delivery struct {
 	StoreID        string
 	EventType      string
 	Payload        []byte
+	// EventTime is the row's partition key, as stored: every write to the
+	// row names it, so that Postgres looks in one partition only.
+	EventTime time.Time
 	// Attempts already made.
 	Attempts int
 	// ClaimToken fences what is recorded of this claim (see Claim).
@@ -53,6 +58,7 @@ type Delivery struct {
 // Outcome is the result of an attempt (or of not attempting) to record.
 type Outcome struct {
 	DeliveryID   uuid.UUID
+	EventTime    time.Time
 	Status       string
 	Attempts     int
 	HTTPStatus   *int
@@ -68,9 +74,10 @@ type Outcome struct {
 }
 
 // InsertDeliveries creates deliveries in one statement, claimed by the
-// caller under claim, skipping any (subscription, event) pair that already
-// exists. It returns the ids it inserted. The payload is kept as its bytes;
-// a document jsonb refuses is stored with a sanitised copy (see Text).
+// caller under claim, skipping any (subscription, event, event time) that
+// already exists. It returns the ids it inserted. Each event's payload is
+// stored once, as its bytes, however many deliveries it has; a document
+// jsonb refuses is stored with a sanitised copy (see Text).
 func (s *Store) InsertDeliveries(ctx context.Context, ds []NewDelivery, claim Claim) ([]uuid.UUID, error) {
 	if len(ds) == 0 {
 		return nil, nil
@@ -78,24 +85,28 @@ func (s *Store) InsertDeliveries(ctx context.Context, ds []NewDelivery, claim Cl
 	n := len(ds)
 	ids, subs, events := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
 	stores, types := make([]string, n), make([]string, n)
-	docs := newPayloads(n)
+	times, digests := make([]time.Time, n), make([][]byte, n)
+	set := payloadSet{}
 	for i, d := range ds {
 		ids[i], subs[i], events[i], stores[i], types[i] = d.ID, d.SubscriptionID, d.EventID, text(d.StoreID), text(d.EventType)
-		docs.set(i, d.Payload)
+		times[i] = PartitionTime(d.EventTime)
+		digests[i] = set.add(d.Payload, times[i])
 	}
+	docs := set.rows()
 	var inserted []uuid.UUID
 	err := carefully(func(careful bool) error {
 		rows, err := s.pool.Query(ctx, `
-			INSERT INTO webhook_deliveries (delivery_id, subscription_id, store_id, event_type, event_id, event_payload,
-				raw_payload, payload_sanitised, status, attempt_number, next_retry_at, claimed_until, claim_token)
-			SELECT d.id, d.sub, d.store, d.type, d.event, COALESCE(j.doc, 'null'::jsonb), d.raw, d.copy IS NOT NULL OR j.doc IS NULL,
-				'PENDING', 0, now(), now() + $8 * interval '1 millisecond', $10
-			FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::uuid[], $6::bytea[], $7::text[])
-				AS d(id, sub, store, type, event, raw, copy)
-			CROSS JOIN LATERAL (SELECT `+jsonbDocSQL("$9")+` AS doc) j
-			ON CONFLICT (subscription_id, event_id) DO NOTHING
+			WITH `+insertPayloadsSQL(10, "$9")+`
+			INSERT INTO webhook_deliveries (delivery_id, subscription_id, store_id, event_type, event_id, event_time, payload_digest,
+				status, attempt_number, next_retry_at, claimed_until, claim_token)
+			SELECT d.id, d.sub, d.store, d.type, d.event, d.at, d.digest,
+				'PENDING', 0, now(), now() + $1 * interval '1 millisecond', $2
+			FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::timestamptz[], $14::bytea[])
+				AS d(id, sub, store, type, event, at, digest)
+			ON CONFLICT (subscription_id, event_id, event_time) DO NOTHING
 			RETURNING delivery_id`,
-			ids, subs, stores, types, events, docs.raw, docs.copies, claim.Lease.Milliseconds(), careful, claim.Token)
+			claim.Lease.Milliseconds(), claim.Token, ids, subs, stores, types, events, times, careful,
+			docs.digests, docs.times, docs.raw, docs.copies, digests)
 		if err != nil {
 			return err
 		}
@@ -117,7 +128,7 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 	claim := NewClaim(lease)
 	rows, err := s.pool.Query(ctx, `
 		WITH due AS (
-			SELECT d.delivery_id FROM webhook_deliveries d JOIN webhook_subscriptions s USING (subscription_id)
+			SELECT d.delivery_id, d.event_time FROM webhook_deliveries d JOIN webhook_subscriptions s USING (subscription_id)
 			WHERE d.status IN ('PENDING', 'FAILED') AND d.next_retry_at <= now()
 			  AND (d.claimed_until IS NULL OR d.claimed_until < now()) AND s.is_active
 			ORDER BY d.next_retry_at
@@ -125,8 +136,8 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 			FOR UPDATE OF d SKIP LOCKED)
 		UPDATE webhook_deliveries d SET claimed_until = now() + $2 * interval '1 millisecond', claim_token = $3
 		FROM due, webhook_subscriptions s
-		WHERE d.delivery_id = due.delivery_id AND s.subscription_id = d.subscription_id
-		RETURNING d.delivery_id, d.subscription_id, d.event_id, d.store_id, d.event_type, `+rawPayloadSQL("d")+`,
+		WHERE d.delivery_id = due.delivery_id AND d.event_time = due.event_time AND s.subscription_id = d.subscription_id
+		RETURNING d.delivery_id, d.event_time, d.subscription_id, d.event_id, d.store_id, d.event_type, `+rawPayloadSQL("d")+`,
 			d.attempt_number, s.target_url, s.delivery_timeout_ms, s.signature_scheme, s.is_active,
 			s.max_concurrency, COALESCE(s.rate_limit_per_second, 0), COALESCE(s.rate_limit_burst, 0)`,
 		limit, claim.Lease.Milliseconds(), claim.Token)
@@ -138,7 +149,7 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 	for rows.Next() {
 		var d Delivery
 		var timeoutMS int64
-		if err := rows.Scan(&d.ID, &d.SubscriptionID, &d.EventID, &d.StoreID, &d.EventType, &d.Payload,
+		if err := rows.Scan(&d.ID, &d.EventTime, &d.SubscriptionID, &d.EventID, &d.StoreID, &d.EventType, &d.Payload,
 			&d.Attempts, &d.TargetURL, &timeoutMS, &d.SignatureScheme, &d.SubscriptionActive,
 			&d.MaxConcurrency, &d.RateLimit, &d.RateBurst); err != nil {
 			return nil, fmt.Errorf("claim due deliveries: %w", err)
@@ -174,7 +185,7 @@ func (s *Store) recordOutcomesTx(ctx context.Context, db querier, outcomes []Out
 		return stale, nil
 	}
 	n := len(outcomes)
-	ids := make([]uuid.UUID, n)
+	ids, times := make([]uuid.UUID, n), make([]time.Time, n)
 	statuses := make([]string, n)
 	attempts := make([]int32, n)
 	httpStatus := make([]*int32, n)
@@ -184,7 +195,7 @@ func (s *Store) recordOutcomesTx(ctx context.Context, db querier, outcomes []Out
 	errs := make([]*string, n)
 	tokens := make([]uuid.UUID, n)
 	for i, o := range outcomes {
-		ids[i], statuses[i], attempts[i], tokens[i] = o.DeliveryID, o.Status, int32(o.Attempts), o.ClaimToken
+		ids[i], times[i], statuses[i], attempts[i], tokens[i] = o.DeliveryID, o.EventTime, o.Status, int32(o.Attempts), o.ClaimToken
 		if o.ResponseBody != nil {
 			body, changed := Text(*o.ResponseBody)
 			bodies[i], bodiesSanitised[i] = &body, changed
@@ -208,11 +219,11 @@ func (s *Store) recordOutcomesTx(ctx context.Context, db querier, outcomes []Out
 			next_retry_at = CASE WHEN u.retry_ms IS NULL THEN NULL ELSE now() + u.retry_ms * interval '1 millisecond' END,
 			delivered_at = CASE WHEN u.status = 'DELIVERED' THEN now() ELSE d.delivered_at END,
 			last_error = u.err, claimed_until = NULL, claim_token = NULL, updated_at = now()
-		FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::bool[], $7::bigint[], $8::text[], $9::uuid[])
-			AS u(id, status, attempts, http_status, body, body_sanitised, retry_ms, err, token)
-		WHERE d.delivery_id = u.id AND `+fenceSQL+`
+		FROM unnest($1::uuid[], $2::text[], $3::int[], $4::int[], $5::text[], $6::bool[], $7::bigint[], $8::text[], $9::uuid[], $10::timestamptz[])
+			AS u(id, status, attempts, http_status, body, body_sanitised, retry_ms, err, token, at)
+		WHERE d.delivery_id = u.id AND d.event_time = u.at AND `+fenceSQL+`
 		RETURNING d.delivery_id`,
-		ids, statuses, attempts, httpStatus, bodies, bodiesSanitised, retryMS, errs, tokens)
+		ids, statuses, attempts, httpStatus, bodies, bodiesSanitised, retryMS, errs, tokens, times)
 	if err != nil {
 		return nil, fmt.Errorf("record delivery outcomes: %w", err)
 	}
@@ -236,7 +247,8 @@ func (s *Store) recordOutcomesTx(ctx context.Context, db querier, outcomes []Out
 	return stale, insertNotices(ctx, db, notices)
 }
 
-// GetDelivery reads one delivery's state, for tests and the admin API.
+// GetDelivery reads one delivery's state, for tests and the admin API (by
+// its id alone: every partition is looked in).
 func (s *Store) GetDelivery(ctx context.Context, id uuid.UUID) (status string, attempts int, httpStatus *int, nextRetryAt *time.Time, err error) {
 	var hs *int32
 	err = s.pool.QueryRow(ctx, `SELECT status, attempt_number, http_status, next_retry_at FROM webhook_deliveries WHERE delivery_id = $1`, id).
@@ -265,7 +277,8 @@ func (s *Store) RequeueDeadLettered(ctx context.Context, subscriptionID uuid.UUI
 	return tag.RowsAffected(), nil
 }
 
-// RequeueDelivery puts one dead-lettered delivery back to PENDING, keeping its id.
+// RequeueDelivery puts one dead-lettered delivery back to PENDING, keeping
+// its id. Rare (an operator's re-trigger): every partition is looked in.
 func (s *Store) RequeueDelivery(ctx context.Context, id uuid.UUID) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries
 		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, claim_token = NULL, last_error = NULL, updated_at = now()
@@ -307,7 +320,7 @@ func (s *Store) ClaimAbandoned(ctx context.Context, limit int, pausedMaxAge, sec
 	// subscriptions; subscriptions missing a secret), rather than one OR
 	// that would scan every waiting delivery.
 	retired, err := s.claimAbandoned(ctx, claim, `
-			SELECT d.delivery_id, CASE WHEN s.deleted_at IS NOT NULL THEN 'the subscription was deleted'
+			SELECT d.delivery_id, d.event_time, CASE WHEN s.deleted_at IS NOT NULL THEN 'the subscription was deleted'
 				ELSE 'the subscription was paused for longer than ' || $2::text END AS why
 			FROM webhook_subscriptions s
 			JOIN webhook_deliveries d ON d.subscription_id = s.subscription_id AND d.status IN ('PENDING', 'FAILED')
@@ -317,7 +330,7 @@ func (s *Store) ClaimAbandoned(ctx context.Context, limit int, pausedMaxAge, sec
 		return retired, err
 	}
 	secretless, err := s.claimAbandoned(ctx, claim, `
-			SELECT d.delivery_id, 'the signing secret has been missing from Vault since ' ||
+			SELECT d.delivery_id, d.event_time, 'the signing secret has been missing from Vault since ' ||
 				to_char(st.secret_missing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ', longer than ' || $2::text AS why
 			FROM webhook_subscription_stats st
 			JOIN webhook_subscriptions s ON s.subscription_id = st.subscription_id AND s.is_active
@@ -329,22 +342,22 @@ func (s *Store) ClaimAbandoned(ctx context.Context, limit int, pausedMaxAge, sec
 }
 
 // claimAbandoned claims, under claim, up to limit of the deliveries that
-// selectSQL (delivery_id, why; $2 and $3 its own) lists.
+// selectSQL (delivery_id, event_time, why; $2 and $3 its own) lists.
 func (s *Store) claimAbandoned(ctx context.Context, claim Claim, selectSQL string, limit int, arg2 string, arg3 int64) ([]Abandoned, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH gone AS (`+selectSQL+`
 			LIMIT $1
 			FOR UPDATE OF d SKIP LOCKED)
 		UPDATE webhook_deliveries d SET claimed_until = now() + $4 * interval '1 millisecond', claim_token = $5
-		FROM gone WHERE d.delivery_id = gone.delivery_id
-		RETURNING d.delivery_id, d.subscription_id, d.event_id, d.store_id, d.event_type, d.attempt_number, gone.why`,
+		FROM gone WHERE d.delivery_id = gone.delivery_id AND d.event_time = gone.event_time
+		RETURNING d.delivery_id, d.event_time, d.subscription_id, d.event_id, d.store_id, d.event_type, d.attempt_number, gone.why`,
 		limit, arg2, arg3, claim.Lease.Milliseconds(), claim.Token)
 	if err != nil {
 		return nil, fmt.Errorf("claim abandoned deliveries: %w", err)
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Abandoned, error) {
 		a := Abandoned{Delivery: Delivery{ClaimToken: claim.Token}}
-		err := row.Scan(&a.ID, &a.SubscriptionID, &a.EventID, &a.StoreID, &a.EventType, &a.Attempts, &a.Why)
+		err := row.Scan(&a.ID, &a.EventTime, &a.SubscriptionID, &a.EventID, &a.StoreID, &a.EventType, &a.Attempts, &a.Why)
 		return a, err
 	})
 }

@@ -26,12 +26,23 @@ type Postgres struct {
 	port   int
 	cred   *syscall.Credential
 	proc   *process
+	// durable: fsync, synchronous commit and full-page writes on, as in
+	// production; otherwise off, for speed.
+	durable bool
 }
 
 // StartPostgres initialises a cluster in a new temp dir and starts it on a
-// free loopback port. As root it runs the server as the "postgres" user,
-// since initdb refuses root.
-func StartPostgres(ctx context.Context) (*Postgres, error) {
+// free loopback port, without fsync (tests need speed, not crash safety).
+// As root it runs the server as the "postgres" user, since initdb refuses
+// root.
+func StartPostgres(ctx context.Context) (*Postgres, error) { return startPostgres(ctx, false) }
+
+// StartDurablePostgres is StartPostgres with fsync=on,
+// synchronous_commit=on and full_page_writes=on: what a benchmark that
+// calls its figure durable must run against.
+func StartDurablePostgres(ctx context.Context) (*Postgres, error) { return startPostgres(ctx, true) }
+
+func startPostgres(ctx context.Context, durable bool) (*Postgres, error) {
 	binDir, err := postgresBinDir()
 	if err != nil {
 		return nil, err
@@ -40,7 +51,7 @@ func StartPostgres(ctx context.Context) (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	pg := &Postgres{dir: dir, binDir: binDir}
+	pg := &Postgres{dir: dir, binDir: binDir, durable: durable}
 	if os.Geteuid() == 0 {
 		if pg.cred, err = postgresCredential(); err != nil {
 			os.RemoveAll(dir)
@@ -90,9 +101,13 @@ func (pg *Postgres) Start(ctx context.Context) error {
 		}
 	}
 	// Not bound to ctx: the server outlives the call that started it.
-	cmd := pg.command(context.Background(), "postgres", "-D", pg.dataDir(), "-p", strconv.Itoa(pg.port),
-		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+pg.dir,
-		"-c", "fsync=off", "-c", "full_page_writes=off", "-c", "max_connections=300")
+	durability := []string{"-c", "fsync=off", "-c", "full_page_writes=off"}
+	if pg.durable {
+		durability = []string{"-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "full_page_writes=on"}
+	}
+	args := append([]string{"-D", pg.dataDir(), "-p", strconv.Itoa(pg.port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=" + pg.dir, "-c", "max_connections=300"}, durability...)
+	cmd := pg.command(context.Background(), "postgres", args...)
 	var err error
 	pg.proc, err = startProcess(ctx, "postgres", cmd, pg.logFile(), 30*time.Second, func() bool {
 		conn, err := pgx.Connect(ctx, pg.DSN("postgres"))

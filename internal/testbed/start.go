@@ -14,6 +14,9 @@ import (
 type Needs struct {
 	Kube     bool
 	Postgres bool
+	// PostgresDurable starts Postgres with fsync, synchronous commit and
+	// full-page writes on (implies Postgres): for figures called durable.
+	PostgresDurable bool
 	// Vault starts a dev server with a KV v2 mount at each of VaultKVMounts.
 	Vault         bool
 	VaultKVMounts []string
@@ -43,9 +46,13 @@ func Start(t testing.TB, needs Needs) *Bed {
 	if needs.Kube {
 		g.Go(func() (err error) { bed.Kube, err = StartKube(); return err })
 	}
-	if needs.Postgres {
+	if needs.Postgres || needs.PostgresDurable {
 		g.Go(func() (err error) {
-			if bed.Postgres, err = StartPostgres(ctx); err != nil {
+			start := StartPostgres
+			if needs.PostgresDurable {
+				start = StartDurablePostgres
+			}
+			if bed.Postgres, err = start(ctx); err != nil {
 				return err
 			}
 			bed.DatabaseURL, err = bed.Postgres.CreateDatabase(ctx)

@@ -430,8 +430,12 @@ func (a *adapter) orderEvent(o order, raw json.RawMessage) connectors.Event {
 		data["total"] = connectors.Money{Amount: o.OrderTotal.Amount, Currency: o.OrderTotal.CurrencyCode}
 	}
 	b, _ := json.Marshal(data)
+	// The event's time is the order's, so that an order polled again is
+	// the same event (id and time: the dispatcher's dedup key); an order
+	// without a readable date gets the zero time, the same every time.
+	at, _ := time.Parse(time.RFC3339, o.PurchaseDate)
 	return connectors.Event{ID: uuid.NewSHA1(orderNamespace, []byte(a.cfg.ID.String()+"/"+o.AmazonOrderID)),
-		Type: OrderReceived, StoreID: a.cfg.StoreID, Time: time.Now(), Data: b}
+		Type: OrderReceived, StoreID: a.cfg.StoreID, Time: at, Data: b}
 }
 
 func conditionType(c string) string {

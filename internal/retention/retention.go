@@ -1,0 +1,446 @@
+// Package retention keeps the history tables' daily partitions (migration
+// 00015): it creates each table's partitions some days ahead and drops
+// those older than the table's retention period. Dropping is O(1): the
+// partition is detached and its table dropped, never its rows deleted. A
+// partition still holding unfinished work (a delivery to make, a sync run
+// open, a provider webhook not yet published) is kept, logged and counted,
+// until that work ends.
+//
+// One replica at a time runs a pass (a session advisory lock; the others
+// skip theirs). Every DDL statement runs under a short lock_timeout, so it
+// gives up, to retry on the next pass, rather than queue behind the hot
+// path's transactions and make them queue behind it.
+package retention
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Table is a partitioned history table and how long its rows are kept.
+type Table struct {
+	Name string
+	// Key is the partition key column.
+	Key       string
+	Retention time.Duration
+	// Unfinished is a condition on the table's rows that holds while their
+	// work is still to do; a partition with such a row is kept. Empty:
+	// every row is finished.
+	Unfinished string
+	// While is tables whose partition for the same day keeps this one's:
+	// event payloads live as long as a delivery of theirs may.
+	While []string
+}
+
+// Retentions are the periods set per table.
+type Retentions struct {
+	Deliveries, ConnectorDeliveries, SyncLog, InboundEvents time.Duration
+}
+
+// DefaultRetentions keep 30 days of deliveries and sync runs, and 400 of
+// the provider webhooks that are the inbound payment audit.
+var DefaultRetentions = Retentions{
+	Deliveries: 30 * day, ConnectorDeliveries: 30 * day, SyncLog: 30 * day, InboundEvents: 400 * day,
+}
+
+// Tables are the history tables of migration 00015 under r.
+func (r Retentions) Tables() []Table {
+	open := `status IN ('PENDING', 'FAILED')`
+	return []Table{
+		{Name: "webhook_deliveries", Key: "event_time", Retention: r.Deliveries, Unfinished: open},
+		{Name: "connector_deliveries", Key: "event_time", Retention: r.ConnectorDeliveries, Unfinished: open},
+		{Name: "event_payloads", Key: "event_time", Retention: max(r.Deliveries, r.ConnectorDeliveries),
+			While: []string{"webhook_deliveries", "connector_deliveries"}},
+		{Name: "connector_sync_log", Key: "started_at", Retention: r.SyncLog, Unfinished: `status = 'RUNNING'`},
+		{Name: "connector_inbound_events", Key: "received_at", Retention: r.InboundEvents, Unfinished: `status = 'RECEIVED'`},
+	}
+}
+
+// Config says what the job keeps and how often it runs.
+type Config struct {
+	Tables []Table
+	// Ahead is how many days after today get their partition in advance.
+	Ahead int
+	// Interval between passes.
+	Interval time.Duration
+	// LockTimeout bounds how long a DDL statement waits for its lock.
+	LockTimeout time.Duration
+	// Now is the clock (tests move it); nil is time.Now.
+	Now func() time.Time
+}
+
+const day = 24 * time.Hour
+
+// Metrics of the retention job.
+type Metrics struct {
+	Created   *prometheus.CounterVec
+	Dropped   *prometheus.CounterVec
+	Kept      *prometheus.GaugeVec
+	Failures  prometheus.Counter
+	LastRun   prometheus.Gauge
+	LockWaits prometheus.Counter
+}
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		Created: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retention_partitions_created_total", Help: "Daily history partitions created ahead, by table."}, []string{"table"}),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retention_partitions_dropped_total", Help: "Daily history partitions dropped after their retention, by table."}, []string{"table"}),
+		Kept: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "retention_partitions_kept_unfinished", Help: "Partitions past their retention kept because they still hold unfinished work, by table (at the last pass)."}, []string{"table"}),
+		Failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "retention_pass_failures_total", Help: "Retention passes that failed (retried at the next)."}),
+		LastRun: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "retention_last_run_timestamp_seconds", Help: "When this replica last completed a retention pass (Unix seconds)."}),
+		LockWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "retention_lock_timeouts_total", Help: "Partition changes given up on lock_timeout (busy table; retried at the next pass)."}),
+	}
+	for _, c := range []prometheus.Collector{m.Created, m.Dropped, m.Kept, m.Failures, m.LastRun, m.LockWaits} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Job runs retention passes.
+type Job struct {
+	pool    *pgxpool.Pool
+	cfg     Config
+	metrics *Metrics
+	log     logr.Logger
+}
+
+// New makes a job; zero Ahead, Interval and LockTimeout take defaults.
+func New(pool *pgxpool.Pool, cfg Config, m *Metrics, log logr.Logger) *Job {
+	if cfg.Ahead == 0 {
+		cfg.Ahead = 7
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = time.Hour
+	}
+	if cfg.LockTimeout == 0 {
+		cfg.LockTimeout = 200 * time.Millisecond
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Job{pool: pool, cfg: cfg, metrics: m, log: log}
+}
+
+// Run runs a pass at once and then every Interval until ctx ends.
+func (j *Job) Run(ctx context.Context) {
+	t := time.NewTicker(j.cfg.Interval)
+	defer t.Stop()
+	for {
+		if _, err := j.Pass(ctx); err != nil && ctx.Err() == nil {
+			j.metrics.Failures.Inc()
+			j.log.Error(err, "retention pass failed; retried at the next")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Report is what a pass did.
+type Report struct {
+	// Ran is false when another replica held the job's lock.
+	Ran     bool
+	Created []string
+	Dropped []string
+	// Kept are partitions past retention kept for their unfinished work.
+	Kept []string
+	// Busy are partition changes given up on lock_timeout.
+	Busy []string
+}
+
+// jobLock is the advisory lock one replica at a time runs passes under.
+const jobLock = 0x726574656e74 // "retent"
+
+// Pass creates the partitions due ahead and drops those past retention.
+func (j *Job) Pass(ctx context.Context) (Report, error) {
+	var rep Report
+	conn, err := j.pool.Acquire(ctx)
+	if err != nil {
+		return rep, err
+	}
+	defer conn.Release()
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(jobLock)).Scan(&rep.Ran); err != nil || !rep.Ran {
+		return rep, err
+	}
+	defer func() {
+		// A session lock: should the unlock fail, the connection goes.
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(jobLock)); err != nil {
+			conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
+	today := utcDay(j.cfg.Now())
+	for _, t := range j.cfg.Tables {
+		if err := j.create(ctx, conn.Conn(), t, today, &rep); err != nil {
+			return rep, err
+		}
+	}
+	for _, t := range j.cfg.Tables {
+		kept := 0
+		if err := j.drop(ctx, conn.Conn(), t, today, &rep, &kept); err != nil {
+			return rep, err
+		}
+		j.metrics.Kept.WithLabelValues(t.Name).Set(float64(kept))
+	}
+	j.metrics.LastRun.SetToCurrentTime()
+	return rep, nil
+}
+
+func (j *Job) create(ctx context.Context, conn *pgx.Conn, t Table, today time.Time, rep *Report) error {
+	for d := 0; d <= j.cfg.Ahead; d++ {
+		dayOf := today.AddDate(0, 0, d)
+		var created bool
+		err := j.ddl(ctx, conn, func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, `SELECT io_create_day_partition($1, $2, $3)`, t.Name, t.Key, dayOf).Scan(&created)
+		})
+		switch {
+		case lockTimedOut(err):
+			j.metrics.LockWaits.Inc()
+			rep.Busy = append(rep.Busy, PartitionName(t.Name, dayOf))
+			continue
+		case err != nil:
+			return fmt.Errorf("create partition of %s for %s: %w", t.Name, dayOf.Format(time.DateOnly), err)
+		case created:
+			j.metrics.Created.WithLabelValues(t.Name).Inc()
+			rep.Created = append(rep.Created, PartitionName(t.Name, dayOf))
+		}
+	}
+	return nil
+}
+
+func (j *Job) drop(ctx context.Context, conn *pgx.Conn, t Table, today time.Time, rep *Report, kept *int) error {
+	// A partition is past retention once its whole day is.
+	cutoff := utcDay(j.cfg.Now().Add(-t.Retention))
+	parts, err := Partitions(ctx, conn, t.Name)
+	if err != nil {
+		return err
+	}
+	// Tables detached by a pass that stopped before dropping them.
+	if err := dropDetached(ctx, conn, t.Name); err != nil {
+		return err
+	}
+	for _, p := range parts {
+		if !p.Day.Before(cutoff) {
+			continue
+		}
+		if why, err := j.unfinishedIn(ctx, conn, t, p); err != nil {
+			return err
+		} else if why != "" {
+			*kept++
+			rep.Kept = append(rep.Kept, p.Name)
+			j.log.Info("partition past its retention kept: it holds unfinished work", "partition", p.Name, "why", why)
+			continue
+		}
+		// Detach, and check again under the detach's lock: work may have
+		// been written to the partition since (a requeue, a late event).
+		var again string
+		err := j.ddl(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s DETACH PARTITION %s`, ident(t.Name), ident(p.Name))); err != nil {
+				return err
+			}
+			var err error
+			if again, err = j.unfinishedIn(ctx, tx, t, p); err != nil || again == "" {
+				return err
+			}
+			return errKeep
+		})
+		switch {
+		case errors.Is(err, errKeep):
+			*kept++
+			rep.Kept = append(rep.Kept, p.Name)
+			j.log.Info("partition past its retention kept: it holds unfinished work", "partition", p.Name, "why", again)
+			continue
+		case lockTimedOut(err):
+			j.metrics.LockWaits.Inc()
+			rep.Busy = append(rep.Busy, p.Name)
+			j.log.Info("partition not detached: its table is busy; retried at the next pass", "partition", p.Name)
+			continue
+		case err != nil:
+			return fmt.Errorf("detach %s: %w", p.Name, err)
+		}
+		// Detached, it is no one's: dropping it waits on nothing.
+		if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS `+ident(p.Name)); err != nil {
+			return fmt.Errorf("drop %s: %w", p.Name, err)
+		}
+		j.metrics.Dropped.WithLabelValues(t.Name).Inc()
+		rep.Dropped = append(rep.Dropped, p.Name)
+		j.log.Info("partition past its retention dropped", "partition", p.Name)
+	}
+	return nil
+}
+
+var errKeep = errors.New("the partition holds unfinished work")
+
+type queryer interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// unfinishedIn says why p must be kept, or "" when it may go.
+func (j *Job) unfinishedIn(ctx context.Context, db queryer, t Table, p Partition) (string, error) {
+	if t.Unfinished != "" {
+		var n int64
+		if err := db.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT 1000) u`, ident(p.Name), t.Unfinished)).Scan(&n); err != nil {
+			return "", fmt.Errorf("look for unfinished work in %s: %w", p.Name, err)
+		}
+		if n > 0 {
+			return fmt.Sprintf("%d or more rows where %s", n, t.Unfinished), nil
+		}
+	}
+	for _, other := range t.While {
+		var exists bool
+		if err := db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, PartitionName(other, p.Day)).Scan(&exists); err != nil {
+			return "", err
+		}
+		if exists {
+			return other + " still keeps that day", nil
+		}
+	}
+	return "", nil
+}
+
+// ddl runs change in a transaction whose locks are waited for at most
+// LockTimeout.
+func (j *Job) ddl(ctx context.Context, conn *pgx.Conn, change func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, j.cfg.LockTimeout.Milliseconds())); err != nil {
+			return err
+		}
+		return change(tx)
+	})
+}
+
+func lockTimedOut(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55P03" // lock_not_available
+}
+
+// Partition is one daily partition.
+type Partition struct {
+	Name string
+	Day  time.Time
+}
+
+var dayPartition = regexp.MustCompile(`_p(\d{8})$`)
+
+// Partitions lists table's daily partitions, oldest first.
+func Partitions(ctx context.Context, conn interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}, table string) ([]Partition, error) {
+	rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = $1::regclass ORDER BY c.relname`, table)
+	if err != nil {
+		return nil, fmt.Errorf("list partitions of %s: %w", table, err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list partitions of %s: %w", table, err)
+	}
+	var out []Partition
+	for _, n := range names {
+		m := dayPartition.FindStringSubmatch(n)
+		if m == nil || !strings.HasPrefix(n, table+"_p") {
+			continue // the DEFAULT partition
+		}
+		d, err := time.Parse("20060102", m[1])
+		if err != nil {
+			continue
+		}
+		out = append(out, Partition{Name: n, Day: d})
+	}
+	return out, nil
+}
+
+// dropDetached drops tables named as table's daily partitions that are no
+// partition: detached by a pass that stopped before dropping them.
+func dropDetached(ctx context.Context, conn *pgx.Conn, table string) error {
+	rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname ~ ('^' || $1 || '_p[0-9]{8}$') AND NOT c.relispartition`, table)
+	if err != nil {
+		return err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS `+ident(n)); err != nil {
+			return fmt.Errorf("drop detached %s: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// PartitionName is table's partition for the UTC day of at.
+func PartitionName(table string, at time.Time) string {
+	return table + "_p" + at.UTC().Format("20060102")
+}
+
+func utcDay(t time.Time) time.Time {
+	y, m, d := t.UTC().Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+func ident(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+// ParsePeriod reads a retention period: a Go duration ("720h") or a
+// number of days ("30d").
+func ParsePeriod(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err != nil || days <= 0 {
+			return 0, fmt.Errorf("retention period %q: want a positive number of days, like 30d", s)
+		}
+		return time.Duration(days) * day, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("retention period %q: want a positive duration (720h) or days (30d)", s)
+	}
+	return d, nil
+}
+
+// Period is a retention period as a command-line flag (pflag.Value).
+type Period struct{ D *time.Duration }
+
+func (p Period) String() string {
+	if p.D == nil {
+		return ""
+	}
+	if *p.D%day == 0 {
+		return fmt.Sprintf("%dd", *p.D/day)
+	}
+	return p.D.String()
+}
+
+// Set parses s with ParsePeriod.
+func (p Period) Set(s string) error {
+	d, err := ParsePeriod(s)
+	if err == nil {
+		*p.D = d
+	}
+	return err
+}
+
+// Type names the flag's value in help.
+func (Period) Type() string { return "period" }

@@ -1,0 +1,148 @@
+package retention_test
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ss3dev/integration-operator/internal/retention"
+	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/testbed"
+)
+
+func TestPartitionsAreCreatedAheadAndDroppedAfterRetentionUnlessUnfinished(t *testing.T) {
+	bed := testbed.Start(t, testbed.Needs{Postgres: true})
+	ctx := context.Background()
+	st := bed.Store(t)
+	pool := st.Pool()
+	sub := store.Subscription{ID: uuid.New(), StoreID: "store-1", Name: "n", TargetURL: "https://example.com/hook", Events: []string{"order.*"},
+		IsActive: true, DeliveryTimeout: time.Second, SignatureScheme: store.SignatureSS3}
+	if _, err := st.UpsertSubscription(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+
+	now := time.Now().UTC()
+	old, older := now.AddDate(0, 0, -40), now.AddDate(0, 0, -41)
+	// Days the migration would have made for rows that old.
+	for _, at := range []time.Time{old, older} {
+		for _, table := range []string{"webhook_deliveries", "event_payloads"} {
+			if _, err := pool.Exec(ctx, `SELECT io_create_day_partition($1, 'event_time', $2::date)`, table, at.Format(time.DateOnly)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	delivered, pending := store.NewID(), store.NewID()
+	if _, err := st.InsertDeliveries(ctx, []store.NewDelivery{
+		{ID: delivered, SubscriptionID: sub.ID, EventID: uuid.New(), StoreID: "store-1", EventType: "order.placed", Payload: []byte(`{"a":1}`), EventTime: old},
+		{ID: pending, SubscriptionID: sub.ID, EventID: uuid.New(), StoreID: "store-1", EventType: "order.placed", Payload: []byte(`{"a":2}`), EventTime: older},
+	}, store.NewClaim(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordOutcomes(ctx, []store.Outcome{{DeliveryID: delivered, EventTime: store.PartitionTime(old), Status: store.DeliveryDelivered, Attempts: 1}}); err != nil {
+		t.Fatal(err)
+	}
+
+	m, err := retention.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Three days on: three more days get their partitions.
+	later := now.AddDate(0, 0, 3)
+	job := retention.New(pool, retention.Config{Tables: retention.DefaultRetentions.Tables(), Ahead: 7, Now: func() time.Time { return later }},
+		m, testr.New(t))
+	rep, err := job.Pass(ctx)
+	if err != nil || !rep.Ran {
+		t.Fatalf("pass: %+v, %v", rep, err)
+	}
+	for _, table := range []string{"webhook_deliveries", "connector_deliveries", "event_payloads", "connector_sync_log", "connector_inbound_events"} {
+		parts, err := retention.Partitions(ctx, pool, table)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for d := 0; d <= 7; d++ {
+			name := retention.PartitionName(table, later.AddDate(0, 0, d))
+			if !slices.ContainsFunc(parts, func(p retention.Partition) bool { return p.Name == name }) {
+				t.Errorf("%s missing after the pass", name)
+			}
+		}
+	}
+	if n := testutil.ToFloat64(m.Created.WithLabelValues("webhook_deliveries")); n < 3 {
+		t.Errorf("created %v webhook_deliveries partitions, want at least 3", n)
+	}
+
+	oldPart, olderPart := retention.PartitionName("webhook_deliveries", old), retention.PartitionName("webhook_deliveries", older)
+	if !slices.Contains(rep.Dropped, oldPart) || !slices.Contains(rep.Dropped, retention.PartitionName("event_payloads", old)) {
+		t.Errorf("dropped %v, want %s and its payloads", rep.Dropped, oldPart)
+	}
+	if !slices.Contains(rep.Kept, olderPart) || slices.Contains(rep.Dropped, olderPart) {
+		t.Errorf("kept %v, dropped %v: want %s kept for its pending delivery", rep.Kept, rep.Dropped, olderPart)
+	}
+	if n := testutil.ToFloat64(m.Kept.WithLabelValues("webhook_deliveries")); n != 1 {
+		t.Errorf("kept gauge %v, want 1", n)
+	}
+	// The payload of a kept delivery stays with it.
+	if !slices.Contains(rep.Kept, retention.PartitionName("event_payloads", older)) {
+		t.Errorf("kept %v: want the pending delivery's payloads kept", rep.Kept)
+	}
+	if _, _, _, _, err := st.GetDelivery(ctx, delivered); err == nil {
+		t.Error("a delivery of a dropped partition is still there")
+	}
+	claimed, err := st.ClaimDue(ctx, 10, time.Minute)
+	if err != nil || len(claimed) != 1 || claimed[0].ID != pending || string(claimed[0].Payload) != `{"a":2}` {
+		t.Fatalf("claimed %+v (%v), want the kept pending delivery with its payload", claimed, err)
+	}
+
+	// Its work done, the partition goes at the next pass.
+	if _, err := st.RecordOutcomes(ctx, []store.Outcome{{DeliveryID: pending, EventTime: claimed[0].EventTime, Status: store.DeliveryDelivered,
+		Attempts: 1, ClaimToken: claimed[0].ClaimToken}}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = job.Pass(ctx)
+	if err != nil || !slices.Contains(rep.Dropped, olderPart) || !slices.Contains(rep.Dropped, retention.PartitionName("event_payloads", older)) {
+		t.Fatalf("second pass: %+v, %v; want %s and its payloads dropped", rep, err, olderPart)
+	}
+	if n := testutil.ToFloat64(m.Kept.WithLabelValues("webhook_deliveries")); n != 0 {
+		t.Errorf("kept gauge %v after the work ended, want 0", n)
+	}
+	if n := testutil.ToFloat64(m.Dropped.WithLabelValues("webhook_deliveries")); n != 2 {
+		t.Errorf("dropped counter %v, want 2", n)
+	}
+}
+
+func TestOneReplicaAtATimeRunsAPass(t *testing.T) {
+	bed := testbed.Start(t, testbed.Needs{Postgres: true})
+	ctx := context.Background()
+	pool := bed.Store(t).Pool()
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(0x726574656e74)); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := retention.NewMetrics(prometheus.NewRegistry())
+	rep, err := retention.New(pool, retention.Config{Tables: retention.DefaultRetentions.Tables()}, m, testr.New(t)).Pass(ctx)
+	if err != nil || rep.Ran {
+		t.Fatalf("pass while another holds the job: %+v, %v; want skipped", rep, err)
+	}
+}
+
+func TestParsePeriod(t *testing.T) {
+	for in, want := range map[string]time.Duration{"30d": 30 * 24 * time.Hour, "400d": 400 * 24 * time.Hour, "36h": 36 * time.Hour} {
+		if got, err := retention.ParsePeriod(in); err != nil || got != want {
+			t.Errorf("%s: %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "0d", "-3d", "3w", "xd", "-1h"} {
+		if _, err := retention.ParsePeriod(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
