@@ -2,7 +2,9 @@
 # Installs the system packages the tests use, from Debian's archive, when they
 # are missing: PostgreSQL 15 (server binaries; the test bed starts its own
 # clusters), kubectl (kubernetes-client), nginx (the gateway in front of
-# the credentials API in its auth_request test) and curl (the e2e test). Needs root or passwordless sudo.
+# the credentials API in its auth_request test), curl (the e2e test) and
+# ActiveMQ (the STOMP broker queue destinations are tested against; the
+# test bed runs its own). Needs root or passwordless sudo.
 set -euo pipefail
 
 need=()
@@ -10,6 +12,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v kubectl >/dev/null 2>&1 || need+=(kubernetes-client)
 [[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+[[ -f /usr/share/activemq/bin/activemq.jar ]] || need+=(activemq)
 [[ ${#need[@]} -eq 0 ]] && exit 0
 
 sudo=""
@@ -20,6 +23,9 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommen
 # Debian starts system services on install; the tests start their own.
 if [[ " ${need[*]} " == *" nginx-light "* ]]; then
   $sudo service nginx stop >/dev/null 2>&1 || true
+fi
+if [[ " ${need[*]} " == *" activemq "* ]]; then
+  $sudo service activemq stop >/dev/null 2>&1 || true
 fi
 if [[ " ${need[*]} " == *" postgresql "* ]] && command -v pg_ctlcluster >/dev/null; then
   $sudo pg_dropcluster --stop 15 main >/dev/null 2>&1 || true

@@ -245,7 +245,7 @@ func classify(err error) error {
 		return fmt.Errorf("SQS refused the message: %s: %s", apiErr.ErrorCode(), apiErr.ErrorMessage())
 	}
 	var respErr *smithyhttp.ResponseError
-	if errors.As(err, &respErr) {
+	if errors.As(err, &respErr) && respErr.HTTPStatusCode() != 0 {
 		return fmt.Errorf("SQS answered %d", respErr.HTTPStatusCode())
 	}
 	if errors.Is(err, egress.ErrRefused) {
