@@ -95,7 +95,7 @@ e2e-cluster: testbed image ## A real single-node Kubernetes here (root): the ima
 	hack/cluster/down.sh; exit $$rc
 
 .PHONY: bench
-bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable, ephemeral ceiling, latency), connectors (eBay updates, Stripe webhooks).
+bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable to webhooks, SQS and ActiveMQ, ephemeral ceiling, latency), connectors (eBay updates, Stripe webhooks).
 	go test -run '^$$' -bench . -benchtime 3s ./internal/credentials/
 	go test -timeout 60m -run '^$$' -bench . -benchtime 1x ./dispatcher/
 
