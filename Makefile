@@ -95,9 +95,10 @@ e2e-cluster: testbed image ## A real single-node Kubernetes here (root): the ima
 	hack/cluster/down.sh; exit $$rc
 
 .PHONY: bench
-bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable to webhooks, SQS and ActiveMQ, ephemeral ceiling, latency), connectors (eBay updates, Stripe webhooks).
+bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable to webhooks, SQS and ActiveMQ, ephemeral ceiling, latency), connectors (eBay updates, Stripe webhooks), live stream (1,000 SSE clients, p99 latency).
 	go test -run '^$$' -bench . -benchtime 3s ./internal/credentials/
 	go test -timeout 60m -run '^$$' -bench . -benchtime 1x ./dispatcher/
+	go test -run '^$$' -bench . -benchtime 1x ./internal/stream/
 
 .PHONY: bench-scale
 bench-scale: testbed ## Production shape (issue 15): status reporter writes/s and pass time with 10,000 subscriptions, against the budget; the rate a receiver sees from three dispatcher replicas at a 10/s limit.
