@@ -101,6 +101,10 @@ type Hub struct {
 	open   map[string]int // streams per credential
 	// Dropped counts clients dropped for falling behind.
 	dropped int
+	// closing ends every stream (shutdown: streams never go idle by
+	// themselves, so http.Server.Shutdown would wait for them).
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 type storeLog struct {
@@ -140,8 +144,11 @@ type client struct {
 // New returns a hub.
 func New(cfg Config) *Hub {
 	cfg.defaults()
-	return &Hub{cfg: cfg, stores: map[string]*storeLog{}, open: map[string]int{}}
+	return &Hub{cfg: cfg, stores: map[string]*storeLog{}, open: map[string]int{}, closing: make(chan struct{})}
 }
+
+// Close ends every stream; clients reconnect (to another replica) and resume.
+func (h *Hub) Close() { h.closeOnce.Do(func() { close(h.closing) }) }
 
 // Publish hands e to its store's streams without waiting for any.
 func (h *Hub) Publish(e Event) {
@@ -284,6 +291,8 @@ func (h *Hub) Handler(auth Authenticate) http.Handler {
 		for {
 			select {
 			case <-r.Context().Done():
+				return
+			case <-h.closing:
 				return
 			case <-beat.C:
 				if _, err := w.Write([]byte(": ping\n\n")); err != nil {
