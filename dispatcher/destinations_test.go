@@ -153,7 +153,7 @@ func TestEventsReachAnActiveMQQueueAndSurviveItsOutage(t *testing.T) {
 		}
 	}
 	for range 20 {
-		check(nextSTOMP(t, consumer))
+		check(consumer.Next(t))
 	}
 
 	// The broker goes away: the deliveries wait, spending no attempt.
@@ -177,22 +177,8 @@ func TestEventsReachAnActiveMQQueueAndSurviveItsOutage(t *testing.T) {
 	bodies = moreBodies
 	consumer = amq.Consume(t, "/queue/orders")
 	for range 10 {
-		check(nextSTOMP(t, consumer))
+		check(consumer.Next(t))
 	}
-}
-
-func nextSTOMP(t *testing.T, c *testbed.STOMPConsumer) testbed.STOMPMessage {
-	t.Helper()
-	select {
-	case m, ok := <-c.Messages:
-		if !ok {
-			t.Fatal("the consumer's connection closed")
-		}
-		return m
-	case <-time.After(30 * time.Second):
-		t.Fatal("no message within 30s")
-	}
-	return testbed.STOMPMessage{}
 }
 
 func TestRefusedSQSCredentialsDeadLetterAfterTheSchedule(t *testing.T) {

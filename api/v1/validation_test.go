@@ -142,7 +142,7 @@ spec:
 }
 
 func TestQueueDestinationsAreValidated(t *testing.T) {
-	sqs := `apiVersion: integrations.ss3.dev/v1
+	head := `apiVersion: integrations.ss3.dev/v1
 kind: WebhookSubscription
 metadata: {name: NAME, namespace: default}
 spec:
@@ -150,20 +150,13 @@ spec:
   displayName: Orders
   events: [order.placed]
   destination:
-    sqs:
+`
+	sqs := head + `    sqs:
       region: eu-west-1
       queueURL: https://sqs.eu-west-1.amazonaws.com/123456789012/orders
       credentialsSecretRef: {name: aws}
 `
-	stomp := `apiVersion: integrations.ss3.dev/v1
-kind: WebhookSubscription
-metadata: {name: NAME, namespace: default}
-spec:
-  storeId: store-1
-  displayName: Orders
-  events: [order.placed]
-  destination:
-    stomp:
+	stomp := head + `    stomp:
       address: broker.example:61613
       destination: /queue/orders
 `

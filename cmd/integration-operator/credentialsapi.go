@@ -15,8 +15,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/ss3dev/integration-operator/internal/credentials"
-	"github.com/ss3dev/integration-operator/internal/stream"
 	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/stream"
 	"github.com/ss3dev/integration-operator/internal/vault"
 )
 

@@ -19,6 +19,19 @@ import (
 	"github.com/ss3dev/integration-operator/internal/testbed"
 )
 
+// issueAPIKey stores an active API key for storeID, as the manager would.
+func issueAPIKey(t *testing.T, st *store.Store, storeID string, scopes ...string) credentials.Issued {
+	t.Helper()
+	key, _ := credentials.NewAPIKey()
+	hash, _ := bcrypt.GenerateFromPassword([]byte(key.Secret), bcrypt.MinCost)
+	if err := st.InsertCredential(context.Background(), store.Credential{ID: uuid.New(), StoreID: storeID, Name: "n",
+		Type: store.CredentialTypeAPIKey, ClientID: key.ClientID, HashedSecret: string(hash),
+		Scopes: scopes, IsActive: true, IssuedAt: time.Now(), CreatedBy: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
 // TestLiveStreamServesAStoresEventsByScope runs the credentials API with
 // the live stream on, as a deployment would: real keys in Postgres, events
 // from Kafka, SSE clients reading.
@@ -26,18 +39,8 @@ func TestLiveStreamServesAStoresEventsByScope(t *testing.T) {
 	bed := testbed.Start(t, testbed.Needs{Postgres: true, KafkaTopics: []string{"platform.events"}})
 	ctx := context.Background()
 	st := bed.Store(t)
-	issue := func(storeID string, scopes ...string) string {
-		key, _ := credentials.NewAPIKey()
-		hash, _ := bcrypt.GenerateFromPassword([]byte(key.Secret), bcrypt.MinCost)
-		if err := st.InsertCredential(ctx, store.Credential{ID: uuid.New(), StoreID: storeID, Name: "n",
-			Type: store.CredentialTypeAPIKey, ClientID: key.ClientID, HashedSecret: string(hash),
-			Scopes: scopes, IsActive: true, IssuedAt: time.Now(), CreatedBy: "test"}); err != nil {
-			t.Fatal(err)
-		}
-		return key.Presented
-	}
-	ordersKey := issue("store-7", "orders:read")
-	inventoryKey := issue("store-7", "inventory:read")
+	ordersKey := issueAPIKey(t, st, "store-7", "orders:read").Presented
+	inventoryKey := issueAPIKey(t, st, "store-7", "inventory:read").Presented
 
 	apiAddr, metricsAddr := freeAddr(t), freeAddr(t)
 	runCtx, stop := context.WithCancel(ctx)

@@ -112,7 +112,9 @@ func BenchmarkStream1000Clients(b *testing.B) {
 	if len(latencies) == 0 {
 		return
 	}
-	pct := func(p float64) float64 { return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000 }
+	pct := func(p float64) float64 {
+		return float64(latencies[int(p*float64(len(latencies)-1))].Microseconds()) / 1000
+	}
 	b.ReportMetric(float64(len(keysByToken)), "clients")
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")

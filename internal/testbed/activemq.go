@@ -45,15 +45,7 @@ func StartActiveMQ(ctx context.Context) (*ActiveMQ, error) {
 		return nil, err
 	}
 	a := &ActiveMQ{dir: dir}
-	for attempt := 0; ; attempt++ {
-		if a.port, err = freePort(); err != nil {
-			break
-		}
-		if err = a.Start(ctx); err == nil || attempt == 2 {
-			break
-		}
-	}
-	if err != nil {
+	if err := onFreePort(func(port int) error { a.port = port; return a.Start(ctx) }); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -160,6 +152,21 @@ func (a *ActiveMQ) Consume(t testing.TB, destination string) *STOMPConsumer {
 	}()
 	t.Cleanup(func() { conn.Close() })
 	return c
+}
+
+// Next waits for the next message, failing the test after 30 s.
+func (c *STOMPConsumer) Next(t testing.TB) STOMPMessage {
+	t.Helper()
+	select {
+	case m, ok := <-c.Messages:
+		if !ok {
+			t.Fatal("the consumer's connection closed")
+		}
+		return m
+	case <-time.After(30 * time.Second):
+		t.Fatal("no message within 30s")
+	}
+	return STOMPMessage{}
 }
 
 type rawFrame struct {

@@ -49,15 +49,7 @@ func StartSQS(ctx context.Context, queues ...string) (*SQS, error) {
 		return nil, err
 	}
 	s := &SQS{dir: dir, bin: bin, queues: queues}
-	for attempt := 0; ; attempt++ {
-		if s.port, err = freePort(); err != nil {
-			break
-		}
-		if err = s.Start(ctx); err == nil || attempt == 2 {
-			break
-		}
-	}
-	if err != nil {
+	if err := onFreePort(func(port int) error { s.port = port; return s.Start(ctx) }); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}

@@ -25,20 +25,6 @@ func message() destinations.Message {
 		StoreID: "store-1042", Body: body, Signature: signing.SS3(body, secret)}
 }
 
-func next(t *testing.T, c *testbed.STOMPConsumer) testbed.STOMPMessage {
-	t.Helper()
-	select {
-	case m, ok := <-c.Messages:
-		if !ok {
-			t.Fatal("the consumer's connection closed")
-		}
-		return m
-	case <-time.After(30 * time.Second):
-		t.Fatal("no message within 30s")
-	}
-	return testbed.STOMPMessage{}
-}
-
 func TestSendIsReceiptedAndCarriesHeaders(t *testing.T) {
 	amq := testbed.Start(t, testbed.Needs{ActiveMQ: true}).ActiveMQ
 	consumer := amq.Consume(t, "/queue/orders")
@@ -55,7 +41,7 @@ func TestSendIsReceiptedAndCarriesHeaders(t *testing.T) {
 		}
 	}
 	for range 20 {
-		got := next(t, consumer)
+		got := consumer.Next(t)
 		m, ok := want[got.Headers[destinations.AttrDelivery]]
 		if !ok {
 			t.Fatalf("unexpected message %v", got.Headers)
@@ -107,7 +93,7 @@ func TestRefusedLoginAndBrokerDown(t *testing.T) {
 	// The first message, persistent, outlived the restart; then ours.
 	seen := map[string]bool{}
 	for range 2 {
-		seen[next(t, consumer).Headers[destinations.AttrDelivery]] = true
+		seen[consumer.Next(t).Headers[destinations.AttrDelivery]] = true
 	}
 	if !seen[m.DeliveryID] {
 		t.Errorf("the message sent after the restart did not arrive: %v", seen)
