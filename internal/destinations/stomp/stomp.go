@@ -1,8 +1,10 @@
 // Package stomp delivers messages to a STOMP 1.2 broker (ActiveMQ,
 // RabbitMQ's STOMP plugin). Each message is one SEND frame asking for a
 // receipt, and counts as sent only once the broker's RECEIPT for it has
-// come back. One connection per broker, login and TLS setting carries
-// every send to that broker, pipelined.
+// come back. A few connections per broker, login and TLS setting carry
+// every send to that broker, pipelined: a broker handles one connection's
+// frames in order, and a persistent message is stored before its receipt,
+// so one connection would make sends wait on each other's disk writes.
 //
 // No STOMP client is served by the module proxy this project builds from,
 // so the few frames needed (CONNECT, SEND, RECEIPT, ERROR, DISCONNECT) are
@@ -23,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ss3dev/integration-operator/internal/destinations"
@@ -43,9 +46,13 @@ type Broker struct {
 // Sender sends to any number of brokers; safe for concurrent use.
 type Sender struct {
 	dialer *net.Dialer
+	next   atomic.Uint64
 	mu     sync.Mutex
-	conns  map[string]*conn
+	conns  map[string]*conn // by connKey and slot
 }
+
+// poolSize is how many connections a broker gets at most.
+const poolSize = 4
 
 // New returns a Sender dialling with dialer (the dispatcher's, which
 // refuses addresses that are not globally reachable unless allowed).
@@ -58,13 +65,13 @@ func New(dialer *net.Dialer) *Sender {
 // outage (no connection, or it broke before the receipt); one wrapping
 // destinations.ErrCredentialsRejected means the login was refused.
 func (s *Sender) Send(ctx context.Context, b Broker, m destinations.Message) error {
-	c, err := s.conn(ctx, b)
+	c, key, err := s.conn(ctx, b)
 	if err != nil {
 		return err
 	}
 	err = c.send(ctx, b, m)
 	if errors.Is(err, destinations.ErrUnreachable) {
-		s.drop(b, c)
+		s.drop(key, c)
 	}
 	return err
 }
@@ -79,39 +86,41 @@ func (s *Sender) Close() {
 	}
 }
 
-func connKey(b Broker) string {
+func connKey(b Broker, slot uint64) string {
 	sum := sha256.Sum256([]byte(b.Address + "\x00" + strconv.FormatBool(b.TLS) + "\x00" + b.Login + "\x00" + b.Passcode))
-	return hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:]) + "/" + strconv.FormatUint(slot, 10)
 }
 
-func (s *Sender) conn(ctx context.Context, b Broker) (*conn, error) {
-	key := connKey(b)
+// conn returns one of the broker's connections, dialling it if needed;
+// sends take turns over the slots.
+func (s *Sender) conn(ctx context.Context, b Broker) (*conn, string, error) {
+	key := connKey(b, s.next.Add(1)%poolSize)
 	s.mu.Lock()
 	c, ok := s.conns[key]
 	if ok && !c.broken() {
 		s.mu.Unlock()
-		return c, nil
+		return c, key, nil
 	}
 	s.mu.Unlock()
 	c, err := s.dial(ctx, b)
 	if err != nil {
-		return nil, err
+		return nil, key, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.conns[key]; ok && !old.broken() {
 		c.close(errors.New("another connection won"))
-		return old, nil
+		return old, key, nil
 	}
 	s.conns[key] = c
-	return c, nil
+	return c, key, nil
 }
 
-func (s *Sender) drop(b Broker, c *conn) {
+func (s *Sender) drop(key string, c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.conns[connKey(b)] == c {
-		delete(s.conns, connKey(b))
+	if s.conns[key] == c {
+		delete(s.conns, key)
 	}
 }
 
