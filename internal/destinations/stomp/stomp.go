@@ -170,7 +170,7 @@ func (s *Sender) dial(ctx context.Context, b Broker) (*conn, error) {
 	}
 	if f.command == "ERROR" {
 		nc.Close()
-		return nil, connectRefused(f)
+		return nil, connectRefused(f, b.Login)
 	}
 	if f.command != "CONNECTED" {
 		nc.Close()
@@ -182,9 +182,14 @@ func (s *Sender) dial(ctx context.Context, b Broker) (*conn, error) {
 }
 
 // connectRefused reads an ERROR answering CONNECT: brokers send one for a
-// login they do not accept (and for little else at that point).
-func connectRefused(f frame) error {
+// login they do not accept (and for little else at that point). Brokers
+// name the login in it (ActiveMQ: "User name [x] or password is invalid"):
+// it is masked to its last four characters.
+func connectRefused(f frame, login string) error {
 	msg := f.headers["message"]
+	if login != "" {
+		msg = strings.ReplaceAll(msg, login, destinations.Mask(login))
+	}
 	lower := strings.ToLower(msg + " " + string(f.body))
 	for _, w := range []string{"password", "login", "user", "auth", "credential", "security", "access"} {
 		if strings.Contains(lower, w) {
