@@ -66,12 +66,13 @@ image: ## Build the OCI image (linux/amd64+arm64, no daemon) into IMAGE_ARCHIVE;
 ##@ Test
 
 .PHONY: testbed
-testbed: ## Install/build everything the tests need (Postgres, kubectl, nginx, Prometheus/promtool, kube-apiserver, etcd, Vault, Helm).
+testbed: ## Install/build everything the tests need (Postgres, kubectl, nginx, Prometheus/promtool, ActiveMQ, kube-apiserver, etcd, Vault, Helm, goaws).
 	hack/install-system-deps.sh
 	hack/build-tool.sh etcd >/dev/null
 	hack/build-tool.sh kube-apiserver >/dev/null
 	hack/build-tool.sh vault >/dev/null
 	hack/build-tool.sh helm >/dev/null
+	hack/build-tool.sh goaws >/dev/null
 
 .PHONY: test
 test: testbed lint ## Unit and integration tests against the real test bed.
@@ -94,9 +95,10 @@ e2e-cluster: testbed image ## A real single-node Kubernetes here (root): the ima
 	hack/cluster/down.sh; exit $$rc
 
 .PHONY: bench
-bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable with tracing off and on, ephemeral ceiling, latency), connectors (eBay updates, Stripe webhooks).
+bench: testbed ## Benchmarks: credentials API (cached vs ceiling vs bcrypt), dispatcher (durable to webhooks with tracing off and on, to SQS and ActiveMQ, ephemeral ceiling, latency), connectors (eBay updates, Stripe webhooks), live stream (1,000 SSE clients, p99 latency).
 	go test -run '^$$' -bench . -benchtime 3s ./internal/credentials/
 	go test -timeout 60m -run '^$$' -bench . -benchtime 1x ./dispatcher/
+	go test -run '^$$' -bench . -benchtime 1x ./internal/stream/
 
 .PHONY: bench-scale
 bench-scale: testbed ## Production shape (issue 15): status reporter writes/s and pass time with 10,000 subscriptions, against the budget; the rate a receiver sees from three dispatcher replicas at a 10/s limit; durable deliveries/s with an empty history and with 50 million rows, p99 latency during a retention drop, disk bytes per delivery.

@@ -55,7 +55,7 @@ func (s *OrphanSweeper) kinds() []sweptKind {
 		activeRows: func(ctx context.Context) ([]uuid.UUID, error) {
 			return s.Store.ActiveSubscriptionIDsUpdatedBefore(ctx, time.Now())
 		},
-		vaultPaths: func(id uuid.UUID) []string { return []string{webhookSecretPath(id)} },
+		vaultPaths: func(id uuid.UUID) []string { return []string{webhookSecretPath(id), destinationPath(id)} },
 		deactivate: s.Store.DeactivateSubscription,
 	}, {
 		kind: kindConnectorConfig, table: "connector_configs", vaultFolder: "connector",

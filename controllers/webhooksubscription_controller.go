@@ -37,7 +37,7 @@ const (
 
 const (
 	webhookFinalizer        = "integrations.ss3.dev/webhook-cleanup"
-	signingSecretRefIndex   = "spec.signingSecretRef.name"
+	importedSecretIndex     = "spec.importedSecretNames"
 	defaultGracePeriod      = 24 * time.Hour
 	kindWebhookSubscription = "WebhookSubscription"
 )
@@ -91,19 +91,25 @@ func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.
 
 	secretCond, expiresAt, secretErr := r.syncSigningSecret(ctx, &sub, id)
 	setCondition(&sub.Status.Conditions, sub.Generation, secretCond)
+	destCond, destErr := r.syncDestination(ctx, &sub, id)
+	readyFrom := []string{ConditionSigningSecretSynced, ConditionDatabaseSynced}
+	if destCond != nil {
+		setCondition(&sub.Status.Conditions, sub.Generation, *destCond)
+		readyFrom = append(readyFrom, ConditionDestinationCredentialsSynced)
+	}
 	dbCond, dbErr := r.syncRow(ctx, &sub, id)
 	setCondition(&sub.Status.Conditions, sub.Generation, dbCond)
 	if dbErr == nil {
 		dbErr = r.retrigger(ctx, &sub, id)
 	}
-	setReady(&sub.Status.Conditions, sub.Generation, ConditionSigningSecretSynced, ConditionDatabaseSynced)
+	setReady(&sub.Status.Conditions, sub.Generation, readyFrom...)
 	markCredentialsInURL(&sub)
 	sub.Status.ObservedGeneration = sub.Generation
 
 	if err := r.patchStatus(ctx, original, &sub); err != nil {
 		return conflictRetry(err)
 	}
-	if err := errors.Join(secretErr, dbErr); err != nil {
+	if err := errors.Join(secretErr, destErr, dbErr); err != nil {
 		// Returning the error retries with the controller's exponential backoff.
 		return ctrl.Result{}, err
 	}
@@ -305,8 +311,9 @@ func (r *WebhookSubscriptionReconciler) syncRow(ctx context.Context, sub *integr
 	for i, e := range sub.Spec.Events {
 		events[i] = string(e)
 	}
+	dest, target := storedDestination(&sub.Spec)
 	wrote, err := r.Store.UpsertSubscription(ctx, store.Subscription{
-		ID: id, StoreID: string(sub.Spec.StoreID), Name: sub.Spec.DisplayName, TargetURL: sub.Spec.TargetURL,
+		ID: id, StoreID: string(sub.Spec.StoreID), Name: sub.Spec.DisplayName, TargetURL: target, Destination: dest,
 		Events: events, IsActive: sub.Spec.IsActive(), DeliveryTimeout: deliveryTimeout(sub), SignatureScheme: sub.Spec.SignatureScheme,
 		MaxConcurrency: int(sub.Spec.MaxConcurrentDeliveries), RateLimit: rateOf(sub.Spec.RateLimit), RateBurst: burstOf(sub.Spec.RateLimit),
 	})
@@ -349,6 +356,12 @@ func (r *WebhookSubscriptionReconciler) finalize(ctx context.Context, sub *integ
 	} else {
 		r.Metrics.VaultWrites.WithLabelValues(kindWebhookSubscription, "delete").Inc()
 	}
+	if err := r.Vault.Delete(ctx, destinationPath(id)); err != nil && len(errs) == 0 {
+		errs = append(errs, err)
+		c := vaultCondition(integrationsv1.ConditionReady, "deleting the destination's credentials", err)
+		c.Message = "Deleting: " + c.Message
+		setCondition(&sub.Status.Conditions, sub.Generation, c)
+	}
 	if wrote, err := r.Store.DeactivateSubscription(ctx, id); err != nil {
 		errs = append(errs, err)
 		if len(errs) == 1 {
@@ -383,12 +396,14 @@ func (r *WebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
-	err := mgr.GetFieldIndexer().IndexField(context.Background(), &integrationsv1.WebhookSubscription{}, signingSecretRefIndex,
+	err := mgr.GetFieldIndexer().IndexField(context.Background(), &integrationsv1.WebhookSubscription{}, importedSecretIndex,
 		func(o client.Object) []string {
-			if ref := o.(*integrationsv1.WebhookSubscription).Spec.SigningSecretRef; ref != nil {
-				return []string{ref.Name}
+			spec := &o.(*integrationsv1.WebhookSubscription).Spec
+			names := destinationSecretNames(spec)
+			if ref := spec.SigningSecretRef; ref != nil {
+				names = append(names, ref.Name)
 			}
-			return nil
+			return names
 		})
 	if err != nil {
 		return err
@@ -410,7 +425,7 @@ func (r *WebhookSubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error
 func (r *WebhookSubscriptionReconciler) subscriptionsImporting(ctx context.Context, secret client.Object) []reconcile.Request {
 	var subs integrationsv1.WebhookSubscriptionList
 	if err := r.Client.List(ctx, &subs, client.InNamespace(secret.GetNamespace()),
-		client.MatchingFields{signingSecretRefIndex: secret.GetName()}); err != nil {
+		client.MatchingFields{importedSecretIndex: secret.GetName()}); err != nil {
 		return nil
 	}
 	reqs := make([]reconcile.Request, len(subs.Items))
@@ -429,6 +444,11 @@ const ReasonCredentialsInTargetURL = "CredentialsInTargetURL"
 // deliveries go on (the receiver may rely on that basic auth) until the
 // spec is fixed; the CRD refuses such URLs for new objects and changes.
 func markCredentialsInURL(sub *integrationsv1.WebhookSubscription) {
+	if sub.Spec.Kind() != integrationsv1.DestinationWebhook {
+		// A queue's display form never holds credentials (they are in a Secret).
+		_, sub.Status.TargetURL = storedDestination(&sub.Spec)
+		return
+	}
 	sub.Status.TargetURL = sub.Spec.TargetURL
 	u, err := url.Parse(sub.Spec.TargetURL)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
+	"github.com/ss3dev/integration-operator/internal/destinations"
 	"github.com/ss3dev/integration-operator/internal/store"
 )
 
@@ -201,6 +202,10 @@ func (r *StatusReporter) announceDelivery(sub, original *integrationsv1.WebhookS
 	}
 }
 
+// ReasonDestinationCredentialsRejected: the queue destination (SQS, a
+// STOMP broker) refused the credentials the subscription's Secret holds.
+const ReasonDestinationCredentialsRejected = "DestinationCredentialsRejected"
+
 // ReasonSecretMissingFromVault: the dispatcher found no signing secret in
 // Vault (a restore, a dev restart); the manager puts it back.
 const ReasonSecretMissingFromVault = "SecretMissingFromVault"
@@ -288,6 +293,10 @@ func healthyCondition(st store.SubscriptionStats, known bool) metav1.Condition {
 		return metav1.Condition{Type: ConditionHealthy, Status: metav1.ConditionTrue, Reason: ReasonNoDeliveriesYet, Message: "no delivery attempted yet"}
 	case st.ConsecutiveFailures == 0:
 		return metav1.Condition{Type: ConditionHealthy, Status: metav1.ConditionTrue, Reason: ReasonDelivering, Message: "the last delivery succeeded"}
+	case strings.HasPrefix(st.LastError, destinations.CredentialsRejectedPrefix):
+		return metav1.Condition{Type: ConditionHealthy, Status: metav1.ConditionFalse, Reason: ReasonDestinationCredentialsRejected,
+			Message: fmt.Sprintf("%d attempts in a row failed: %s; fix the credentials in the destination's Secret (they are copied to Vault on change); "+
+				"deliveries are retried on the schedule, then dead-lettered", st.ConsecutiveFailures, st.LastError)}
 	case strings.Contains(st.LastError, "410 Gone"):
 		return metav1.Condition{Type: ConditionHealthy, Status: metav1.ConditionFalse, Reason: ReasonEndpointGone,
 			Message: "the endpoint answered 410 Gone and no longer accepts deliveries; fix targetURL or delete the subscription"}

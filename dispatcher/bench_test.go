@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/testbed"
 	"github.com/ss3dev/integration-operator/internal/tracing"
 )
@@ -34,16 +35,25 @@ import (
 //
 //	go test -run '^$' -bench Dispatcher -benchtime 1x ./dispatcher/
 //
-// BENCH_EVENTS (default 100000) sets the events of the throughput runs.
+// BENCH_EVENTS (default 100000) sets the events of the throughput runs;
+// BENCH_QUEUE_EVENTS (default 20000) those of the runs to queue
+// destinations: an SQS queue per store on goaws, and a queue per store on
+// ActiveMQ (persistent sends, each acknowledged by a receipt).
 func BenchmarkDispatcher(b *testing.B) {
 	events := 100_000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_EVENTS")); err == nil && v > 0 {
 		events = v
 	}
+	queueEvents := 20_000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_QUEUE_EVENTS")); err == nil && v > 0 {
+		queueEvents = v
+	}
 	const receivers = 10
 	b.Run("durable-throughput", func(b *testing.B) { benchThroughput(b, events, receivers, false, false) })
 	b.Run("durable-throughput-traced", func(b *testing.B) { benchThroughput(b, events, receivers, false, true) })
 	b.Run("ephemeral-ceiling", func(b *testing.B) { benchThroughput(b, events, receivers, true, false) })
+	b.Run("durable-throughput-sqs", func(b *testing.B) { benchQueueThroughput(b, queueEvents, store.DestinationSQS) })
+	b.Run("durable-throughput-activemq", func(b *testing.B) { benchQueueThroughput(b, queueEvents, store.DestinationSTOMP) })
 	b.Run("durable-latency-1000eps", func(b *testing.B) { benchLatency(b, 1000, 10*time.Second, receivers) })
 }
 
@@ -101,6 +111,58 @@ func benchMessages(from, to int) []kafka.Message {
 	return msgs
 }
 
+// produceBench writes the benchmark's events before the run, so that the
+// run measures the dispatcher alone.
+func produceBench(b *testing.B, e *env, events int) {
+	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+		BatchSize: 1000, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	for from := 0; from < events; from += 5000 {
+		if err := w.WriteMessages(context.Background(), benchMessages(from, min(from+5000, events))...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// countDelivered counts the deliveries recorded DELIVERED.
+func countDelivered(e *env) func() int64 {
+	return func() int64 {
+		var n int64
+		_ = e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries WHERE status = 'DELIVERED'`).Scan(&n)
+		return n
+	}
+}
+
+// benchQueueThroughput is durable-throughput with each store's
+// subscription delivering to a queue: deliveries/s are those recorded
+// DELIVERED, each taken by the broker (SQS answer, STOMP receipt).
+func benchQueueThroughput(b *testing.B, events int, kind string) {
+	e := startEnvDurable(b, true)
+	queues := make([]string, benchStores)
+	for i := range queues {
+		queues[i] = fmt.Sprint("bench-", i)
+	}
+	bed := testbed.Start(b, testbed.Needs{SQSQueues: queues, ActiveMQ: kind == store.DestinationSTOMP})
+	for i, q := range queues {
+		storeID := fmt.Sprint("bench-store-", i)
+		if kind == store.DestinationSQS {
+			e.sqsSubscription(b, storeID, bed.SQS.QueueURL(q), sqsKeyID)
+		} else {
+			e.stompSubscription(b, storeID, bed.ActiveMQ.Addr(), "/queue/"+q)
+		}
+	}
+	produceBench(b, e, events)
+	b.ResetTimer()
+	start := time.Now()
+	d := e.run(b, Config{Workers: 128})
+	waitFor(b, "deliveries recorded DELIVERED", int64(events), countDelivered(e), d)
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(events)/elapsed.Seconds(), "deliveries/s")
+	b.ReportMetric(float64(events), "events")
+	b.ReportMetric(0, "ns/op")
+}
+
 func benchThroughput(b *testing.B, events, receivers int, ephemeral, traced bool) {
 	e, br := benchEnv(b, receivers, !ephemeral)
 	var tr *tracing.Tracing
@@ -113,15 +175,7 @@ func benchThroughput(b *testing.B, events, receivers int, ephemeral, traced bool
 			b.Fatal(err)
 		}
 	}
-	// Produce everything first, so the run measures the dispatcher alone.
-	w := &kafka.Writer{Addr: kafka.TCP(e.bed.Kafka.Brokers()...), Topic: eventsTopic, Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		BatchSize: 1000, BatchTimeout: time.Millisecond}
-	for from := 0; from < events; from += 5000 {
-		if err := w.WriteMessages(context.Background(), benchMessages(from, min(from+5000, events))...); err != nil {
-			b.Fatal(err)
-		}
-	}
-	w.Close()
+	produceBench(b, e, events)
 	want := int64(events)
 	b.ResetTimer()
 	start := time.Now()
@@ -131,11 +185,7 @@ func benchThroughput(b *testing.B, events, receivers int, ephemeral, traced bool
 	b.StopTimer()
 	if !ephemeral {
 		// Durable means recorded: wait for the outcomes to be written too.
-		waitFor(b, "deliveries recorded DELIVERED", want, func() int64 {
-			var n int64
-			_ = e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries WHERE status = 'DELIVERED'`).Scan(&n)
-			return n
-		}, d)
+		waitFor(b, "deliveries recorded DELIVERED", want, countDelivered(e), d)
 		elapsed = time.Since(start)
 	}
 	b.ReportMetric(float64(want)/elapsed.Seconds(), "deliveries/s")

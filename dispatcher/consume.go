@@ -182,7 +182,8 @@ func (d *Dispatcher) decodeAndRoute(m kafka.Message) routed {
 		r.deliveries = append(r.deliveries, nd)
 		r.jobs = append(r.jobs, store.Delivery{ID: nd.ID, EventTime: at, SubscriptionID: sub.ID, EventID: e.ID, StoreID: e.StoreID, EventType: e.Type,
 			Payload: e.Data, TargetURL: sub.TargetURL, Timeout: sub.DeliveryTimeout, SignatureScheme: sub.SignatureScheme,
-			SubscriptionActive: true, MaxConcurrency: sub.MaxConcurrency, RateLimit: sub.RateLimit, RateBurst: sub.RateBurst})
+			SubscriptionActive: true, MaxConcurrency: sub.MaxConcurrency, RateLimit: sub.RateLimit, RateBurst: sub.RateBurst,
+			Destination: sub.Destination})
 	}
 	for _, c := range d.router.MatchConnectors(e) {
 		r.connectors = append(r.connectors, store.NewConnectorDelivery{ID: store.NewID(), ConfigID: c.ID, EventID: e.ID,

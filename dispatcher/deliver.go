@@ -46,13 +46,20 @@ type attemptResult struct {
 	// waitFor: not attempted now (endpoint protection, inactive
 	// subscription); try again after this, with no attempt spent.
 	waitFor time.Duration
+	// sent: a queue destination took the message (there is no HTTP status).
+	sent bool
 }
 
-func newHTTPClient(allowed []netip.Prefix) *http.Client {
-	dialer := &net.Dialer{
+// newDialer connects only where egress allows (webhooks and queue brokers alike).
+func newDialer(allowed []netip.Prefix) *net.Dialer {
+	return &net.Dialer{
 		Timeout: 10 * time.Second,
 		Control: egress.Control(allowed),
 	}
+}
+
+func newHTTPClient(allowed []netip.Prefix) *http.Client {
+	dialer := newDialer(allowed)
 	transport := &http.Transport{
 		DialContext:         dialer.DialContext,
 		MaxIdleConnsPerHost: 64,
@@ -81,6 +88,9 @@ func (d *Dispatcher) attempt(ctx context.Context, del store.Delivery) attemptRes
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if del.Destination != nil {
+		return d.attemptQueue(ctx, del, secrets)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, del.TargetURL, bytes.NewReader(del.Payload))
 	if err != nil {
 		return attemptResult{err: fmt.Errorf("build request: %w", err)}

@@ -25,12 +25,14 @@ import (
 // Dispatcher runs the pipeline: consume -> decode -> route -> persist ->
 // deliver -> retry -> record -> publish (through the outbox).
 type Dispatcher struct {
-	cfg       Config
-	store     *store.Store
-	secrets   *secretCache
-	router    *Router
-	opener    *opener.Opener
-	client    *http.Client
+	cfg     Config
+	store   *store.Store
+	secrets *secretCache
+	router  *Router
+	opener  *opener.Opener
+	client  *http.Client
+	// queues send to SQS and STOMP destinations (deliver_queue.go).
+	queues    *queueSenders
 	publisher *kafka.Writer
 	// transport (TLS, SASL) is shared by the publisher and the admin client.
 	transport *kafka.Transport
@@ -80,7 +82,7 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 	op := opener.New(v, connectorClient, cfg.Connectors.CredentialTTL)
 	d := &Dispatcher{
 		cfg: cfg, store: st, transport: transport, secrets: newSecretCache(v, cfg.SecretCacheTTL), router: newRouter(st, op, log.WithName("route")),
-		opener: op, client: client,
+		opener: op, client: client, queues: newQueueSenders(v, client, newDialer(cfg.AllowedNetworks), cfg.SecretCacheTTL),
 		publisher: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Balancer: &kafka.Hash{},
 			RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond, AllowAutoTopicCreation: true},
 		metrics: metrics, log: log, tracing: cfg.Tracing, traceParents: newTraceParents(cfg.Tracing),
@@ -158,6 +160,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	stopKeeping()
 	<-released
 	d.removeSent(context.WithoutCancel(ctx))
+	d.queues.close()
 	return errors.Join(err, d.publisher.Close())
 }
 

@@ -37,7 +37,7 @@ func (d *Dispatcher) judge(del store.Delivery, r attemptResult) (store.Outcome, 
 		o.ResponseBody = ptr(r.body)
 	}
 	switch {
-	case r.err == nil && r.status >= 200 && r.status < 300:
+	case r.err == nil && (r.sent || r.status >= 200 && r.status < 300):
 		o.Status = store.DeliveryDelivered
 		return o, ""
 	case r.err == nil && r.status == 410:
@@ -99,6 +99,13 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 			}
 			for _, del := range due {
 				d.held.add(sent, del.Held())
+			}
+			if err := d.fillDestinations(ctx, due); err != nil {
+				if ctx.Err() == nil {
+					d.log.Error(err, "reading the claimed deliveries' destinations failed; will retry")
+				}
+				d.release(d.held, heldOf(due)) // for the next poll, now
+				break
 			}
 			for i, del := range due {
 				select {

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Builds one test-bed tool (kube-apiserver, etcd, vault) from the Go module
+# Builds one test-bed tool (kube-apiserver, etcd, vault, goaws, ...) from the Go module
 # proxy into a cache outside the clone, keyed by version, and prints its path.
 # A cached binary is reused, so only the first run on a machine pays the build.
 set -euo pipefail
 
-tool="${1:?usage: build-tool.sh kube-apiserver|etcd|vault|helm|kubelet|kube-scheduler|kube-controller-manager|kube-proxy|cni-plugins}"
+tool="${1:?usage: build-tool.sh kube-apiserver|etcd|vault|helm|goaws|kubelet|kube-scheduler|kube-controller-manager|kube-proxy|cni-plugins}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${INTEGRATION_OPERATOR_CACHE:-$HOME/.cache/integration-operator}"
 
@@ -13,6 +13,8 @@ case "$tool" in
   etcd)           version=v3.6.16; pkg=go.etcd.io/etcd/server/v3;            flags=() ;;
   vault)          version=v1.21.0; pkg=github.com/hashicorp/vault;           flags=(-trimpath -ldflags=-s\ -w) ;;
   helm)           version=v3.19.0; pkg=helm.sh/helm/v3/cmd/helm;             flags=() ;;
+  # The SQS-compatible server the tests deliver to (query protocol).
+  goaws)          version=v0.4.5;  pkg=github.com/Admiral-Piett/goaws/app/cmd; flags=(-trimpath) ;;
   # The single-node cluster of make e2e-cluster: one module (tools/kube-node)
   # pins all four at kube-apiserver's version.
   kubelet|kube-scheduler|kube-controller-manager|kube-proxy)

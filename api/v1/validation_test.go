@@ -41,8 +41,8 @@ func TestSamplesApplyAndGetDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	samples, err := filepath.Glob(filepath.Join(root, "config", "samples", "integrations_v1_*.yaml"))
-	if err != nil || len(samples) != 3 {
-		t.Fatalf("want a sample per kind, found %v (%v)", samples, err)
+	if err != nil || len(samples) != 5 {
+		t.Fatalf("want a sample per kind and per queue destination, found %v (%v)", samples, err)
 	}
 	for _, path := range samples {
 		obj := readObject(t, path)
@@ -138,6 +138,50 @@ spec:
 	allowed.SetName("insecure-allowed")
 	if err := kube.Client.Create(context.Background(), allowed); err != nil {
 		t.Fatalf("http with allowInsecureHTTP should be accepted: %v", err)
+	}
+}
+
+func TestQueueDestinationsAreValidated(t *testing.T) {
+	head := `apiVersion: integrations.ss3.dev/v1
+kind: WebhookSubscription
+metadata: {name: NAME, namespace: default}
+spec:
+  storeId: store-1
+  displayName: Orders
+  events: [order.placed]
+  destination:
+`
+	sqs := head + `    sqs:
+      region: eu-west-1
+      queueURL: https://sqs.eu-west-1.amazonaws.com/123456789012/orders
+      credentialsSecretRef: {name: aws}
+`
+	stomp := head + `    stomp:
+      address: broker.example:61613
+      destination: /queue/orders
+`
+	const both = "set exactly one of targetURL (an HTTP endpoint) or destination"
+	cases := []invalidCase{
+		{"neither target nor destination", strings.Replace(sqs, "  destination:\n    sqs:", "  x:\n    sqs:", 1), []string{both}},
+		{"target and destination", sqs + "  targetURL: https://example.com/hooks\n", []string{both}},
+		{"sqs and stomp", sqs + "    stomp: {address: 'b:1', destination: /queue/x}\n", []string{"destination takes exactly one of sqs or stomp"}},
+		{"bad region", strings.Replace(sqs, "eu-west-1\n", "Europe\n", 1), []string{"region must be an AWS region"}},
+		{"plain http queue", strings.Replace(sqs, "https://sqs", "http://sqs", 1), []string{"queueURL must use https://"}},
+		{"credentials in the queue url", strings.Replace(sqs, "https://sqs", "https://AKIA:s3cret@sqs", 1), []string{"queueURL must not contain credentials"}},
+		{"no credentials secret", strings.Replace(sqs, "      credentialsSecretRef: {name: aws}\n", "", 1),
+			[]string{"spec.destination.sqs.credentialsSecretRef", "Required value"}},
+		{"bad broker address", strings.Replace(stomp, "broker.example:61613", "broker example", 1), []string{"address must be host:port"}},
+		{"reserved header", stomp + "      headers: {receipt: x}\n", []string{"headers cannot set destination"}},
+		{"our header", stomp + "      headers: {X-SS3-Signature: x}\n", []string{"headers cannot set destination"}},
+	}
+	runInvalid(t, kube, cases)
+
+	for name, doc := range map[string]string{"sqs-ok": sqs, "stomp-ok": stomp + "      headers: {x-team: erp}\n"} {
+		obj := readYAML(t, doc)
+		obj.SetName(name)
+		if err := kube.Client.Create(context.Background(), obj); err != nil {
+			t.Errorf("%s should be accepted: %v", name, err)
+		}
 	}
 }
 

@@ -4,8 +4,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// WebhookSubscriptionSpec declares where a store's events are delivered.
-// +kubebuilder:validation:XValidation:rule="self.targetURL.startsWith('https://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP && self.targetURL.startsWith('http://'))",message="targetURL must use https:// (plain http:// is accepted only with allowInsecureHTTP: true)"
+// WebhookSubscriptionSpec declares where a store's events are delivered:
+// an HTTP endpoint (targetURL) or a queue (destination).
+// +kubebuilder:validation:XValidation:rule="has(self.targetURL) != has(self.destination)",message="set exactly one of targetURL (an HTTP endpoint) or destination (an SQS queue or a STOMP broker)"
+// +kubebuilder:validation:XValidation:rule="!has(self.targetURL) || self.targetURL.startsWith('https://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP && self.targetURL.startsWith('http://'))",message="targetURL must use https:// (plain http:// is accepted only with allowInsecureHTTP: true)"
+// +kubebuilder:validation:XValidation:rule="!has(self.destination) || !has(self.destination.sqs) || self.destination.sqs.queueURL.startsWith('https://') || (has(self.allowInsecureHTTP) && self.allowInsecureHTTP && self.destination.sqs.queueURL.startsWith('http://'))",message="destination.sqs.queueURL must use https:// (plain http:// is accepted only with allowInsecureHTTP: true)"
 type WebhookSubscriptionSpec struct {
 	// storeId is the store whose events this subscription receives. It
 	// cannot change after creation, and must be one the namespace is bound to
@@ -23,14 +26,21 @@ type WebhookSubscriptionSpec struct {
 	// targetURL is the endpoint that receives an HTTP POST per event. It must be
 	// https unless allowInsecureHTTP is set, and must not carry credentials
 	// (user:password@): the receiver authenticates deliveries by their signature.
+	// Exactly one of targetURL and destination is set.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getHostname() != ''",message="targetURL must be an absolute URL with a host, like https://example.com/hooks"
 	// +kubebuilder:validation:XValidation:rule="!self.matches('^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@')",message="targetURL must not contain credentials (user:password@ or user@): anyone who can read the subscription would see them. Remove them and have the receiver authenticate deliveries by verifying the signature header (X-SS3-Signature, or webhook-signature with signatureScheme: StandardWebhooks) with the signing secret"
-	// +required
-	TargetURL string `json:"targetURL"`
+	// +optional
+	TargetURL string `json:"targetURL,omitempty"`
 
-	// allowInsecureHTTP permits a plain http:// targetURL, for receivers inside a
-	// trusted network. Deliveries are still signed.
+	// destination delivers to a queue instead of an HTTP endpoint: an SQS
+	// queue or a STOMP broker's destination. Routing, retries,
+	// dead-lettering, signatures and status are the same as for targetURL.
+	// +optional
+	Destination *Destination `json:"destination,omitempty"`
+
+	// allowInsecureHTTP permits a plain http:// targetURL (or SQS queueURL), for
+	// receivers inside a trusted network. Deliveries are still signed.
 	// +optional
 	AllowInsecureHTTP bool `json:"allowInsecureHTTP,omitempty"`
 

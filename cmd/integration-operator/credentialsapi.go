@@ -16,6 +16,7 @@ import (
 
 	"github.com/ss3dev/integration-operator/internal/credentials"
 	"github.com/ss3dev/integration-operator/internal/store"
+	"github.com/ss3dev/integration-operator/internal/stream"
 	"github.com/ss3dev/integration-operator/internal/vault"
 )
 
@@ -28,6 +29,7 @@ type credentialsAPIOptions struct {
 	requiredScope   credentials.RequiredScopeSource
 	tokenTTL        time.Duration
 	developmentLogs bool
+	stream          streamOptions
 }
 
 func newCredentialsAPICommand() *cobra.Command {
@@ -62,6 +64,7 @@ without it /oauth/token is disabled.`,
 	f.DurationVar(&o.validator.UsageFlushInterval, "usage-flush-interval", time.Second, "how often last_used_at is written, in one batch")
 	f.DurationVar(&o.tokenTTL, "token-ttl", 15*time.Minute, "lifetime of OAuth access tokens")
 	f.BoolVar(&o.developmentLogs, "dev-logs", false, "human-readable logs instead of JSON")
+	addStreamFlags(f, &o.stream)
 	addVaultFlags(f, &o.vault)
 	return cmd
 }
@@ -122,14 +125,27 @@ func runCredentialsAPI(ctx context.Context, o credentialsAPIOptions) error {
 	} else {
 		log.Info("TOKEN_SIGNING_KEY not set: POST /oauth/token is disabled")
 	}
-	api := &http.Server{Addr: o.listenAddr, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10,
-		Handler: (&credentials.Server{Validator: validator, Tokens: tokens, Metrics: metrics, Log: log, RequiredScope: o.requiredScope}).Handler()}
+	credServer := &credentials.Server{Validator: validator, Tokens: tokens, Metrics: metrics, Log: log, RequiredScope: o.requiredScope}
+	handler := credServer.Handler()
+	var hub *stream.Hub
+	if o.stream.brokers != "" {
+		hub = stream.New(o.stream.cfg)
+		mux := http.NewServeMux()
+		mux.Handle("/events/stream", hub.Handler(streamAuth(credServer)))
+		mux.Handle("/", handler)
+		handler = mux
+	}
+	api := &http.Server{Addr: o.listenAddr, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: 16 << 10, Handler: handler}
 	metricsSrv := &http.Server{Addr: o.metricsAddr, ReadHeaderTimeout: 5 * time.Second,
 		Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { validator.Listen(gctx); return nil })
 	g.Go(func() error { validator.FlushUsage(gctx); return nil })
+	if hub != nil {
+		g.Go(func() error { return feedStream(gctx, o.stream, hub, log.WithName("stream")) })
+		g.Go(func() error { <-gctx.Done(); hub.Close(); return nil })
+	}
 	serve(g, gctx, api)
 	serve(g, gctx, metricsSrv)
 	log.Info("serving", "address", o.listenAddr)

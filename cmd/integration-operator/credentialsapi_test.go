@@ -11,11 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-	"golang.org/x/crypto/bcrypt"
-
-	"github.com/ss3dev/integration-operator/internal/credentials"
-	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/testbed"
 )
 
@@ -25,13 +20,7 @@ func TestCredentialsAPICommand(t *testing.T) {
 	bed := testbed.Start(t, testbed.Needs{Postgres: true})
 	ctx := context.Background()
 	st := bed.Store(t)
-	key, _ := credentials.NewAPIKey()
-	hash, _ := bcrypt.GenerateFromPassword([]byte(key.Secret), bcrypt.MinCost)
-	if err := st.InsertCredential(ctx, store.Credential{ID: uuid.New(), StoreID: "store-7", Name: "n",
-		Type: store.CredentialTypeAPIKey, ClientID: key.ClientID, HashedSecret: string(hash),
-		Scopes: []string{"orders:read"}, IsActive: true, IssuedAt: time.Now(), CreatedBy: "test"}); err != nil {
-		t.Fatal(err)
-	}
+	key := issueAPIKey(t, st, "store-7", "orders:read")
 
 	apiAddr, metricsAddr := freeAddr(t), freeAddr(t)
 	t.Setenv("TOKEN_SIGNING_KEY", base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32))))

@@ -303,3 +303,20 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
 }
+
+// Authenticate validates the credential a request carries, as
+// /credentials/validate does, for other endpoints served beside it (the
+// live event stream). status is 200 for a valid credential, else the
+// answer to give: 401, 429 (throttled) or 503 (the database is down).
+func (s *Server) Authenticate(r *http.Request) (p Principal, status int) {
+	p, outcome, err := s.authenticate(r)
+	switch {
+	case err != nil:
+		return p, http.StatusServiceUnavailable
+	case outcome == OutcomeThrottled:
+		return p, http.StatusTooManyRequests
+	case outcome != OutcomeValid:
+		return p, http.StatusUnauthorized
+	}
+	return p, http.StatusOK
+}

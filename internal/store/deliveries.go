@@ -53,6 +53,9 @@ type Delivery struct {
 	MaxConcurrency     int
 	RateLimit          float64
 	RateBurst          int
+	// Destination is the queue to deliver to (nil: TargetURL over HTTP);
+	// the dispatcher fills it from the subscription.
+	Destination *Destination
 }
 
 // Outcome is the result of an attempt (or of not attempting) to record.

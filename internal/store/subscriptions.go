@@ -28,6 +28,9 @@ type Subscription struct {
 	MaxConcurrency int
 	RateLimit      float64
 	RateBurst      int
+	// Destination, when set, is a queue delivered to instead of TargetURL
+	// (which then holds its display form).
+	Destination *Destination
 }
 
 // Signature schemes a subscription can choose.
@@ -60,23 +63,28 @@ func (s *Store) UpsertSubscription(ctx context.Context, sub Subscription) (bool,
 		b := int32(max(sub.RateBurst, 1))
 		rateBurst = &b
 	}
+	dest, err := destinationJSON(sub.Destination)
+	if err != nil {
+		return false, fmt.Errorf("upsert subscription %s: %w", sub.ID, err)
+	}
 	tag, err := s.pool.Exec(ctx, `
 		INSERT INTO webhook_subscriptions AS w (subscription_id, store_id, name, target_url, events, is_active,
-			delivery_timeout_ms, signature_scheme, max_concurrency, rate_limit_per_second, rate_limit_burst)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+			delivery_timeout_ms, signature_scheme, max_concurrency, rate_limit_per_second, rate_limit_burst, destination)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb)
 		ON CONFLICT (subscription_id) DO UPDATE
 		SET store_id = EXCLUDED.store_id, name = EXCLUDED.name, target_url = EXCLUDED.target_url,
 		    events = EXCLUDED.events, is_active = EXCLUDED.is_active,
 		    delivery_timeout_ms = EXCLUDED.delivery_timeout_ms, signature_scheme = EXCLUDED.signature_scheme,
 		    max_concurrency = EXCLUDED.max_concurrency, rate_limit_per_second = EXCLUDED.rate_limit_per_second,
-		    rate_limit_burst = EXCLUDED.rate_limit_burst, updated_at = now()
+		    rate_limit_burst = EXCLUDED.rate_limit_burst, destination = EXCLUDED.destination, updated_at = now()
 		WHERE (w.store_id, w.name, w.target_url, w.events, w.is_active, w.delivery_timeout_ms, w.signature_scheme,
-		       w.max_concurrency, w.rate_limit_per_second, w.rate_limit_burst)
+		       w.max_concurrency, w.rate_limit_per_second, w.rate_limit_burst, w.destination)
 		      IS DISTINCT FROM (EXCLUDED.store_id, EXCLUDED.name, EXCLUDED.target_url, EXCLUDED.events,
 		                        EXCLUDED.is_active, EXCLUDED.delivery_timeout_ms, EXCLUDED.signature_scheme,
-		                        EXCLUDED.max_concurrency, EXCLUDED.rate_limit_per_second, EXCLUDED.rate_limit_burst)`,
+		                        EXCLUDED.max_concurrency, EXCLUDED.rate_limit_per_second, EXCLUDED.rate_limit_burst,
+		                        EXCLUDED.destination)`,
 		sub.ID, sub.StoreID, sub.Name, sub.TargetURL, events, sub.IsActive, timeout.Milliseconds(), scheme,
-		concurrency, rateLimit, rateBurst)
+		concurrency, rateLimit, rateBurst, destText(dest))
 	if err != nil {
 		return false, fmt.Errorf("upsert subscription %s: %w", sub.ID, err)
 	}
@@ -161,15 +169,28 @@ func (s *Store) RoutingVersion(ctx context.Context) (string, error) {
 }
 
 const subscriptionColumns = `subscription_id, store_id, name, target_url, events, is_active, delivery_timeout_ms,
-	signature_scheme, max_concurrency, COALESCE(rate_limit_per_second, 0), COALESCE(rate_limit_burst, 0)`
+	signature_scheme, max_concurrency, COALESCE(rate_limit_per_second, 0), COALESCE(rate_limit_burst, 0), destination::text`
 
 func scanSubscription(row pgx.Row) (Subscription, error) {
 	var sub Subscription
 	var timeoutMS int64
+	var dest *string
 	err := row.Scan(&sub.ID, &sub.StoreID, &sub.Name, &sub.TargetURL, &sub.Events, &sub.IsActive, &timeoutMS,
-		&sub.SignatureScheme, &sub.MaxConcurrency, &sub.RateLimit, &sub.RateBurst)
+		&sub.SignatureScheme, &sub.MaxConcurrency, &sub.RateLimit, &sub.RateBurst, &dest)
 	sub.DeliveryTimeout = time.Duration(timeoutMS) * time.Millisecond
+	if err == nil && dest != nil {
+		sub.Destination, err = parseDestination([]byte(*dest))
+	}
 	return sub, err
+}
+
+// destText passes a JSON document as text (nil: SQL NULL).
+func destText(doc []byte) *string {
+	if doc == nil {
+		return nil
+	}
+	s := string(doc)
+	return &s
 }
 
 // SetCircuitStates records circuit breakers' states, by subscription, in

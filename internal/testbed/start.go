@@ -23,6 +23,10 @@ type Needs struct {
 	// KafkaTopics, when non-empty, starts a broker with these topics.
 	KafkaTopics     []string
 	KafkaPartitions int32
+	// SQSQueues, when non-empty, starts goaws with these queues.
+	SQSQueues []string
+	// ActiveMQ starts a STOMP broker.
+	ActiveMQ bool
 }
 
 // Bed holds what Start started; fields for dependencies not asked for are nil.
@@ -33,6 +37,8 @@ type Bed struct {
 	DatabaseURL string
 	Vault       *Vault
 	Kafka       *Kafka
+	SQS         *SQS
+	ActiveMQ    *ActiveMQ
 }
 
 // Start brings up what needs asks for, concurrently, and registers their
@@ -82,6 +88,12 @@ func Start(t testing.TB, needs Needs) *Bed {
 			return err
 		})
 	}
+	if len(needs.SQSQueues) > 0 {
+		g.Go(func() (err error) { bed.SQS, err = StartSQS(ctx, needs.SQSQueues...); return err })
+	}
+	if needs.ActiveMQ {
+		g.Go(func() (err error) { bed.ActiveMQ, err = StartActiveMQ(ctx); return err })
+	}
 	err := g.Wait()
 	t.Cleanup(bed.Close)
 	if err != nil {
@@ -92,6 +104,12 @@ func Start(t testing.TB, needs Needs) *Bed {
 
 // Close stops everything that was started.
 func (b *Bed) Close() {
+	if b.ActiveMQ != nil {
+		b.ActiveMQ.Close()
+	}
+	if b.SQS != nil {
+		b.SQS.Close()
+	}
 	if b.Kafka != nil {
 		b.Kafka.Close()
 	}

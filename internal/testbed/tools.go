@@ -66,6 +66,22 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// onFreePort calls start with free ports until it succeeds, three times
+// at most (another process may take a port between asking and binding).
+func onFreePort(start func(port int) error) error {
+	var err error
+	for range 3 {
+		port, perr := freePort()
+		if perr != nil {
+			return perr
+		}
+		if err = start(port); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
 func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // tailFile returns the last few lines of a log file, for start-up errors.

@@ -9,6 +9,10 @@
 path "ss3/kv/data/integration-service/webhook/+/secret" {
   capabilities = ["read"]
 }
+# Queue destinations' credentials (SQS access key, STOMP login).
+path "ss3/kv/data/integration-service/webhook/+/destination" {
+  capabilities = ["read"]
+}
 
 path "ss3/kv/data/integration-service/connector/+/api-key" {
   capabilities = ["read"]

@@ -13,6 +13,13 @@ path "ss3/kv/data/integration-service/webhook/+/secret" {
 path "ss3/kv/metadata/integration-service/webhook/+/secret" {
   capabilities = ["delete"]
 }
+# Queue destinations' credentials, copied from the subscription's Secret.
+path "ss3/kv/data/integration-service/webhook/+/destination" {
+  capabilities = ["create", "read", "update"]
+}
+path "ss3/kv/metadata/integration-service/webhook/+/destination" {
+  capabilities = ["delete"]
+}
 
 # Connector credentials, copied from the ConnectorConfig's Secret.
 path "ss3/kv/data/integration-service/connector/+/api-key" {
