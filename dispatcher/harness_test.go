@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 
@@ -164,8 +166,18 @@ func (e *env) refuseStoreXWrites(t *testing.T) (allow func()) {
 	}
 	return func() {
 		t.Helper()
-		if _, err := e.store.Pool().Exec(ctx, `DROP TRIGGER refuse_store_x ON webhook_deliveries`); err != nil {
-			t.Fatal(err)
+		// Dropping a trigger locks every partition, and can deadlock with the
+		// dispatcher's retried inserts or its retention pass; Postgres then
+		// aborts one side, and the drop is tried again.
+		for attempt := 1; ; attempt++ {
+			_, err := e.store.Pool().Exec(ctx, `DROP TRIGGER refuse_store_x ON webhook_deliveries`)
+			var pgErr *pgconn.PgError
+			if err == nil {
+				return
+			}
+			if !errors.As(err, &pgErr) || pgErr.Code != "40P01" || attempt == 10 {
+				t.Fatal(err)
+			}
 		}
 	}
 }
