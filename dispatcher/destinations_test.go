@@ -66,6 +66,22 @@ func (e *env) deliveredOnce(t *testing.T, sub uuid.UUID, n int) {
 	})
 }
 
+// waitingOnBroker waits until n deliveries of sub wait for an unreachable
+// broker with no attempt spent.
+func (e *env) waitingOnBroker(t *testing.T, sub uuid.UUID, n int) {
+	t.Helper()
+	eventually(t, 30*time.Second, "deliveries waiting on the broker, no attempt spent", func() error {
+		var waiting int
+		err := e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries
+			WHERE subscription_id = $1 AND status = 'PENDING' AND attempt_number = 0 AND last_error LIKE '%broker could not be reached%'`,
+			sub).Scan(&waiting)
+		if err != nil || waiting != n {
+			return fmt.Errorf("%d waiting, want %d: %v", waiting, n, err)
+		}
+		return nil
+	})
+}
+
 func orderEvents(t *testing.T, storeID string, n int) ([]kafka.Message, map[string]bool) {
 	msgs := make([]kafka.Message, n)
 	bodies := map[string]bool{}
@@ -126,16 +142,7 @@ func TestSQSOutageSpendsNoAttempt(t *testing.T) {
 	sqsServer.Stop()
 	msgs, bodies := orderEvents(t, "store-o", 5)
 	e.produce(t, msgs...)
-	eventually(t, 30*time.Second, "deliveries waiting on SQS, no attempt spent", func() error {
-		var waiting int
-		err := e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries
-			WHERE subscription_id = $1 AND status = 'PENDING' AND attempt_number = 0 AND last_error LIKE '%broker could not be reached%'`,
-			sub.ID).Scan(&waiting)
-		if err != nil || waiting != 5 {
-			return fmt.Errorf("%d waiting: %v", waiting, err)
-		}
-		return nil
-	})
+	e.waitingOnBroker(t, sub.ID, 5)
 	if err := sqsServer.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -198,16 +205,7 @@ func TestEventsReachAnActiveMQQueueAndSurviveItsOutage(t *testing.T) {
 	amq.Stop()
 	more, moreBodies := orderEvents(t, "store-s", 10)
 	e.produce(t, more...)
-	eventually(t, 30*time.Second, "deliveries waiting on the broker, no attempt spent", func() error {
-		var waiting int
-		err := e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM webhook_deliveries
-			WHERE subscription_id = $1 AND status = 'PENDING' AND attempt_number = 0 AND last_error LIKE '%broker could not be reached%'`,
-			sub.ID).Scan(&waiting)
-		if err != nil || waiting != 10 {
-			return fmt.Errorf("%d waiting: %v", waiting, err)
-		}
-		return nil
-	})
+	e.waitingOnBroker(t, sub.ID, 10)
 	if err := amq.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
