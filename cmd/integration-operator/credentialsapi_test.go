@@ -18,32 +18,11 @@ import (
 // checks its probes, a validation and its metrics, then a clean shutdown.
 func TestCredentialsAPICommand(t *testing.T) {
 	bed := testbed.Start(t, testbed.Needs{Postgres: true})
-	ctx := context.Background()
 	st := bed.Store(t)
 	key := issueAPIKey(t, st, "store-7", "orders:read")
 
-	apiAddr, metricsAddr := freeAddr(t), freeAddr(t)
 	t.Setenv("TOKEN_SIGNING_KEY", base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32))))
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		root := newRootCommand()
-		root.SetArgs([]string{"credentials-api", "--database-url", bed.DatabaseURL,
-			"--listen-address", apiAddr, "--metrics-bind-address", metricsAddr})
-		done <- root.ExecuteContext(runCtx)
-	}()
-
-	testbed.Eventually(t, 15*time.Second, 50*time.Millisecond, "credentials API ready", func() error {
-		resp, err := http.Get("http://" + apiAddr + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz answered %d", resp.StatusCode)
-		}
-		return nil
-	})
+	apiAddr, metricsAddr, stop, done := startCredentialsAPI(t, bed.DatabaseURL)
 	req, _ := http.NewRequest(http.MethodGet, "http://"+apiAddr+"/credentials/validate", nil)
 	req.Header.Set("X-API-Key", key.Presented)
 	resp, err := http.DefaultClient.Do(req)
@@ -104,4 +83,31 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return fmt.Sprint(l.Addr())
+}
+
+// startCredentialsAPI runs the subcommand as a deployment would, until
+// stop; done has what it returned. It returns once /readyz answers 200.
+func startCredentialsAPI(t *testing.T, databaseURL string, args ...string) (apiAddr, metricsAddr string, stop func(), done chan error) {
+	t.Helper()
+	apiAddr, metricsAddr = freeAddr(t), freeAddr(t)
+	runCtx, stop := context.WithCancel(context.Background())
+	done = make(chan error, 1)
+	go func() {
+		root := newRootCommand()
+		root.SetArgs(append([]string{"credentials-api", "--database-url", databaseURL, "--listen-address", apiAddr,
+			"--metrics-bind-address", metricsAddr}, args...))
+		done <- root.ExecuteContext(runCtx)
+	}()
+	testbed.Eventually(t, 15*time.Second, 50*time.Millisecond, "credentials API ready", func() error {
+		resp, err := http.Get("http://" + apiAddr + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz answered %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return apiAddr, metricsAddr, stop, done
 }

@@ -32,33 +32,6 @@ func issueAPIKey(t *testing.T, st *store.Store, storeID string, scopes ...string
 	return key
 }
 
-// startCredentialsAPI runs the subcommand as a deployment would, until
-// stop; done has what it returned. It returns once /readyz answers 200.
-func startCredentialsAPI(t *testing.T, databaseURL string, args ...string) (apiAddr string, stop func(), done chan error) {
-	t.Helper()
-	apiAddr = freeAddr(t)
-	runCtx, stop := context.WithCancel(context.Background())
-	done = make(chan error, 1)
-	go func() {
-		root := newRootCommand()
-		root.SetArgs(append([]string{"credentials-api", "--database-url", databaseURL, "--listen-address", apiAddr,
-			"--metrics-bind-address", freeAddr(t)}, args...))
-		done <- root.ExecuteContext(runCtx)
-	}()
-	testbed.Eventually(t, 15*time.Second, 50*time.Millisecond, "credentials API ready", func() error {
-		resp, err := http.Get("http://" + apiAddr + "/readyz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/readyz answered %d", resp.StatusCode)
-		}
-		return nil
-	})
-	return apiAddr, stop, done
-}
-
 // TestLiveStreamServesAStoresEventsByScope runs the credentials API with
 // the live stream on, as a deployment would: real keys in Postgres, events
 // from Kafka, SSE clients reading.
@@ -69,7 +42,7 @@ func TestLiveStreamServesAStoresEventsByScope(t *testing.T) {
 	ordersKey := issueAPIKey(t, st, "store-7", "orders:read").Presented
 	inventoryKey := issueAPIKey(t, st, "store-7", "inventory:read").Presented
 
-	apiAddr, stop, done := startCredentialsAPI(t, bed.DatabaseURL, "--stream-kafka-brokers", strings.Join(bed.Kafka.Brokers(), ","))
+	apiAddr, _, stop, done := startCredentialsAPI(t, bed.DatabaseURL, "--stream-kafka-brokers", strings.Join(bed.Kafka.Brokers(), ","))
 	open := func(key string) (*http.Response, chan string) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+apiAddr+"/events/stream", nil)
 		req.Header.Set("Authorization", "Bearer "+key)
