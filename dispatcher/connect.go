@@ -34,7 +34,9 @@ func (d *Dispatcher) connect(ctx context.Context) {
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		for ctx.Err() == nil {
 			sent := time.Now()
-			claimed, err := d.store.ClaimConnectorDeliveries(ctx, d.cfg.Connectors.BatchSize, d.cfg.ClaimLease)
+			claimCtx, cancel := d.claiming(ctx)
+			claimed, err := d.store.ClaimConnectorDeliveries(claimCtx, d.cfg.Connectors.BatchSize, d.cfg.ClaimLease)
+			cancel()
 			if err != nil {
 				if ctx.Err() == nil {
 					d.log.Error(err, "claiming connector work failed; will retry")
@@ -46,6 +48,10 @@ func (d *Dispatcher) connect(ctx context.Context) {
 			}
 			batches := byConfig(claimed)
 			for i, batch := range batches {
+				if ctx.Err() != nil {
+					d.release(d.connectorHeld, heldOf(slices.Concat(batches[i:]...))) // for another replica, now
+					return
+				}
 				select {
 				case slots <- struct{}{}:
 				case <-ctx.Done():

@@ -106,13 +106,28 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 	}
 	spans := d.traceConsumed(ctx, msgs)
 	claim, sent := store.NewClaim(d.cfg.ClaimLease), time.Now()
-	inserted, err := d.persist(ctx, msgs, claim)
+	persistCtx, cancelPersist := d.claiming(ctx)
+	inserted, err := d.persist(persistCtx, msgs, claim)
+	cancelPersist()
 	if err != nil {
+		// The write may have committed before it failed: what it may have
+		// claimed is given up (fenced by the token) rather than left to lapse.
+		d.release(d.held, claimedBy(msgs, claim))
 		spans.end(err)
 		return err
 	}
 	spans.persisted(msgs, sent, time.Now(), inserted)
+	var hand []store.Delivery
+	for _, m := range msgs {
+		for _, job := range m.jobs {
+			if inserted[job.ID] {
+				job.ClaimToken = claim.Token
+				hand = append(hand, job)
+			}
+		}
+	}
 	if err := d.setAside(ctx, msgs); err != nil {
+		d.release(d.held, heldOf(hand)) // the batch is retried; its rows are due now
 		spans.end(err)
 		return err
 	}
@@ -127,15 +142,6 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 		d.log.Error(err, "committing offsets failed; the batch will be replayed harmlessly")
 	}
 	spans.end(nil)
-	var hand []store.Delivery
-	for _, m := range msgs {
-		for _, job := range m.jobs {
-			if inserted[job.ID] {
-				job.ClaimToken = claim.Token
-				hand = append(hand, job)
-			}
-		}
-	}
 	// Held (renewed) only once handed over: rows this attempt inserted but
 	// does not hand over (a retried batch) lapse and are claimed as due.
 	d.held.add(sent, heldOf(hand)...)
@@ -157,6 +163,18 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 		}
 	}
 	return nil
+}
+
+// claimedBy is every webhook delivery of msgs as claimed under claim,
+// whether or not its row was written.
+func claimedBy(msgs []routed, claim store.Claim) []store.Held {
+	var held []store.Held
+	for _, m := range msgs {
+		for _, job := range m.jobs {
+			held = append(held, store.Held{ID: job.ID, EventTime: job.EventTime, Token: claim.Token})
+		}
+	}
+	return held
 }
 
 // decodeAndRoute is stages 1 and 2 for one message.

@@ -155,6 +155,15 @@ func (d *Dispatcher) renew(ctx context.Context, hs ...*holds) {
 	}, every)
 }
 
+// claiming bounds a statement that makes claims without cancelling it when
+// ctx ends: cancelled in flight, its commit could land after we stopped
+// waiting for it, leaving claims that nobody renews or releases until
+// their lease lapses. The caller releases what it claimed if stopping.
+// A claim older than its lease is worth nothing, hence the bound.
+func (d *Dispatcher) claiming(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), d.cfg.ClaimLease)
+}
+
 // release gives up our claims on deliveries we will not attempt, so that
 // another replica takes them now rather than when the lease lapses.
 func (d *Dispatcher) release(h *holds, held []store.Held) {

@@ -90,7 +90,9 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 				break
 			}
 			sent := time.Now()
-			due, err := d.store.ClaimDue(ctx, free, d.cfg.ClaimLease)
+			claimCtx, cancel := d.claiming(ctx)
+			due, err := d.store.ClaimDue(claimCtx, free, d.cfg.ClaimLease)
+			cancel()
 			if err != nil {
 				if ctx.Err() == nil {
 					d.log.Error(err, "claiming due deliveries failed; will retry")
