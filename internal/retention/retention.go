@@ -4,7 +4,10 @@
 // partition is detached and its table dropped, never its rows deleted. A
 // partition still holding unfinished work (a delivery to make, a sync run
 // open, a provider webhook not yet published) is kept, logged and counted,
-// until that work ends.
+// until that work ends. Rows whose time fell outside every daily partition
+// (an event stamped long ago) live in the table's DEFAULT partition; its
+// finished rows past retention are deleted in bounded batches, since a
+// DEFAULT partition is never dropped.
 //
 // One replica at a time runs a pass (a session advisory lock; the others
 // skip theirs). Every DDL statement runs under a short lock_timeout, so it
@@ -39,7 +42,9 @@ type Table struct {
 	// every row is finished.
 	Unfinished string
 	// While is tables whose partition for the same day keeps this one's:
-	// event payloads live as long as a delivery of theirs may.
+	// event payloads live as long as a delivery of theirs may. In the
+	// DEFAULT partition, a row is kept while a row of those tables refers
+	// to it (same payload_digest and key).
 	While []string
 }
 
@@ -87,6 +92,7 @@ type Metrics struct {
 	Created   *prometheus.CounterVec
 	Dropped   *prometheus.CounterVec
 	Kept      *prometheus.GaugeVec
+	Purged    *prometheus.CounterVec
 	Failures  prometheus.Counter
 	LastRun   prometheus.Gauge
 	LockWaits prometheus.Counter
@@ -101,6 +107,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "retention_partitions_dropped_total", Help: "Daily history partitions dropped after their retention, by table."}, []string{"table"}),
 		Kept: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "retention_partitions_kept_unfinished", Help: "Partitions past their retention kept because they still hold unfinished work, by table (at the last pass)."}, []string{"table"}),
+		Purged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "retention_default_rows_purged_total", Help: "Finished rows past retention deleted from a table's DEFAULT partition (rows whose time no daily partition covered), by table."}, []string{"table"}),
 		Failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "retention_pass_failures_total", Help: "Retention passes that failed (retried at the next)."}),
 		LastRun: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -108,7 +116,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		LockWaits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "retention_lock_timeouts_total", Help: "Partition changes given up on lock_timeout (busy table; retried at the next pass)."}),
 	}
-	for _, c := range []prometheus.Collector{m.Created, m.Dropped, m.Kept, m.Failures, m.LastRun, m.LockWaits} {
+	for _, c := range []prometheus.Collector{m.Created, m.Dropped, m.Kept, m.Purged, m.Failures, m.LastRun, m.LockWaits} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -168,6 +176,8 @@ type Report struct {
 	Kept []string
 	// Busy are partition changes given up on lock_timeout.
 	Busy []string
+	// Purged counts, by table, the rows deleted from its DEFAULT partition.
+	Purged map[string]int64
 }
 
 // jobLock is the advisory lock one replica at a time runs passes under.
@@ -202,6 +212,9 @@ func (j *Job) Pass(ctx context.Context) (Report, error) {
 			return rep, err
 		}
 		j.metrics.Kept.WithLabelValues(t.Name).Set(float64(kept))
+		if err := j.purgeDefault(ctx, conn.Conn(), t, &rep); err != nil {
+			return rep, err
+		}
 	}
 	j.metrics.LastRun.SetToCurrentTime()
 	return rep, nil
@@ -291,6 +304,44 @@ func (j *Job) drop(ctx context.Context, conn *pgx.Conn, t Table, today time.Time
 }
 
 var errKeep = errors.New("the partition holds unfinished work")
+
+// purgeBatch and purgeBatches bound what one pass deletes from a DEFAULT
+// partition, so that a pass stays short; the rest goes at the next pass.
+const purgeBatch, purgeBatches = 5000, 20
+
+// purgeDefault deletes from t's DEFAULT partition the finished rows whose
+// time is past retention: they are there because no daily partition
+// covered their time, and the partition itself is never dropped.
+func (j *Job) purgeDefault(ctx context.Context, conn *pgx.Conn, t Table, rep *Report) error {
+	def := ident(t.Name + "_default")
+	where := ident(t.Key) + ` < $1`
+	if t.Unfinished != "" {
+		where += ` AND NOT (` + t.Unfinished + `)`
+	}
+	for _, other := range t.While {
+		where += fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s o WHERE o.payload_digest = d.payload_digest AND o.%s = d.%s)`,
+			ident(other), ident(t.Key), ident(t.Key))
+	}
+	cutoff := utcDay(j.cfg.Now().Add(-t.Retention))
+	for range purgeBatches {
+		tag, err := conn.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s d WHERE %s LIMIT %d))`,
+			def, def, where, purgeBatch), cutoff)
+		if err != nil {
+			return fmt.Errorf("purge %s_default: %w", t.Name, err)
+		}
+		if n := tag.RowsAffected(); n > 0 {
+			if rep.Purged == nil {
+				rep.Purged = map[string]int64{}
+			}
+			rep.Purged[t.Name] += n
+			j.metrics.Purged.WithLabelValues(t.Name).Add(float64(n))
+		}
+		if tag.RowsAffected() < purgeBatch {
+			return nil
+		}
+	}
+	return nil
+}
 
 type queryer interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row

@@ -115,6 +115,84 @@ func TestPartitionsAreCreatedAheadAndDroppedAfterRetentionUnlessUnfinished(t *te
 	}
 }
 
+func TestTheDefaultPartitionLosesFinishedRowsPastRetention(t *testing.T) {
+	bed := testbed.Start(t, testbed.Needs{Postgres: true})
+	ctx := context.Background()
+	st := bed.Store(t)
+	pool := st.Pool()
+	sub := store.Subscription{ID: uuid.New(), StoreID: "store-1", Name: "n", TargetURL: "https://example.com/hook", Events: []string{"order.*"},
+		IsActive: true, DeliveryTimeout: time.Second, SignatureScheme: store.SignatureSS3}
+	if _, err := st.UpsertSubscription(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	// Stamped 100 days ago, where no daily partition is: the rows go to the
+	// DEFAULT partitions.
+	long := time.Now().UTC().AddDate(0, 0, -100)
+	within := time.Now().UTC().AddDate(0, 0, -20)
+	delivered, pending, recent := store.NewID(), store.NewID(), store.NewID()
+	if _, err := st.InsertDeliveries(ctx, []store.NewDelivery{
+		{ID: delivered, SubscriptionID: sub.ID, EventID: uuid.New(), StoreID: "store-1", EventType: "order.placed", Payload: []byte(`{"a":1}`), EventTime: long},
+		{ID: pending, SubscriptionID: sub.ID, EventID: uuid.New(), StoreID: "store-1", EventType: "order.placed", Payload: []byte(`{"a":2}`), EventTime: long},
+	}, store.NewClaim(0)); err != nil {
+		t.Fatal(err)
+	}
+	// Past retention only if the period is shorter than its age.
+	if _, err := st.InsertDeliveries(ctx, []store.NewDelivery{
+		{ID: recent, SubscriptionID: sub.ID, EventID: uuid.New(), StoreID: "store-1", EventType: "order.placed", Payload: []byte(`{"a":3}`),
+			EventTime: within},
+	}, store.NewClaim(0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.RecordOutcomes(ctx, []store.Outcome{
+		{DeliveryID: delivered, EventTime: store.PartitionTime(long), Status: store.DeliveryDelivered, Attempts: 1},
+		{DeliveryID: recent, EventTime: store.PartitionTime(within), Status: store.DeliveryDelivered, Attempts: 1},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	inDefault := func(table string) (n int) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM `+table+`_default`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if d, p := inDefault("webhook_deliveries"), inDefault("event_payloads"); d != 3 || p != 3 {
+		t.Fatalf("%d deliveries and %d payloads in the DEFAULT partitions, want 3 and 3", d, p)
+	}
+
+	m, err := retention.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := retention.New(pool, retention.Config{Tables: retention.DefaultRetentions.Tables()}, m, testr.New(t)).Pass(ctx)
+	if err != nil || !rep.Ran {
+		t.Fatalf("pass: %+v, %v", rep, err)
+	}
+	// The delivered one goes with its payload; the pending one and the one
+	// within retention stay, with theirs.
+	if rep.Purged["webhook_deliveries"] != 1 || rep.Purged["event_payloads"] != 1 {
+		t.Errorf("purged %v, want one delivery and one payload", rep.Purged)
+	}
+	if n := testutil.ToFloat64(m.Purged.WithLabelValues("webhook_deliveries")); n != 1 {
+		t.Errorf("purged counter %v, want 1", n)
+	}
+	if _, _, _, _, err := st.GetDelivery(ctx, delivered); err == nil {
+		t.Error("the delivered row past retention is still in the DEFAULT partition")
+	}
+	for _, id := range []uuid.UUID{pending, recent} {
+		if _, _, _, _, err := st.GetDelivery(ctx, id); err != nil {
+			t.Errorf("delivery %s: %v; want it kept", id, err)
+		}
+	}
+	claimed, err := st.ClaimDue(ctx, 10, time.Minute)
+	if err != nil || len(claimed) != 1 || claimed[0].ID != pending || string(claimed[0].Payload) != `{"a":2}` {
+		t.Fatalf("claimed %+v (%v), want the pending delivery with its payload", claimed, err)
+	}
+	if d, p := inDefault("webhook_deliveries"), inDefault("event_payloads"); d != 2 || p != 2 {
+		t.Errorf("%d deliveries and %d payloads left in the DEFAULT partitions, want 2 and 2", d, p)
+	}
+}
+
 func TestOneReplicaAtATimeRunsAPass(t *testing.T) {
 	bed := testbed.Start(t, testbed.Needs{Postgres: true})
 	ctx := context.Background()
