@@ -58,6 +58,9 @@ type Config struct {
 	AllowedNetworks []netip.Prefix
 	// SecretCacheTTL bounds how long signing secrets are reused from memory.
 	SecretCacheTTL time.Duration
+	// Replica names this replica in the attempts it records; empty is the
+	// hostname (the pod's name).
+	Replica string
 	// BreakerTrips failed attempts in a row open an endpoint's circuit for
 	// BreakerOpen; then one probe is let through.
 	BreakerTrips int
@@ -188,6 +191,9 @@ func (c *Config) defaults() {
 	}
 	if c.SecretCacheTTL == 0 {
 		c.SecretCacheTTL = 30 * time.Second
+	}
+	if c.Replica == "" {
+		c.Replica, _ = os.Hostname()
 	}
 	cc := &c.Connectors
 	if len(cc.RetrySchedule) == 0 {

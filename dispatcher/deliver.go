@@ -48,6 +48,9 @@ type attemptResult struct {
 	waitFor time.Duration
 	// sent: a queue destination took the message (there is no HTTP status).
 	sent bool
+	// started and took: when the attempt began and how long it lasted.
+	started time.Time
+	took    time.Duration
 }
 
 // newDialer connects only where egress allows (webhooks and queue brokers alike).

@@ -262,10 +262,11 @@ func (d *Dispatcher) protectedAttempt(ctx context.Context, del store.Delivery) a
 	}
 	started := time.Now()
 	r := d.attempt(ctx, del)
+	r.started, r.took = started, time.Since(started)
 	if r.err != nil && r.status == 0 && !r.outage {
 		if gap, stopped := d.stopped.during(started, time.Now()); stopped {
 			d.metrics.AttemptsForgiven.Inc()
-			r = attemptResult{outage: true, err: fmt.Errorf("this replica was stopped for %v during the attempt (%v); retried, not counted against the endpoint",
+			r = attemptResult{started: r.started, took: r.took, outage: true, err: fmt.Errorf("this replica was stopped for %v during the attempt (%v); retried, not counted against the endpoint",
 				gap.Round(time.Second), r.err)}
 		}
 	}

@@ -32,6 +32,7 @@ func (d *Dispatcher) judge(del store.Delivery, r attemptResult) (store.Outcome, 
 		return o, ""
 	}
 	o.Attempts = del.Attempts + 1
+	o.Attempt = &store.Attempt{StartedAt: r.started, Duration: r.took, Replica: d.cfg.Replica}
 	if r.status != 0 {
 		o.HTTPStatus = ptr(r.status)
 		o.ResponseBody = ptr(r.body)

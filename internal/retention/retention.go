@@ -51,15 +51,17 @@ type Table struct {
 // Retentions are the periods set per table.
 type Retentions struct {
 	Deliveries, ConnectorDeliveries, SyncLog, InboundEvents time.Duration
+	// DeliveryAttempts: every attempt of a webhook delivery (migration 00019).
+	DeliveryAttempts time.Duration
 }
 
-// DefaultRetentions keep 30 days of deliveries and sync runs, and 400 of
-// the provider webhooks that are the inbound payment audit.
+// DefaultRetentions keep 30 days of deliveries, their attempts and sync
+// runs, and 400 of the provider webhooks that are the inbound payment audit.
 var DefaultRetentions = Retentions{
-	Deliveries: 30 * day, ConnectorDeliveries: 30 * day, SyncLog: 30 * day, InboundEvents: 400 * day,
+	Deliveries: 30 * day, ConnectorDeliveries: 30 * day, SyncLog: 30 * day, InboundEvents: 400 * day, DeliveryAttempts: 30 * day,
 }
 
-// Tables are the history tables of migration 00015 under r.
+// Tables are the history tables of migrations 00015 and 00019 under r.
 func (r Retentions) Tables() []Table {
 	open := `status IN ('PENDING', 'FAILED')`
 	return []Table{
@@ -69,6 +71,8 @@ func (r Retentions) Tables() []Table {
 			While: []string{"webhook_deliveries", "connector_deliveries"}},
 		{Name: "connector_sync_log", Key: "started_at", Retention: r.SyncLog, Unfinished: `status = 'RUNNING'`},
 		{Name: "connector_inbound_events", Key: "received_at", Retention: r.InboundEvents, Unfinished: `status = 'RECEIVED'`},
+		// An attempt is done once made: its own period alone decides.
+		{Name: "webhook_delivery_attempts", Key: "event_time", Retention: r.DeliveryAttempts},
 	}
 }
 

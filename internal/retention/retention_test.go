@@ -31,7 +31,7 @@ func TestPartitionsAreCreatedAheadAndDroppedAfterRetentionUnlessUnfinished(t *te
 	old, older := now.AddDate(0, 0, -40), now.AddDate(0, 0, -41)
 	// Days the migration would have made for rows that old.
 	for _, at := range []time.Time{old, older} {
-		for _, table := range []string{"webhook_deliveries", "event_payloads"} {
+		for _, table := range []string{"webhook_deliveries", "event_payloads", "webhook_delivery_attempts"} {
 			if _, err := pool.Exec(ctx, `SELECT io_create_day_partition($1, 'event_time', $2::date)`, table, at.Format(time.DateOnly)); err != nil {
 				t.Fatal(err)
 			}
@@ -44,8 +44,12 @@ func TestPartitionsAreCreatedAheadAndDroppedAfterRetentionUnlessUnfinished(t *te
 	}, store.NewClaim(0)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.RecordOutcomes(ctx, []store.Outcome{{DeliveryID: delivered, EventTime: store.PartitionTime(old), Status: store.DeliveryDelivered, Attempts: 1}}); err != nil {
+	if _, err := st.RecordOutcomes(ctx, []store.Outcome{{DeliveryID: delivered, EventTime: store.PartitionTime(old), Status: store.DeliveryDelivered, Attempts: 1,
+		Attempt: &store.Attempt{StartedAt: now, Duration: time.Millisecond, Replica: "r"}}}); err != nil {
 		t.Fatal(err)
+	}
+	if attempts, err := st.DeliveryAttempts(ctx, delivered, store.PartitionTime(old)); err != nil || len(attempts) != 1 {
+		t.Fatalf("attempts recorded: %+v, %v; want one", attempts, err)
 	}
 
 	m, err := retention.NewMetrics(prometheus.NewRegistry())
@@ -60,7 +64,8 @@ func TestPartitionsAreCreatedAheadAndDroppedAfterRetentionUnlessUnfinished(t *te
 	if err != nil || !rep.Ran {
 		t.Fatalf("pass: %+v, %v", rep, err)
 	}
-	for _, table := range []string{"webhook_deliveries", "connector_deliveries", "event_payloads", "connector_sync_log", "connector_inbound_events"} {
+	for _, table := range []string{"webhook_deliveries", "connector_deliveries", "event_payloads", "connector_sync_log", "connector_inbound_events",
+		"webhook_delivery_attempts"} {
 		parts, err := retention.Partitions(ctx, pool, table)
 		if err != nil {
 			t.Fatal(err)
@@ -92,6 +97,16 @@ func TestPartitionsAreCreatedAheadAndDroppedAfterRetentionUnlessUnfinished(t *te
 	}
 	if _, _, _, _, err := st.GetDelivery(ctx, delivered); err == nil {
 		t.Error("a delivery of a dropped partition is still there")
+	}
+	// Attempts are done once made: their day goes after their own period,
+	// that of the pending delivery too.
+	for _, at := range []time.Time{old, older} {
+		if name := retention.PartitionName("webhook_delivery_attempts", at); !slices.Contains(rep.Dropped, name) {
+			t.Errorf("dropped %v, want %s", rep.Dropped, name)
+		}
+	}
+	if attempts, err := st.DeliveryAttempts(ctx, delivered, store.PartitionTime(old)); err != nil || len(attempts) != 0 {
+		t.Errorf("attempts of a dropped day: %+v, %v; want none", attempts, err)
 	}
 	claimed, err := st.ClaimDue(ctx, 10, time.Minute)
 	if err != nil || len(claimed) != 1 || claimed[0].ID != pending || string(claimed[0].Payload) != `{"a":2}` {

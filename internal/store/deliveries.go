@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -74,7 +75,22 @@ type Outcome struct {
 	// ClaimToken is the claim the attempt was made under: the outcome
 	// applies only while the row still carries it (zero: unfenced).
 	ClaimToken uuid.UUID
+	// Attempt, when set, is the attempt this outcome comes of, recorded in
+	// webhook_delivery_attempts (its number is Attempts; its answer
+	// HTTPStatus, ResponseBody and Error). Nil: no attempt was made.
+	Attempt *Attempt
 }
+
+// Attempt is when and where one attempt was made.
+type Attempt struct {
+	StartedAt time.Time
+	Duration  time.Duration
+	// Replica is the dispatcher replica that made it (its pod's name).
+	Replica string
+}
+
+// AttemptExcerpt bounds the answer kept with each attempt, in bytes.
+const AttemptExcerpt = 1024
 
 // InsertDeliveries creates deliveries in one statement, claimed by the
 // caller under claim, skipping any (subscription, event, event time) that
@@ -247,7 +263,106 @@ func (s *Store) recordOutcomesTx(ctx context.Context, db querier, outcomes []Out
 			notices = append(notices, *o.Notice)
 		}
 	}
+	if err := insertAttempts(ctx, db, outcomes); err != nil {
+		return nil, err
+	}
 	return stale, insertNotices(ctx, db, notices)
+}
+
+// insertAttempts records the outcomes' attempts in one statement. Those
+// fenced off are recorded too: the endpoint saw them all the same.
+func insertAttempts(ctx context.Context, db querier, outcomes []Outcome) error {
+	var ids []uuid.UUID
+	var times, starts []time.Time
+	var numbers, durations []int32
+	var statuses []*int32
+	var excerpts, errs []*string
+	var sanitised []bool
+	var replicas []string
+	for _, o := range outcomes {
+		a := o.Attempt
+		if a == nil {
+			continue
+		}
+		ids, times, starts = append(ids, o.DeliveryID), append(times, o.EventTime), append(starts, a.StartedAt)
+		numbers = append(numbers, int32(o.Attempts))
+		durations = append(durations, int32(min(max(a.Duration.Milliseconds(), 0), 1<<31-1)))
+		var status *int32
+		if o.HTTPStatus != nil {
+			v := int32(*o.HTTPStatus)
+			status = &v
+		}
+		statuses = append(statuses, status)
+		var excerpt *string
+		changed := false
+		if o.ResponseBody != nil {
+			var e string
+			e, changed = Text(truncateUTF8(*o.ResponseBody, AttemptExcerpt))
+			excerpt = &e
+		}
+		excerpts, sanitised = append(excerpts, excerpt), append(sanitised, changed)
+		errs, replicas = append(errs, textPtr(o.Error)), append(replicas, text(a.Replica))
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := db.Exec(ctx, `
+		INSERT INTO webhook_delivery_attempts (delivery_id, event_time, attempt_number, started_at, duration_ms, http_status,
+			response_excerpt, response_excerpt_sanitised, error, replica)
+		SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::int[], $4::timestamptz[], $5::int[], $6::int[],
+			$7::text[], $8::bool[], $9::text[], $10::text[])`,
+		ids, times, numbers, starts, durations, statuses, excerpts, sanitised, errs, replicas)
+	if err != nil {
+		return fmt.Errorf("record delivery attempts: %w", err)
+	}
+	return nil
+}
+
+// truncateUTF8 cuts s to at most n bytes, not inside a UTF-8 sequence.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// DeliveryAttempt is one recorded attempt of a delivery.
+type DeliveryAttempt struct {
+	Number          int
+	StartedAt       time.Time
+	Duration        time.Duration
+	HTTPStatus      *int
+	ResponseExcerpt *string
+	Error           string
+	Replica         string
+}
+
+// DeliveryAttempts lists a delivery's recorded attempts, oldest first.
+func (s *Store) DeliveryAttempts(ctx context.Context, id uuid.UUID, eventTime time.Time) ([]DeliveryAttempt, error) {
+	rows, err := s.pool.Query(ctx, `SELECT attempt_number, started_at, duration_ms, http_status, response_excerpt, COALESCE(error, ''), replica
+		FROM webhook_delivery_attempts WHERE delivery_id = $1 AND event_time = $2 ORDER BY started_at, attempt_number`, id, eventTime)
+	if err != nil {
+		return nil, fmt.Errorf("list attempts of delivery %s: %w", id, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (DeliveryAttempt, error) {
+		var a DeliveryAttempt
+		var ms int32
+		var status *int32
+		err := row.Scan(&a.Number, &a.StartedAt, &ms, &status, &a.ResponseExcerpt, &a.Error, &a.Replica)
+		a.Duration = time.Duration(ms) * time.Millisecond
+		if status != nil {
+			v := int(*status)
+			a.HTTPStatus = &v
+		}
+		return a, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list attempts of delivery %s: %w", id, err)
+	}
+	return out, nil
 }
 
 // GetDelivery reads one delivery's state, for tests and the admin API (by
