@@ -51,7 +51,7 @@ type Table struct {
 // Retentions are the periods set per table.
 type Retentions struct {
 	Deliveries, ConnectorDeliveries, SyncLog, InboundEvents time.Duration
-	// DeliveryAttempts: every attempt of a webhook delivery (migration 00019).
+	// DeliveryAttempts: every attempt of a webhook delivery (migration 00017).
 	DeliveryAttempts time.Duration
 }
 
@@ -61,7 +61,7 @@ var DefaultRetentions = Retentions{
 	Deliveries: 30 * day, ConnectorDeliveries: 30 * day, SyncLog: 30 * day, InboundEvents: 400 * day, DeliveryAttempts: 30 * day,
 }
 
-// Tables are the history tables of migrations 00015 and 00019 under r.
+// Tables are the history tables of migrations 00015 and 00017 under r.
 func (r Retentions) Tables() []Table {
 	open := `status IN ('PENDING', 'FAILED')`
 	return []Table{

@@ -17,15 +17,9 @@ import (
 )
 
 func TestPartitionsAreCreatedAheadAndDroppedAfterRetentionUnlessUnfinished(t *testing.T) {
-	bed := testbed.Start(t, testbed.Needs{Postgres: true})
 	ctx := context.Background()
-	st := bed.Store(t)
+	st, sub := storeWithSubscription(t)
 	pool := st.Pool()
-	sub := store.Subscription{ID: uuid.New(), StoreID: "store-1", Name: "n", TargetURL: "https://example.com/hook", Events: []string{"order.*"},
-		IsActive: true, DeliveryTimeout: time.Second, SignatureScheme: store.SignatureSS3}
-	if _, err := st.UpsertSubscription(ctx, sub); err != nil {
-		t.Fatal(err)
-	}
 
 	now := time.Now().UTC()
 	old, older := now.AddDate(0, 0, -40), now.AddDate(0, 0, -41)
@@ -131,15 +125,9 @@ func TestPartitionsAreCreatedAheadAndDroppedAfterRetentionUnlessUnfinished(t *te
 }
 
 func TestTheDefaultPartitionLosesFinishedRowsPastRetention(t *testing.T) {
-	bed := testbed.Start(t, testbed.Needs{Postgres: true})
 	ctx := context.Background()
-	st := bed.Store(t)
+	st, sub := storeWithSubscription(t)
 	pool := st.Pool()
-	sub := store.Subscription{ID: uuid.New(), StoreID: "store-1", Name: "n", TargetURL: "https://example.com/hook", Events: []string{"order.*"},
-		IsActive: true, DeliveryTimeout: time.Second, SignatureScheme: store.SignatureSS3}
-	if _, err := st.UpsertSubscription(ctx, sub); err != nil {
-		t.Fatal(err)
-	}
 	// Stamped 100 days ago, where no daily partition is: the rows go to the
 	// DEFAULT partitions.
 	long := time.Now().UTC().AddDate(0, 0, -100)
@@ -206,6 +194,18 @@ func TestTheDefaultPartitionLosesFinishedRowsPastRetention(t *testing.T) {
 	if d, p := inDefault("webhook_deliveries"), inDefault("event_payloads"); d != 2 || p != 2 {
 		t.Errorf("%d deliveries and %d payloads left in the DEFAULT partitions, want 2 and 2", d, p)
 	}
+}
+
+// storeWithSubscription starts Postgres and stores one subscription.
+func storeWithSubscription(t *testing.T) (*store.Store, store.Subscription) {
+	t.Helper()
+	st := testbed.Start(t, testbed.Needs{Postgres: true}).Store(t)
+	sub := store.Subscription{ID: uuid.New(), StoreID: "store-1", Name: "n", TargetURL: "https://example.com/hook", Events: []string{"order.*"},
+		IsActive: true, DeliveryTimeout: time.Second, SignatureScheme: store.SignatureSS3}
+	if _, err := st.UpsertSubscription(context.Background(), sub); err != nil {
+		t.Fatal(err)
+	}
+	return st, sub
 }
 
 func TestOneReplicaAtATimeRunsAPass(t *testing.T) {
