@@ -66,13 +66,14 @@ image: ## Build the OCI image (linux/amd64+arm64, no daemon) into IMAGE_ARCHIVE;
 ##@ Test
 
 .PHONY: testbed
-testbed: ## Install/build everything the tests need (Postgres, kubectl, nginx, Prometheus/promtool, ActiveMQ, kube-apiserver, etcd, Vault, Helm, goaws).
+testbed: ## Install/build everything the tests need (Postgres, kubectl, nginx, Prometheus/promtool, ActiveMQ, kube-apiserver, etcd, Vault, Helm, goaws, the OpenTelemetry Collector).
 	hack/install-system-deps.sh
 	hack/build-tool.sh etcd >/dev/null
 	hack/build-tool.sh kube-apiserver >/dev/null
 	hack/build-tool.sh vault >/dev/null
 	hack/build-tool.sh helm >/dev/null
 	hack/build-tool.sh goaws >/dev/null
+	hack/build-tool.sh otelcol >/dev/null
 
 .PHONY: test
 test: testbed lint ## Unit and integration tests against the real test bed.

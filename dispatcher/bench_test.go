@@ -166,10 +166,9 @@ func benchQueueThroughput(b *testing.B, events int, kind string) {
 func benchThroughput(b *testing.B, events, receivers int, ephemeral, traced bool) {
 	e, br := benchEnv(b, receivers, !ephemeral)
 	var tr *tracing.Tracing
-	var otlp *testbed.OTLPReceiver
+	var otlp *testbed.Collector
 	if traced {
-		otlp = testbed.StartOTLPReceiver(b)
-		otlp.CountOnly()
+		otlp = testbed.StartCollector(b)
 		var err error
 		if tr, err = tracing.Start(context.Background(), tracing.Settings{Endpoint: otlp.Endpoint(), ServiceName: "bench"}, "bench"); err != nil {
 			b.Fatal(err)
@@ -193,7 +192,11 @@ func benchThroughput(b *testing.B, events, receivers int, ephemeral, traced bool
 	if traced {
 		// Every span was made and sent (consume, persist, deliver per event).
 		_ = tr.Shutdown(context.Background())
-		b.ReportMetric(float64(otlp.Received()), "spans")
+		spans, err := otlp.Spans()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(len(spans)), "spans")
 	}
 	b.ReportMetric(0, "ns/op")
 }

@@ -21,7 +21,7 @@ import (
 // traceparent of the same trace.
 func TestTraceContextFollowsEventsToEndpointsAndMarketplaces(t *testing.T) {
 	e := startEnv(t)
-	otlp := testbed.StartOTLPReceiver(t)
+	otlp := testbed.StartCollector(t)
 	tr, err := tracing.Start(context.Background(), tracing.Resolve(tracing.Settings{Endpoint: otlp.Endpoint(), ServiceName: "dispatcher-test"},
 		func(string) (string, bool) { return "", false }, nil), "dispatcher")
 	if err != nil {
@@ -92,7 +92,11 @@ func TestTraceContextFollowsEventsToEndpointsAndMarketplaces(t *testing.T) {
 			return err
 		}
 		byTrace = map[string][]testbed.Span{}
-		for _, s := range otlp.Spans() {
+		got, err := otlp.Spans()
+		if err != nil {
+			return err
+		}
+		for _, s := range got {
 			byTrace[s.TraceID] = append(byTrace[s.TraceID], s)
 		}
 		for n, want := range map[int]int{1: 4, 2: 3, 3: 3, 4: 3} {

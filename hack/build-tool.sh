@@ -4,7 +4,7 @@
 # A cached binary is reused, so only the first run on a machine pays the build.
 set -euo pipefail
 
-tool="${1:?usage: build-tool.sh kube-apiserver|etcd|vault|helm|goaws|kubelet|kube-scheduler|kube-controller-manager|kube-proxy|cni-plugins}"
+tool="${1:?usage: build-tool.sh kube-apiserver|etcd|vault|helm|goaws|otelcol|kubelet|kube-scheduler|kube-controller-manager|kube-proxy|cni-plugins}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${INTEGRATION_OPERATOR_CACHE:-$HOME/.cache/integration-operator}"
 
@@ -15,6 +15,10 @@ case "$tool" in
   helm)           version=v3.19.0; pkg=helm.sh/helm/v3/cmd/helm;             flags=() ;;
   # The SQS-compatible server the tests deliver to (query protocol).
   goaws)          version=v0.4.5;  pkg=github.com/Admiral-Piett/goaws/app/cmd; flags=(-trimpath) ;;
+  # The OpenTelemetry Collector the trace tests export to: a distribution of
+  # our own (tools/otelcol/main.go) with the OTLP receiver and the file
+  # exporter, every collector module at this one release.
+  otelcol)        version=v0.161.0; pkg=.;                                  flags=(-trimpath -ldflags=-s\ -w) ;;
   # The single-node cluster of make e2e-cluster: one module (tools/kube-node)
   # pins all four at kube-apiserver's version.
   kubelet|kube-scheduler|kube-controller-manager|kube-proxy)
