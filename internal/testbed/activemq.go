@@ -80,14 +80,7 @@ func (a *ActiveMQ) Start(ctx context.Context) error {
 	cmd := exec.Command("java", "-Xms64m", "-Xmx256m", "-Dactivemq.home=/usr/share/activemq", "-Dactivemq.base="+a.dir,
 		"-Dactivemq.conf="+a.dir, "-Dactivemq.data="+data, "-jar", activemqJar, "start", "xbean:file:"+confPath)
 	var err error
-	a.proc, err = startProcess(ctx, "activemq", cmd, filepath.Join(a.dir, "activemq.log"), 2*time.Minute, func() bool {
-		c, err := net.DialTimeout("tcp", hostPort(a.port), 100*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	})
+	a.proc, err = startProcess(ctx, "activemq", cmd, filepath.Join(a.dir, "activemq.log"), 2*time.Minute, listening(hostPort(a.port)))
 	return err
 }
 

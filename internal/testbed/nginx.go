@@ -3,7 +3,6 @@ package testbed
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,14 +58,7 @@ http {
 			break
 		}
 		cmd := exec.Command(bin, "-p", dir, "-c", confPath)
-		n.proc, err = startProcess(ctx, "nginx", cmd, filepath.Join(dir, "nginx.out"), 15*time.Second, func() bool {
-			c, err := net.DialTimeout("tcp", n.addr, 100*time.Millisecond)
-			if err != nil {
-				return false
-			}
-			c.Close()
-			return true
-		})
+		n.proc, err = startProcess(ctx, "nginx", cmd, filepath.Join(dir, "nginx.out"), 15*time.Second, listening(n.addr))
 		if err == nil || attempt == 2 {
 			break
 		}

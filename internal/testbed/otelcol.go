@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,14 +83,7 @@ service:
 	}
 	var err error
 	c.proc, err = startProcess(context.Background(), "otelcol", exec.Command(bin, "--config", confPath),
-		filepath.Join(c.dir, "otelcol.log"), 30*time.Second, func() bool {
-			conn, err := net.DialTimeout("tcp", hostPort(c.port), 100*time.Millisecond)
-			if err != nil {
-				return false
-			}
-			conn.Close()
-			return true
-		})
+		filepath.Join(c.dir, "otelcol.log"), 30*time.Second, listening(hostPort(c.port)))
 	return err
 }
 

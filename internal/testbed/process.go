@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"syscall"
@@ -18,6 +19,18 @@ type process struct {
 
 // startProcess runs cmd with its output appended to logPath and polls ready
 // until it reports true, the process exits, or timeout passes.
+// listening is a readiness check: something accepts connections on addr.
+func listening(addr string) func() bool {
+	return func() bool {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+}
+
 func startProcess(ctx context.Context, name string, cmd *exec.Cmd, logPath string, timeout time.Duration, ready func() bool) (*process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/xml"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -71,14 +70,7 @@ func (s *SQS) Start(ctx context.Context) error {
 	}
 	cmd := exec.Command(s.bin, "-config", confPath, "Local")
 	var err error
-	s.proc, err = startProcess(ctx, "goaws", cmd, filepath.Join(s.dir, "goaws.log"), 30*time.Second, func() bool {
-		c, err := net.DialTimeout("tcp", hostPort(s.port), 100*time.Millisecond)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	})
+	s.proc, err = startProcess(ctx, "goaws", cmd, filepath.Join(s.dir, "goaws.log"), 30*time.Second, listening(hostPort(s.port)))
 	return err
 }
 
