@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ss3dev/integration-operator/internal/connectors"
@@ -112,20 +113,12 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 	if err != nil {
 		// The write may have committed before it failed: what it may have
 		// claimed is given up (fenced by the token) rather than left to lapse.
-		d.release(d.held, claimedBy(msgs, claim))
+		d.release(d.held, heldOf(jobsClaimed(msgs, claim, nil)))
 		spans.end(err)
 		return err
 	}
 	spans.persisted(msgs, sent, time.Now(), inserted)
-	var hand []store.Delivery
-	for _, m := range msgs {
-		for _, job := range m.jobs {
-			if inserted[job.ID] {
-				job.ClaimToken = claim.Token
-				hand = append(hand, job)
-			}
-		}
-	}
+	hand := jobsClaimed(msgs, claim, inserted)
 	if err := d.setAside(ctx, msgs); err != nil {
 		d.release(d.held, heldOf(hand)) // the batch is retried; its rows are due now
 		spans.end(err)
@@ -165,16 +158,19 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 	return nil
 }
 
-// claimedBy is every webhook delivery of msgs as claimed under claim,
-// whether or not its row was written.
-func claimedBy(msgs []routed, claim store.Claim) []store.Held {
-	var held []store.Held
+// jobsClaimed is the webhook deliveries of msgs under claim: those whose
+// rows were inserted, or, with inserted nil, every one that may have been.
+func jobsClaimed(msgs []routed, claim store.Claim, inserted map[uuid.UUID]bool) []store.Delivery {
+	var jobs []store.Delivery
 	for _, m := range msgs {
 		for _, job := range m.jobs {
-			held = append(held, store.Held{ID: job.ID, EventTime: job.EventTime, Token: claim.Token})
+			if inserted == nil || inserted[job.ID] {
+				job.ClaimToken = claim.Token
+				jobs = append(jobs, job)
+			}
 		}
 	}
-	return held
+	return jobs
 }
 
 // decodeAndRoute is stages 1 and 2 for one message.
