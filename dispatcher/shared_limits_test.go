@@ -301,12 +301,14 @@ func TestADeadReplicasLeasesExpire(t *testing.T) {
 	// A replica that took every slot and then died (no release).
 	const lease = 2 * time.Second
 	ctx := context.Background()
+	// Taken before the call: the lease runs from the transaction's start,
+	// which is later, so this is a lower bound on when the lease ends.
+	ghostAt := time.Now()
 	shares, _, err := e.store.SyncLimits(ctx, store.LimitSync{Replica: "ghost", Lease: lease,
 		Wants: []store.LimitWant{{Subscription: sub.ID, Slots: limit}}})
 	if err != nil || shares[sub.ID] != limit {
 		t.Fatalf("ghost's shares %+v %v", shares, err)
 	}
-	ghostAt := time.Now()
 	watchLeases(t, e, sub.ID, limit)
 	e.run(t, Config{LimitLease: lease})
 	produceN(t, e, "store-a", 40)
