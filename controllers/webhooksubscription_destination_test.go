@@ -64,8 +64,22 @@ func TestSQSDestinationCredentialsGoToVaultMaskedEverywhereElse(t *testing.T) {
 		t.Fatalf("row destination: %+v %v %v", row.Destination, ok, err)
 	}
 
-	// The dispatcher finds the key refused: the status says so.
+	// The dispatcher cannot reach the queue: the status says since when.
 	reporter := &controllers.StatusReporter{Client: h.client, Store: h.store, Recorder: h.recorder, Log: logr.Discard()}
+	if err := h.store.RecordOutcomesAndStats(ctx, nil, []store.StatsDelta{{SubscriptionID: id,
+		LastError: "the broker could not be reached: dial tcp: connection refused", DestinationDown: store.DestinationUnreachable}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := reporter.ReportDeliveries(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sub = h.waitCondition(t, "sqs", controllers.ConditionHealthy, metav1.ConditionFalse, controllers.ReasonDestinationUnreachable)
+	if c := meta.FindStatusCondition(sub.Status.Conditions, controllers.ConditionHealthy); !strings.Contains(c.Message, "unreachable since") ||
+		!strings.Contains(c.Message, "connection refused") {
+		t.Errorf("Healthy should say since when and why the queue is unreachable: %q", c.Message)
+	}
+
+	// The dispatcher reaches it and finds the key refused: the status says so.
 	refused := destinations.CredentialsRejectedPrefix + ": InvalidClientTokenId: The security token included in the request is invalid."
 	if err := h.store.RecordOutcomesAndStats(ctx, nil, []store.StatsDelta{{SubscriptionID: id, FailedAttempts: 2, TrailingFailures: 2,
 		LastAttemptAt: time.Now(), LastError: refused}}); err != nil {

@@ -202,6 +202,14 @@ func (r *StatusReporter) announceDelivery(sub, original *integrationsv1.WebhookS
 	}
 }
 
+// ReasonDestinationUnreachable and ReasonDestinationCredentialsMissing:
+// deliveries to a queue destination wait, since a time the message gives,
+// for a broker the dispatcher cannot reach or credentials Vault lacks.
+const (
+	ReasonDestinationUnreachable        = store.DestinationUnreachable
+	ReasonDestinationCredentialsMissing = store.DestinationCredentialsMissing
+)
+
 // ReasonDestinationCredentialsRejected: the queue destination (SQS, a
 // STOMP broker) refused the credentials the subscription's Secret holds.
 const ReasonDestinationCredentialsRejected = "DestinationCredentialsRejected"
@@ -289,6 +297,16 @@ func deliveryStatus(st store.SubscriptionStats) *integrationsv1.DeliveryStatus {
 
 func healthyCondition(st store.SubscriptionStats, known bool) metav1.Condition {
 	switch {
+	case known && st.DestinationDownSince != nil:
+		since := st.DestinationDownSince.UTC().Format(time.RFC3339)
+		if st.DestinationDownReason == store.DestinationCredentialsMissing {
+			return metav1.Condition{Type: ConditionHealthy, Status: metav1.ConditionFalse, Reason: ReasonDestinationCredentialsMissing,
+				Message: fmt.Sprintf("the destination's credentials have been missing from Vault since %s; deliveries wait (no attempt spent) "+
+					"until the manager copies them from the referenced Secret, then past the dispatcher's --destination-unreachable-max-age are dead-lettered", since)}
+		}
+		return metav1.Condition{Type: ConditionHealthy, Status: metav1.ConditionFalse, Reason: ReasonDestinationUnreachable,
+			Message: fmt.Sprintf("the destination has been unreachable since %s: %s; deliveries wait (no attempt spent) "+
+				"and past the dispatcher's --destination-unreachable-max-age are dead-lettered", since, st.LastError)}
 	case !known || st.LastAttemptAt == nil:
 		return metav1.Condition{Type: ConditionHealthy, Status: metav1.ConditionTrue, Reason: ReasonNoDeliveriesYet, Message: "no delivery attempted yet"}
 	case st.ConsecutiveFailures == 0:

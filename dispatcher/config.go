@@ -78,6 +78,10 @@ type Config struct {
 	// secret missing from Vault (the manager restores one in seconds; one
 	// missing this long is gone for good): they are then dead-lettered.
 	SecretMissingMaxAge time.Duration
+	// DestinationDownMaxAge bounds how long deliveries wait for a queue
+	// destination that cannot be reached, or whose credentials are missing
+	// from Vault: no attempt is spent meanwhile, then they are dead-lettered.
+	DestinationDownMaxAge time.Duration
 	// Tracing records spans of the pipeline and carries the trace context
 	// on to endpoints; nil or off costs nothing.
 	Tracing *tracing.Tracing
@@ -189,6 +193,9 @@ func (c *Config) defaults() {
 	if c.SecretMissingMaxAge == 0 {
 		c.SecretMissingMaxAge = 24 * time.Hour
 	}
+	if c.DestinationDownMaxAge == 0 {
+		c.DestinationDownMaxAge = 24 * time.Hour
+	}
 	if c.SecretCacheTTL == 0 {
 		c.SecretCacheTTL = 30 * time.Second
 	}
@@ -276,7 +283,8 @@ func (k KafkaConfig) saslMechanism() (sasl.Mechanism, error) {
 	return nil, fmt.Errorf("unknown SASL mechanism %q (want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", k.SASLMechanism)
 }
 
-func (k KafkaConfig) dialer() (*kafka.Dialer, error) {
+// Dialer connects to the brokers with k's TLS and SASL.
+func (k KafkaConfig) Dialer() (*kafka.Dialer, error) {
 	mech, err := k.saslMechanism()
 	if err != nil {
 		return nil, err

@@ -43,6 +43,9 @@ type attemptResult struct {
 	outage bool
 	// secretMissing: the outage is a signing secret Vault does not have.
 	secretMissing bool
+	// destinationDown: the outage is a queue destination out of reach
+	// (store.DestinationUnreachable, store.DestinationCredentialsMissing).
+	destinationDown string
 	// waitFor: not attempted now (endpoint protection, inactive
 	// subscription); try again after this, with no attempt spent.
 	waitFor time.Duration

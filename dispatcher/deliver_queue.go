@@ -22,8 +22,9 @@ import (
 // Stage 4, deliver, to a queue: a subscription whose destination is an
 // SQS queue or a STOMP broker gets the same payload and signature as a
 // webhook, as a message with the event id, type, delivery id and
-// signature beside it. A broker that cannot be reached is our outage (no
-// attempt spent); refused credentials are a failed attempt, recorded with
+// signature beside it. A broker that cannot be reached, or credentials
+// missing from Vault, are our outage (no attempt spent, and the stats say
+// since when, which bounds the wait); refused credentials are a failed attempt, recorded with
 // destinations.CredentialsRejectedPrefix for the status report.
 
 // sqsLinger is how long an SQS send waits for others to the same queue
@@ -70,7 +71,11 @@ func (d *Dispatcher) attemptQueue(ctx context.Context, del store.Delivery, secre
 		var err error
 		if creds, err = d.queues.credentials(ctx, del.SubscriptionID); err != nil {
 			// The manager copies them; its status says when it cannot.
-			return attemptResult{err: fmt.Errorf("the destination's credentials are unavailable: %w", err), outage: true}
+			r := attemptResult{err: fmt.Errorf("the destination's credentials are unavailable: %w", err), outage: true}
+			if errors.Is(err, vault.ErrNotFound) {
+				r.destinationDown = store.DestinationCredentialsMissing
+			}
+			return r
 		}
 	}
 	start := time.Now()
@@ -90,7 +95,7 @@ func (d *Dispatcher) attemptQueue(ctx context.Context, del store.Delivery, secre
 	case err == nil:
 		return attemptResult{sent: true}
 	case errors.Is(err, destinations.ErrUnreachable):
-		return attemptResult{err: err, outage: true}
+		return attemptResult{err: err, outage: true, destinationDown: store.DestinationUnreachable}
 	}
 	return attemptResult{err: err}
 }

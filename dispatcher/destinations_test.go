@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -143,10 +144,16 @@ func TestSQSOutageSpendsNoAttempt(t *testing.T) {
 	msgs, bodies := orderEvents(t, "store-o", 5)
 	e.produce(t, msgs...)
 	e.waitingOnBroker(t, sub.ID, 5)
+	if st := e.statsOf(t, sub.ID); st.DestinationDownSince == nil || st.DestinationDownReason != store.DestinationUnreachable {
+		t.Errorf("the stats should say since when the queue is unreachable: %+v", st)
+	}
 	if err := sqsServer.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	e.deliveredOnce(t, sub.ID, 5)
+	if st := e.statsOf(t, sub.ID); st.DestinationDownSince != nil || st.DestinationDownReason != "" {
+		t.Errorf("reaching the queue again should end the outage: %+v", st)
+	}
 	for _, m := range receiveSQS(t, sqsServer, "orders", 5) {
 		if !bodies[m.Body] {
 			t.Errorf("unexpected message %q", m.Body)
@@ -160,6 +167,78 @@ func TestSQSOutageSpendsNoAttempt(t *testing.T) {
 	if len(bodies) > 0 {
 		t.Errorf("%d payloads lost across the outage", len(bodies))
 	}
+}
+
+func (e *env) statsOf(t *testing.T, sub uuid.UUID) store.SubscriptionStats {
+	t.Helper()
+	stats, err := e.store.SubscriptionStatsAll(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stats[sub]
+}
+
+// deadLetteredUnattempted waits until sub's n deliveries are dead-lettered
+// with no attempt spent, for a reason containing why.
+func (e *env) deadLetteredUnattempted(t *testing.T, sub uuid.UUID, n int, why string) {
+	t.Helper()
+	eventually(t, 30*time.Second, "dead-lettered, no attempt spent: "+why, func() error {
+		var dead, total int
+		err := e.store.Pool().QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE status = 'DEAD_LETTERED' AND attempt_number = 0
+				AND last_error LIKE '%' || $2 || '%'), count(*)
+			FROM webhook_deliveries WHERE subscription_id = $1`, sub, why).Scan(&dead, &total)
+		if err != nil || dead != n || total != n {
+			return fmt.Errorf("%d of %d dead-lettered so (want %d): %v", dead, total, n, err)
+		}
+		return nil
+	})
+}
+
+func TestADestinationOutageIsWaitedOutOnlySoLong(t *testing.T) {
+	e := startEnv(t)
+	// A broker address nobody listens on.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	sub, _ := e.stompSubscription(t, "store-u", addr, "/queue/nowhere")
+	const maxAge = 2 * time.Second
+	e.run(t, Config{DestinationDownMaxAge: maxAge})
+	msgs, _ := orderEvents(t, "store-u", 3)
+	e.produce(t, msgs...)
+	e.waitingOnBroker(t, sub.ID, 3)
+	st := e.statsOf(t, sub.ID)
+	if st.DestinationDownSince == nil || st.DestinationDownReason != store.DestinationUnreachable {
+		t.Fatalf("the stats should say since when the broker is unreachable: %+v", st)
+	}
+	e.deadLetteredUnattempted(t, sub.ID, 3, "the destination has been unreachable since")
+	if dl := e.readTopic(t, "webhook.dead_lettered", 3); !strings.Contains(string(dl[0].Value), "unreachable since") {
+		t.Errorf("webhook.dead_lettered: %s", dl[0].Value)
+	}
+	if st := e.statsOf(t, sub.ID); st.DeadLettered != 3 || st.FailedAttempts != 0 {
+		t.Errorf("three dead letters and no failed attempt expected: %+v", st)
+	}
+}
+
+func TestMissingDestinationCredentialsAreWaitedOutOnlySoLong(t *testing.T) {
+	e := startEnv(t)
+	sqsServer := testbed.Start(t, testbed.Needs{SQSQueues: []string{"orders"}}).SQS
+	// The manager never copied the credentials to Vault.
+	sub, _ := e.subscribe(t, "store-m", sqsServer.QueueURL("orders"), []string{"order.*"}, func(s *store.Subscription) {
+		s.Destination = &store.Destination{Kind: store.DestinationSQS, SQS: &store.SQSDestination{Region: "us-east-1", QueueURL: sqsServer.QueueURL("orders")}}
+	})
+	e.run(t, Config{DestinationDownMaxAge: 2 * time.Second})
+	msg, _ := envelopeMessage(t, "store-m", "order.placed", map[string]any{"orderId": "o-9"})
+	e.produce(t, msg)
+	eventually(t, 30*time.Second, "the stats saying the credentials are missing", func() error {
+		if st := e.statsOf(t, sub.ID); st.DestinationDownSince == nil || st.DestinationDownReason != store.DestinationCredentialsMissing {
+			return fmt.Errorf("%+v", st)
+		}
+		return nil
+	})
+	e.deadLetteredUnattempted(t, sub.ID, 1, "the destination's credentials have been missing from Vault since")
 }
 
 func receiveSQS(t *testing.T, srv *testbed.SQS, queue string, n int) []testbed.SQSMessage {

@@ -168,7 +168,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 // afresh (same group, committed offsets kept) when a topic matching the
 // pattern appears or goes.
 func (d *Dispatcher) consumeTopics(ctx context.Context, client *kafka.Client) error {
-	dialer, err := d.cfg.Kafka.dialer()
+	dialer, err := d.cfg.Kafka.Dialer()
 	if err != nil {
 		return err
 	}
@@ -324,6 +324,6 @@ func (d *Dispatcher) work(ctx context.Context, stopping <-chan struct{}, unstart
 		}
 		outcome, reason := d.judge(del, r)
 		d.endAttempt(span, del, r, outcome)
-		d.results <- result{delivery: del, outcome: outcome, reason: reason, secretMissing: r.secretMissing}
+		d.results <- result{delivery: del, outcome: outcome, reason: reason, secretMissing: r.secretMissing, destinationDown: r.destinationDown}
 	}
 }

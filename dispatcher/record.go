@@ -27,6 +27,8 @@ type result struct {
 	reason   string // dead-letter reason
 	// secretMissing: not attempted, for want of the signing secret in Vault.
 	secretMissing bool
+	// destinationDown: not attempted, for want of the queue destination.
+	destinationDown string
 }
 
 // record runs until results closes. stopping closes when the dispatcher is
@@ -179,14 +181,15 @@ func outcomesOf(results []result) []store.Outcome {
 
 // statsDeltas sums a batch's attempts per subscription, in arrival order;
 // outcomes that made no attempt (our own outage) do not count, except an
-// end without an attempt (a deleted or long-paused subscription) and a
-// signing secret missing from Vault (for the manager to restore).
+// end without an attempt (a deleted or long-paused subscription), a
+// signing secret missing from Vault (for the manager to restore) and a
+// queue destination out of reach (for the status, and to bound the wait).
 func statsDeltas(results []result) []store.StatsDelta {
 	bySub := map[uuid.UUID]*store.StatsDelta{}
 	var order []uuid.UUID
 	for _, r := range results {
 		attempted := r.outcome.Attempts != r.delivery.Attempts
-		if !attempted && r.outcome.Status != store.DeliveryDeadLettered && !r.secretMissing {
+		if !attempted && r.outcome.Status != store.DeliveryDeadLettered && !r.secretMissing && r.destinationDown == "" {
 			continue
 		}
 		d := bySub[r.delivery.SubscriptionID]
@@ -197,6 +200,9 @@ func statsDeltas(results []result) []store.StatsDelta {
 		}
 		d.LastError = r.outcome.Error
 		d.SecretMissing = d.SecretMissing || r.secretMissing
+		if r.destinationDown != "" {
+			d.DestinationDown = r.destinationDown
+		}
 		if attempted {
 			d.LastAttemptAt = time.Now()
 			d.LastHTTPStatus = r.outcome.HTTPStatus

@@ -127,14 +127,16 @@ func (d *Dispatcher) schedule(ctx context.Context) {
 
 // endAbandoned ends, every few seconds, the waiting deliveries of deleted
 // subscriptions, of subscriptions paused for longer than PausedMaxAge, and
-// of those whose signing secret has been missing for SecretMissingMaxAge:
+// of those whose signing secret has been missing for SecretMissingMaxAge
+// or whose queue destination has been down for DestinationDownMaxAge:
 // dead-lettered with the reason, through the record stage, so the stats,
 // the Events and the outcome notices say so. No attempt is spent on them.
 func (d *Dispatcher) endAbandoned(ctx context.Context) {
 	wait.UntilWithContext(ctx, func(ctx context.Context) {
 		for ctx.Err() == nil {
 			sent := time.Now()
-			gone, err := d.store.ClaimAbandoned(ctx, 500, d.cfg.PausedMaxAge, d.cfg.SecretMissingMaxAge, d.cfg.ClaimLease)
+			gone, err := d.store.ClaimAbandoned(ctx, 500, store.AbandonAfter{Paused: d.cfg.PausedMaxAge,
+				SecretMissing: d.cfg.SecretMissingMaxAge, DestinationDown: d.cfg.DestinationDownMaxAge}, d.cfg.ClaimLease)
 			if err != nil {
 				if ctx.Err() == nil {
 					d.log.Error(err, "claiming abandoned deliveries failed; will retry")

@@ -129,6 +129,9 @@ func runCredentialsAPI(ctx context.Context, o credentialsAPIOptions) error {
 	handler := credServer.Handler()
 	var hub *stream.Hub
 	if o.stream.brokers != "" {
+		if o.stream.cfg.Metrics, err = stream.NewMetrics(reg); err != nil {
+			return err
+		}
 		hub = stream.New(o.stream.cfg)
 		mux := http.NewServeMux()
 		mux.Handle("/events/stream", hub.Handler(streamAuth(credServer)))

@@ -2,13 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -36,8 +32,7 @@ type dispatcherOptions struct {
 	topicPattern    string
 	allowNetworks   []string
 	retrySchedule   []time.Duration
-	kafkaTLS        bool
-	kafkaCAFile     string
+	kafkaSecurity   kafkaSecurity
 	metricsAddr     string
 	inboundAddr     string
 	developmentLogs bool
@@ -67,9 +62,7 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.StringVar(&o.cfg.Kafka.DeadLetteredTopic, "dead-lettered-topic", "webhook.dead_lettered", "where dead-lettered deliveries are published")
 	f.DurationVar(&o.cfg.Kafka.SessionTimeout, "kafka-session-timeout", 30*time.Second, "how long the group waits for a silent replica before reassigning its partitions")
 	f.DurationVar(&o.cfg.Kafka.StallTimeout, "kafka-stall-timeout", time.Minute, "rejoin the group when a partition this replica owns has lag but has committed nothing for this long")
-	f.BoolVar(&o.kafkaTLS, "kafka-tls", false, "connect to Kafka over TLS")
-	f.StringVar(&o.kafkaCAFile, "kafka-ca-file", "", "CA bundle for Kafka's TLS certificates (default: system roots)")
-	f.StringVar(&o.cfg.Kafka.SASLMechanism, "kafka-sasl-mechanism", envDefault("KAFKA_SASL_MECHANISM", ""), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+	addKafkaSecurityFlags(f, &o.kafkaSecurity, "", "")
 	f.IntVar(&o.cfg.Workers, "workers", 64, "concurrent delivery attempts")
 	f.DurationVar(&o.cfg.ClaimLease, "claim-lease", 15*time.Second, "how long a claim on a delivery lasts unless renewed (renewed every third of it); a dead replica's work resumes within it")
 	f.DurationVar(&o.cfg.LimitLease, "limit-lease", 3*time.Second, "how long a replica's share of the subscriptions' rate and concurrency limits outlives its last sync; a dead replica's share goes to the others within it")
@@ -77,6 +70,7 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.DurationVar(&o.cfg.PollInterval, "poll-interval", 500*time.Millisecond, "how often due retries are looked for")
 	f.DurationVar(&o.cfg.PausedMaxAge, "paused-delivery-max-age", 72*time.Hour, "how long a paused subscription's deliveries wait before they are dead-lettered")
 	f.DurationVar(&o.cfg.SecretMissingMaxAge, "secret-missing-max-age", 24*time.Hour, "how long deliveries wait for a signing secret missing from Vault before they are dead-lettered")
+	f.DurationVar(&o.cfg.DestinationDownMaxAge, "destination-unreachable-max-age", 24*time.Hour, "how long deliveries wait for a queue broker that cannot be reached, or destination credentials missing from Vault, before they are dead-lettered (no attempt is spent meanwhile)")
 	f.DurationSliceVar(&o.retrySchedule, "retry-schedule", dispatcher.DefaultRetrySchedule, "wait before each attempt; its length is the attempts before dead-lettering")
 	f.StringSliceVar(&o.allowNetworks, "allow-networks", nil, "CIDRs that may be delivered to although private or loopback (trusted in-cluster receivers)")
 	f.IntVar(&o.cfg.Connectors.Workers, "connector-workers", 4, "connector batches and polls handled concurrently (apart from webhook workers)")
@@ -123,7 +117,6 @@ func runDispatcher(ctx context.Context, o dispatcherOptions) error {
 		o.cfg.Kafka.TopicPattern = re
 	}
 	o.cfg.RetrySchedule = o.retrySchedule
-	o.cfg.Kafka.SASLUsername, o.cfg.Kafka.SASLPassword = os.Getenv("KAFKA_SASL_USERNAME"), os.Getenv("KAFKA_SASL_PASSWORD")
 	for _, cidr := range o.allowNetworks {
 		p, err := netip.ParsePrefix(cidr)
 		if err != nil {
@@ -131,19 +124,8 @@ func runDispatcher(ctx context.Context, o dispatcherOptions) error {
 		}
 		o.cfg.AllowedNetworks = append(o.cfg.AllowedNetworks, p)
 	}
-	if o.kafkaTLS {
-		tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-		if o.kafkaCAFile != "" {
-			pem, err := os.ReadFile(o.kafkaCAFile)
-			if err != nil {
-				return fmt.Errorf("--kafka-ca-file: %w", err)
-			}
-			tlsCfg.RootCAs = x509.NewCertPool()
-			if !tlsCfg.RootCAs.AppendCertsFromPEM(pem) {
-				return errors.New("--kafka-ca-file holds no PEM certificate")
-			}
-		}
-		o.cfg.Kafka.TLS = tlsCfg
+	if err := o.kafkaSecurity.apply(&o.cfg.Kafka, ""); err != nil {
+		return err
 	}
 
 	tr, err := startTracing(ctx, o.tracing, vc, log)

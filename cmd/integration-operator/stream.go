@@ -20,9 +20,10 @@ import (
 // streamOptions configure the live event stream the credentials API serves
 // at GET /events/stream when --stream-kafka-brokers is set.
 type streamOptions struct {
-	brokers string
-	topics  string
-	cfg     stream.Config
+	brokers  string
+	topics   string
+	security kafkaSecurity
+	cfg      stream.Config
 }
 
 func addStreamFlags(f *pflag.FlagSet, o *streamOptions) {
@@ -30,7 +31,12 @@ func addStreamFlags(f *pflag.FlagSet, o *streamOptions) {
 	f.StringVar(&o.topics, "stream-kafka-topics", envDefault("STREAM_KAFKA_TOPICS", "platform.events"), "comma-separated topics the live stream reads")
 	f.IntVar(&o.cfg.Window, "stream-window", 1000, "events kept per store for clients resuming with Last-Event-ID")
 	f.IntVar(&o.cfg.ClientBuffer, "stream-client-buffer", 256, "events that may wait for one client; a client further behind is dropped (it reconnects and resumes)")
-	f.IntVar(&o.cfg.PerCredential, "stream-max-per-credential", 5, "concurrent streams per credential on one replica")
+	f.DurationVar(&o.cfg.WindowAge, "stream-window-age", 5*time.Minute, "events older than this are not kept for resuming")
+	f.Int64Var(&o.cfg.WindowBytes, "stream-window-bytes", 64<<20, "bytes of events kept for resuming, over all stores (the oldest go first)")
+	f.IntVar(&o.cfg.PerCredential, "stream-max-per-credential", 5, "concurrent streams per credential on one replica (more: 429)")
+	f.IntVar(&o.cfg.MaxClients, "stream-max-clients", 10000, "concurrent streams on one replica (more: 503 with Retry-After)")
+	f.DurationVar(&o.cfg.WriteTimeout, "stream-write-timeout", 30*time.Second, "a client whose socket takes nothing for this long is closed")
+	addKafkaSecurityFlags(f, &o.security, "stream-", "STREAM_")
 }
 
 // streamAuth authenticates stream clients with the credentials API's own validation.
@@ -47,8 +53,16 @@ func streamAuth(s *credentials.Server) stream.Authenticate {
 // the dispatcher's to set aside; here they are skipped.
 func feedStream(ctx context.Context, o streamOptions, hub *stream.Hub, log logr.Logger) error {
 	host, _ := os.Hostname()
+	var k dispatcher.KafkaConfig
+	if err := o.security.apply(&k, "stream-"); err != nil {
+		return err
+	}
+	dialer, err := k.Dialer()
+	if err != nil {
+		return fmt.Errorf("--stream-kafka-sasl-mechanism: %w", err)
+	}
 	reader := kafka.NewReader(kafka.ReaderConfig{Brokers: splitList(o.brokers), GroupID: fmt.Sprintf("ss3-stream-%s-%s", host, uuid.NewString()),
-		GroupTopics: splitList(o.topics), StartOffset: kafka.LastOffset, MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 50 * time.Millisecond})
+		GroupTopics: splitList(o.topics), StartOffset: kafka.LastOffset, MinBytes: 1, MaxBytes: 10 << 20, MaxWait: 50 * time.Millisecond, Dialer: dialer})
 	defer reader.Close()
 	for {
 		m, err := reader.ReadMessage(ctx)

@@ -426,17 +426,31 @@ type Abandoned struct {
 	Why string
 }
 
+// AbandonAfter bounds how long deliveries wait on what no attempt can
+// cure before they are dead-lettered.
+type AbandonAfter struct {
+	// Paused: the subscription is paused (the delivery's age).
+	Paused time.Duration
+	// SecretMissing: the signing secret is missing from Vault (the
+	// manager restores a lost secret in seconds; one gone this long is
+	// gone for good).
+	SecretMissing time.Duration
+	// DestinationDown: the queue destination cannot be reached, or its
+	// credentials are missing from Vault; every delivery waits this long
+	// at least, however late in the outage it came.
+	DestinationDown time.Duration
+}
+
 // ClaimAbandoned claims, for lease, up to limit waiting deliveries that
-// can never be attempted: those of deleted subscriptions, of subscriptions
-// paused with deliveries older than pausedMaxAge, and of active ones whose
-// signing secret the dispatcher has found missing from Vault for longer
-// than secretMissingMaxAge (the manager restores a lost secret in seconds;
-// one gone this long is gone for good).
-func (s *Store) ClaimAbandoned(ctx context.Context, limit int, pausedMaxAge, secretMissingMaxAge, lease time.Duration) ([]Abandoned, error) {
+// can never be attempted, or have waited as long as after allows: those
+// of deleted subscriptions, of paused ones, of active ones whose signing
+// secret is missing from Vault and of those whose queue destination is down.
+func (s *Store) ClaimAbandoned(ctx context.Context, limit int, after AbandonAfter, lease time.Duration) ([]Abandoned, error) {
 	claim := NewClaim(lease)
-	// Two statements, each driven by its own small set (inactive
-	// subscriptions; subscriptions missing a secret), rather than one OR
-	// that would scan every waiting delivery.
+	pausedMaxAge, secretMissingMaxAge := after.Paused, after.SecretMissing
+	// One statement per cause, each driven by its own small set (inactive
+	// subscriptions; subscriptions missing a secret; destinations down),
+	// rather than one OR that would scan every waiting delivery.
 	retired, err := s.claimAbandoned(ctx, claim, `
 			SELECT d.delivery_id, d.event_time, CASE WHEN s.deleted_at IS NOT NULL THEN 'the subscription was deleted'
 				ELSE 'the subscription was paused for longer than ' || $2::text END AS why
@@ -456,7 +470,23 @@ func (s *Store) ClaimAbandoned(ctx context.Context, limit int, pausedMaxAge, sec
 			WHERE st.secret_missing_since < now() - $3 * interval '1 millisecond'
 			  AND (d.claimed_until IS NULL OR d.claimed_until < now())`,
 		limit-len(retired), secretMissingMaxAge.String(), secretMissingMaxAge.Milliseconds())
-	return append(retired, secretless...), err
+	retired = append(retired, secretless...)
+	if err != nil || len(retired) == limit {
+		return retired, err
+	}
+	stranded, err := s.claimAbandoned(ctx, claim, `
+			SELECT d.delivery_id, d.event_time, CASE st.destination_down_reason
+					WHEN '`+DestinationCredentialsMissing+`' THEN 'the destination''s credentials have been missing from Vault since '
+					ELSE 'the destination has been unreachable since ' END ||
+				to_char(st.destination_down_since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ', longer than ' || $2::text AS why
+			FROM webhook_subscription_stats st
+			JOIN webhook_subscriptions s ON s.subscription_id = st.subscription_id AND s.is_active
+			JOIN webhook_deliveries d ON d.subscription_id = st.subscription_id AND d.status IN ('PENDING', 'FAILED')
+			WHERE st.destination_down_since < now() - $3 * interval '1 millisecond'
+			  AND d.created_at < now() - $3 * interval '1 millisecond'
+			  AND (d.claimed_until IS NULL OR d.claimed_until < now())`,
+		limit-len(retired), after.DestinationDown.String(), after.DestinationDown.Milliseconds())
+	return append(retired, stranded...), err
 }
 
 // claimAbandoned claims, under claim, up to limit of the deliveries that

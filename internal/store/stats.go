@@ -24,7 +24,16 @@ type StatsDelta struct {
 	DeadLetterReason string
 	// SecretMissing: the batch found the signing secret missing from Vault.
 	SecretMissing bool
+	// DestinationDown: why the batch could not reach the queue destination
+	// (DestinationUnreachable, DestinationCredentialsMissing); "" if it could.
+	DestinationDown string
 }
+
+// Why a queue destination is down, as stats and conditions name it.
+const (
+	DestinationUnreachable        = "DestinationUnreachable"
+	DestinationCredentialsMissing = "DestinationCredentialsMissing"
+)
 
 // SubscriptionStats is a subscription's delivery health.
 type SubscriptionStats struct {
@@ -42,17 +51,22 @@ type SubscriptionStats struct {
 	// SecretMissingSince: the dispatcher has found no signing secret in
 	// Vault since then (nil: it has one).
 	SecretMissingSince *time.Time
+	// DestinationDownSince: the dispatcher has not reached the queue
+	// destination since then, for DestinationDownReason (nil: it has).
+	DestinationDownSince  *time.Time
+	DestinationDownReason string
 }
 
 // recordStatsSQL adds a batch's deltas in one statement. The newest
 // attempt succeeded when it left no error: that resets consecutive failures.
 const recordStatsSQL = `
 		INSERT INTO webhook_subscription_stats AS s (subscription_id, delivered_total, failed_attempts_total, dead_lettered_total,
-			consecutive_failures, last_attempt_at, last_http_status, last_error, last_dead_letter_reason, secret_missing_since, updated_at)
+			consecutive_failures, last_attempt_at, last_http_status, last_error, last_dead_letter_reason, secret_missing_since,
+			destination_down_since, destination_down_reason, updated_at)
 		SELECT u.id, u.delivered, u.failed, u.dead, u.trail, u.at, u.http_status, NULLIF(u.err, ''), NULLIF(u.reason, ''),
-			CASE WHEN u.missing THEN now() END, now()
+			CASE WHEN u.missing THEN now() END, CASE WHEN u.down <> '' THEN now() END, NULLIF(u.down, ''), now()
 		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::timestamptz[], $7::int[], $8::text[], $9::text[],
-			$10::bool[]) AS u(id, delivered, failed, dead, trail, at, http_status, err, reason, missing)
+			$10::bool[], $11::text[]) AS u(id, delivered, failed, dead, trail, at, http_status, err, reason, missing, down)
 		ON CONFLICT (subscription_id) DO UPDATE SET
 			delivered_total = s.delivered_total + EXCLUDED.delivered_total,
 			failed_attempts_total = s.failed_attempts_total + EXCLUDED.failed_attempts_total,
@@ -69,6 +83,16 @@ const recordStatsSQL = `
 				WHEN EXCLUDED.secret_missing_since IS NOT NULL THEN COALESCE(s.secret_missing_since, EXCLUDED.secret_missing_since)
 				WHEN EXCLUDED.last_attempt_at IS NOT NULL THEN NULL
 				ELSE s.secret_missing_since END,
+			-- The outage's start is kept while it lasts (its reason may
+			-- change); an attempt that reached the destination ends it.
+			destination_down_since = CASE
+				WHEN EXCLUDED.destination_down_since IS NOT NULL THEN COALESCE(s.destination_down_since, EXCLUDED.destination_down_since)
+				WHEN EXCLUDED.last_attempt_at IS NOT NULL THEN NULL
+				ELSE s.destination_down_since END,
+			destination_down_reason = CASE
+				WHEN EXCLUDED.destination_down_since IS NOT NULL THEN EXCLUDED.destination_down_reason
+				WHEN EXCLUDED.last_attempt_at IS NOT NULL THEN NULL
+				ELSE s.destination_down_reason END,
 			updated_at = now()`
 
 // RecordOutcomesAndStats writes outcomes and the stats they add up to in
@@ -109,10 +133,11 @@ func (s *Store) RecordOutcomeBatch(ctx context.Context, outcomes []Outcome, delt
 		at := make([]*time.Time, n) // NULL: the batch made no attempt for it
 		httpStatus := make([]*int32, n)
 		errs, reasons := make([]string, n), make([]string, n)
-		missing := make([]bool, n)
+		missing, down := make([]bool, n), make([]string, n)
 		for i, d := range deltas {
 			ids[i], delivered[i], failed[i], dead[i] = d.SubscriptionID, d.Delivered, d.FailedAttempts, d.DeadLettered
 			trailing[i], errs[i], reasons[i], missing[i] = int32(d.TrailingFailures), text(d.LastError), text(d.DeadLetterReason), d.SecretMissing
+			down[i] = d.DestinationDown
 			if !d.LastAttemptAt.IsZero() {
 				at[i] = &d.LastAttemptAt
 			}
@@ -121,7 +146,7 @@ func (s *Store) RecordOutcomeBatch(ctx context.Context, outcomes []Outcome, delt
 				httpStatus[i] = &v
 			}
 		}
-		if _, err := tx.Exec(ctx, recordStatsSQL, ids, delivered, failed, dead, trailing, at, httpStatus, errs, reasons, missing); err != nil {
+		if _, err := tx.Exec(ctx, recordStatsSQL, ids, delivered, failed, dead, trailing, at, httpStatus, errs, reasons, missing, down); err != nil {
 			return nil, fmt.Errorf("record delivery stats: %w", err)
 		}
 	}
@@ -141,7 +166,8 @@ func (s *Store) SubscriptionStatsAll(ctx context.Context) (map[uuid.UUID]Subscri
 		SELECT COALESCE(s.subscription_id, o.subscription_id), COALESCE(s.delivered_total, 0), COALESCE(s.failed_attempts_total, 0),
 			COALESCE(s.dead_lettered_total, 0), COALESCE(o.pending, 0), COALESCE(s.consecutive_failures, 0),
 			s.last_attempt_at, s.last_http_status, COALESCE(s.last_error, ''), COALESCE(s.last_dead_letter_reason, ''),
-			COALESCE(s.circuit_state, 'closed'), s.secret_missing_since
+			COALESCE(s.circuit_state, 'closed'), s.secret_missing_since,
+			s.destination_down_since, COALESCE(s.destination_down_reason, '')
 		FROM webhook_subscription_stats s FULL OUTER JOIN open o ON o.subscription_id = s.subscription_id`)
 	if err != nil {
 		return nil, fmt.Errorf("read delivery stats: %w", err)
@@ -152,7 +178,8 @@ func (s *Store) SubscriptionStatsAll(ctx context.Context) (map[uuid.UUID]Subscri
 		var st SubscriptionStats
 		var hs *int32
 		if err := rows.Scan(&st.SubscriptionID, &st.Delivered, &st.FailedAttempts, &st.DeadLettered, &st.Pending,
-			&st.ConsecutiveFailures, &st.LastAttemptAt, &hs, &st.LastError, &st.LastDeadLetterReason, &st.CircuitState, &st.SecretMissingSince); err != nil {
+			&st.ConsecutiveFailures, &st.LastAttemptAt, &hs, &st.LastError, &st.LastDeadLetterReason, &st.CircuitState, &st.SecretMissingSince,
+			&st.DestinationDownSince, &st.DestinationDownReason); err != nil {
 			return nil, fmt.Errorf("read delivery stats: %w", err)
 		}
 		if hs != nil {

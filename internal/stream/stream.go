@@ -1,11 +1,13 @@
 // Package stream is the live event stream for store apps: Server-Sent
 // Events over HTTP, where an app authenticated with its ApiCredential
 // receives its own store's events as they happen, only the event types its
-// scopes allow. A hub keeps each store's recent events in a bounded window,
-// so a client reconnecting with Last-Event-ID misses nothing still in it;
-// publishing never waits for a client (one that falls behind by more than
-// its buffer is dropped, and reconnects to resume); and each credential may
-// hold only so many streams at once.
+// scopes allow. A hub keeps each store's recent events in a bounded window
+// (by count per store, age, and bytes over all stores), so a client
+// reconnecting with Last-Event-ID misses nothing still in it; publishing
+// never waits for a client (one that falls behind by more than its buffer,
+// or whose socket takes no write for WriteTimeout, is dropped, and
+// reconnects to resume); and each credential, and the replica, may hold
+// only so many streams at once.
 package stream
 
 import (
@@ -70,11 +72,23 @@ type Config struct {
 	Window int
 	// ClientBuffer events may wait for a client; one further behind is dropped.
 	ClientBuffer int
+	// WindowAge: older events are not kept for resuming.
+	WindowAge time.Duration
+	// WindowBytes bounds the window over all stores (payloads included).
+	WindowBytes int64
 	// PerCredential streams at most per credential, on this replica.
 	PerCredential int
+	// MaxClients streams at most on this replica; more are refused with
+	// 503 and Retry-After (the client tries again, maybe elsewhere).
+	MaxClients int
 	// Heartbeat is how often an idle stream gets a comment, so proxies
 	// keep it open and a dead client is noticed.
 	Heartbeat time.Duration
+	// WriteTimeout bounds one write to a client: a socket that takes
+	// nothing for this long is closed.
+	WriteTimeout time.Duration
+	// Metrics, when set, count streams, drops, refusals and the window.
+	Metrics *Metrics
 }
 
 func (c *Config) defaults() {
@@ -84,21 +98,39 @@ func (c *Config) defaults() {
 	if c.ClientBuffer <= 0 {
 		c.ClientBuffer = 256
 	}
+	if c.WindowAge <= 0 {
+		c.WindowAge = 5 * time.Minute
+	}
+	if c.WindowBytes <= 0 {
+		c.WindowBytes = 64 << 20
+	}
 	if c.PerCredential <= 0 {
 		c.PerCredential = 5
 	}
+	if c.MaxClients <= 0 {
+		c.MaxClients = 10000
+	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = 15 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
 	}
 }
 
 // Hub fans events out to the streams of their store.
 type Hub struct {
-	cfg Config
+	cfg     Config
+	metrics *Metrics
 
 	mu     sync.Mutex
 	stores map[string]*storeLog
-	open   map[string]int // streams per credential
+	// arrivals and bytes: the window in arrival order, and its size.
+	arrivals     []arrival
+	arrivalsHead int
+	bytes        int64
+	open         map[string]int // streams per credential
+	clients      int
 	// Dropped counts clients dropped for falling behind.
 	dropped int
 	// closing ends every stream (shutdown: streams never go idle by
@@ -106,34 +138,6 @@ type Hub struct {
 	closing   chan struct{}
 	closeOnce sync.Once
 }
-
-type storeLog struct {
-	ring ring
-	subs map[*client]struct{}
-}
-
-// ring keeps the newest events, up to its capacity.
-type ring struct {
-	buf  []Event
-	head int // index of the oldest
-	n    int
-}
-
-func (r *ring) push(e Event, capacity int) {
-	if r.buf == nil {
-		r.buf = make([]Event, capacity)
-	}
-	if r.n < len(r.buf) {
-		r.buf[(r.head+r.n)%len(r.buf)] = e
-		r.n++
-		return
-	}
-	r.buf[r.head] = e
-	r.head = (r.head + 1) % len(r.buf)
-}
-
-// at is the i-th oldest event.
-func (r *ring) at(i int) Event { return r.buf[(r.head+i)%len(r.buf)] }
 
 type client struct {
 	res     map[string]bool
@@ -144,7 +148,7 @@ type client struct {
 // New returns a hub.
 func New(cfg Config) *Hub {
 	cfg.defaults()
-	return &Hub{cfg: cfg, stores: map[string]*storeLog{}, open: map[string]int{}, closing: make(chan struct{})}
+	return &Hub{cfg: cfg, metrics: cfg.Metrics, stores: map[string]*storeLog{}, open: map[string]int{}, closing: make(chan struct{})}
 }
 
 // Close ends every stream; clients reconnect (to another replica) and resume.
@@ -158,7 +162,7 @@ func (h *Hub) Publish(e Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	log := h.store(e.StoreID)
-	log.ring.push(e, h.cfg.Window)
+	h.keep(log, e)
 	for c := range log.subs {
 		if !allowed(c.res, e.Type) {
 			continue
@@ -171,6 +175,9 @@ func (h *Hub) Publish(e Event) {
 			close(c.ch)
 			delete(log.subs, c)
 			h.dropped++
+			if h.metrics != nil {
+				h.metrics.Dropped.WithLabelValues(DropBehind).Inc()
+			}
 		}
 	}
 }
@@ -185,13 +192,16 @@ func (h *Hub) Dropped() int {
 func (h *Hub) store(id string) *storeLog {
 	log, ok := h.stores[id]
 	if !ok {
-		log = &storeLog{subs: map[*client]struct{}{}}
+		log = &storeLog{id: id, subs: map[*client]struct{}{}}
 		h.stores[id] = log
 	}
 	return log
 }
 
-var errTooMany = errors.New("too many streams for this credential")
+var (
+	errTooMany = errors.New("too many streams for this credential")
+	errFull    = errors.New("this replica holds as many streams as it may; try again")
+)
 
 // subscribe registers a stream and returns the events after lastID still
 // in the window (all it holds when lastID is not found: resumed is false),
@@ -199,30 +209,46 @@ var errTooMany = errors.New("too many streams for this credential")
 func (h *Hub) subscribe(p Principal, res map[string]bool, lastID string) (c *client, backlog []Event, resumed bool, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.open[p.CredentialID] >= h.cfg.PerCredential {
+	switch {
+	case h.clients >= h.cfg.MaxClients:
+		h.refused(RefusedReplicaLimit)
+		return nil, nil, false, errFull
+	case h.open[p.CredentialID] >= h.cfg.PerCredential:
+		h.refused(RefusedCredentialLimit)
 		return nil, nil, false, errTooMany
 	}
 	h.open[p.CredentialID]++
+	h.clients++
+	if h.metrics != nil {
+		h.metrics.Clients.Set(float64(h.clients))
+	}
+	h.evict(time.Now()) // a quiet store's window still ages
 	log := h.store(p.StoreID)
 	// Without Last-Event-ID a stream starts with what happens next.
-	start := log.ring.n
+	start := log.len()
 	if lastID != "" {
 		start = 0 // not found: all the window holds, after a gap event
-		for i := log.ring.n - 1; i >= 0; i-- {
-			if log.ring.at(i).ID == lastID {
+		for i := log.len() - 1; i >= 0; i-- {
+			if log.at(i).ID == lastID {
 				start, resumed = i+1, true
 				break
 			}
 		}
 	}
-	for i := start; i < log.ring.n; i++ {
-		if e := log.ring.at(i); allowed(res, e.Type) {
+	for i := start; i < log.len(); i++ {
+		if e := log.at(i); allowed(res, e.Type) {
 			backlog = append(backlog, e)
 		}
 	}
 	c = &client{res: res, ch: make(chan Event, h.cfg.ClientBuffer)}
 	log.subs[c] = struct{}{}
 	return c, backlog, resumed, nil
+}
+
+func (h *Hub) refused(reason string) {
+	if h.metrics != nil {
+		h.metrics.Refused.WithLabelValues(reason).Inc()
+	}
 }
 
 func (h *Hub) unsubscribe(p Principal, c *client) {
@@ -232,11 +258,16 @@ func (h *Hub) unsubscribe(p Principal, c *client) {
 	if h.open[p.CredentialID] <= 0 {
 		delete(h.open, p.CredentialID)
 	}
+	h.clients--
+	if h.metrics != nil {
+		h.metrics.Clients.Set(float64(h.clients))
+	}
 	if log, ok := h.stores[p.StoreID]; ok {
 		if _, ok := log.subs[c]; ok {
 			delete(log.subs, c)
 			close(c.ch)
 		}
+		h.forgetIfIdle(log)
 	}
 }
 
@@ -257,15 +288,14 @@ func (h *Hub) Handler(auth Authenticate) http.Handler {
 			http.Error(w, "the credential holds no scope that reads events (orders:read, inventory:read, catalog:read, customers:read)", http.StatusForbidden)
 			return
 		}
-		flusher, ok := w.(http.Flusher)
-		if !ok {
-			http.Error(w, "streaming unsupported", http.StatusInternalServerError)
-			return
-		}
 		c, backlog, resumed, err := h.subscribe(p, res, r.Header.Get("Last-Event-ID"))
 		if err != nil {
 			w.Header().Set("Retry-After", "5")
-			http.Error(w, err.Error(), http.StatusTooManyRequests)
+			status := http.StatusTooManyRequests
+			if errors.Is(err, errFull) {
+				status = http.StatusServiceUnavailable
+			}
+			http.Error(w, err.Error(), status)
 			return
 		}
 		defer h.unsubscribe(p, c)
@@ -282,10 +312,23 @@ func (h *Hub) Handler(auth Authenticate) http.Handler {
 		for _, e := range backlog {
 			writeEvent(&buf, e)
 		}
-		if _, err := w.Write(buf.Bytes()); err != nil {
+		rc := http.NewResponseController(w)
+		send := func(b []byte) bool {
+			// A client that takes nothing is closed rather than held.
+			_ = rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+			if _, err := w.Write(b); err != nil {
+				h.droppedStuck()
+				return false
+			}
+			if err := rc.Flush(); err != nil {
+				h.droppedStuck()
+				return false
+			}
+			return true
+		}
+		if !send(buf.Bytes()) {
 			return
 		}
-		flusher.Flush()
 		beat := time.NewTicker(h.cfg.Heartbeat)
 		defer beat.Stop()
 		for {
@@ -295,10 +338,9 @@ func (h *Hub) Handler(auth Authenticate) http.Handler {
 			case <-h.closing:
 				return
 			case <-beat.C:
-				if _, err := w.Write([]byte(": ping\n\n")); err != nil {
+				if !send([]byte(": ping\n\n")) {
 					return
 				}
-				flusher.Flush()
 			case e, ok := <-c.ch:
 				if !ok {
 					// Dropped for falling behind: the client reconnects with
@@ -307,6 +349,7 @@ func (h *Hub) Handler(auth Authenticate) http.Handler {
 				}
 				buf.Reset()
 				writeEvent(&buf, e)
+				n := 1
 				// Whatever else is already waiting goes in the same write.
 				for more := len(c.ch); more > 0; more-- {
 					e, ok := <-c.ch
@@ -314,14 +357,25 @@ func (h *Hub) Handler(auth Authenticate) http.Handler {
 						break
 					}
 					writeEvent(&buf, e)
+					n++
 				}
-				if _, err := w.Write(buf.Bytes()); err != nil {
+				if !send(buf.Bytes()) {
 					return
 				}
-				flusher.Flush()
+				if h.metrics != nil {
+					h.metrics.Sent.Add(float64(n))
+				}
 			}
 		}
 	})
+}
+
+// droppedStuck counts a client whose socket refused a write (gone, or
+// taking nothing for WriteTimeout).
+func (h *Hub) droppedStuck() {
+	if h.metrics != nil {
+		h.metrics.Dropped.WithLabelValues(DropWriteFailed).Inc()
+	}
 }
 
 // writeEvent writes e as an SSE event; a payload spanning lines becomes

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ss3dev/integration-operator/internal/stream"
 )
@@ -234,5 +236,100 @@ func TestConnectionsPerCredentialAreLimited(t *testing.T) {
 	}
 	if _, status := connect(t, srv.URL, "key-a-orders", ""); status != http.StatusOK {
 		t.Errorf("another credential: %d, want 200", status)
+	}
+}
+
+func TestStreamsPerReplicaAreLimited(t *testing.T) {
+	_, srv := serve(t, stream.Config{MaxClients: 2})
+	for _, key := range []string{"key-a-orders", "key-b"} {
+		if _, status := connect(t, srv.URL, key, ""); status != http.StatusOK {
+			t.Fatalf("status %d", status)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("Authorization", "Bearer key-a-inventory")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("a third stream on a full replica: %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+}
+
+// metered serves a hub whose metrics the test reads.
+func metered(t *testing.T, cfg stream.Config) (*stream.Hub, *httptest.Server, *stream.Metrics) {
+	m, err := stream.NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Metrics = m
+	hub, srv := serve(t, cfg)
+	return hub, srv, m
+}
+
+func TestAClientThatTakesNothingIsClosedAfterTheWriteTimeout(t *testing.T) {
+	// A buffer too large to overflow: only the write timeout can free it.
+	hub, srv, m := metered(t, stream.Config{ClientBuffer: 100000, WriteTimeout: 300 * time.Millisecond})
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("Authorization", "Bearer key-a-orders")
+	stuck, err := http.DefaultClient.Do(req) // connected, never read
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Body.Close()
+	payload := strings.Repeat("x", 64<<10)
+	for range 1000 { // 64 MB: more than any socket buffers
+		e := event("store-a", "order.placed")
+		e.Data = []byte(`{"pad":"` + payload + `"}`)
+		hub.Publish(e)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for testutil.ToFloat64(m.Dropped.WithLabelValues(stream.DropWriteFailed)) != 1 || testutil.ToFloat64(m.Clients) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stuck client is still held: %v streams open, %v dropped for a failed write",
+				testutil.ToFloat64(m.Clients), testutil.ToFloat64(m.Dropped.WithLabelValues(stream.DropWriteFailed)))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Its credential may stream again.
+	if c, status := connect(t, srv.URL, "key-a-orders", ""); status != http.StatusOK || c == nil {
+		t.Errorf("reconnecting after the drop: %d", status)
+	}
+}
+
+func TestTheWindowStaysWithinItsBytesAndAge(t *testing.T) {
+	const budget = 1 << 20
+	hub, srv, m := metered(t, stream.Config{WindowBytes: budget, WindowAge: time.Minute})
+	// An old event, then a flood over many store ids.
+	old := event("store-b", "order.placed")
+	old.At = time.Now().Add(-2 * time.Minute)
+	hub.Publish(old)
+	payload := strings.Repeat("y", 1000)
+	for i := range 20000 {
+		e := event(fmt.Sprint("flood-", i), "order.placed")
+		e.Data = []byte(`{"pad":"` + payload + `"}`)
+		hub.Publish(e)
+	}
+	if got := testutil.ToFloat64(m.WindowBytes); got > budget || got < budget/2 {
+		t.Errorf("the window holds %v bytes, want at most (and near) %d", got, budget)
+	}
+	// The old event aged out: resuming from it says there may be a gap.
+	c, status := connect(t, srv.URL, "key-b", old.ID)
+	if status != http.StatusOK {
+		t.Fatalf("status %d", status)
+	}
+	if got := c.next(t); got.event != "gap" {
+		t.Errorf("resuming from an event older than the window: %+v, want a gap event", got)
+	}
+	// What is still in the window is resumed from as before.
+	recent := event("store-b", "order.placed")
+	hub.Publish(recent)
+	after := event("store-b", "order.placed")
+	hub.Publish(after)
+	c2, _ := connect(t, srv.URL, "key-b", recent.ID)
+	if got := c2.next(t); got.id != after.ID {
+		t.Errorf("resumed with %+v, want the event after %s", got, recent.ID)
 	}
 }
