@@ -106,10 +106,12 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 		msgs[i] = d.decodeAndRoute(m)
 	}
 	spans := d.traceConsumed(ctx, msgs)
+	spans.persisting(msgs)
 	claim, sent := store.NewClaim(d.cfg.ClaimLease), time.Now()
 	persistCtx, cancelPersist := d.claiming(ctx)
 	inserted, err := d.persist(persistCtx, msgs, claim)
 	cancelPersist()
+	spans.persisted(err)
 	if err != nil {
 		// The write may have committed before it failed: what it may have
 		// claimed is given up (fenced by the token) rather than left to lapse.
@@ -117,7 +119,6 @@ func (d *Dispatcher) processBatch(ctx context.Context, reader *kafka.Reader, bat
 		spans.end(err)
 		return err
 	}
-	spans.persisted(msgs, sent, time.Now(), inserted)
 	hand := jobsClaimed(msgs, claim, inserted)
 	if err := d.setAside(ctx, msgs); err != nil {
 		d.release(d.held, heldOf(hand)) // the batch is retried; its rows are due now

@@ -38,10 +38,8 @@ type Dispatcher struct {
 	transport *kafka.Transport
 	metrics   *Metrics
 	log       logr.Logger
-	// tracing is off (a nil tracer) unless configured; traceParents keeps
-	// the trace context of deliveries for their attempts (nil when off).
-	tracing      *tracing.Tracing
-	traceParents *traceParents
+	// tracing is off (a nil tracer) unless configured.
+	tracing *tracing.Tracing
 
 	endpoints *endpoints
 	// shared holds the endpoints' limits and breakers across replicas
@@ -85,7 +83,7 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 		opener: op, client: client, queues: newQueueSenders(v, client, newDialer(cfg.AllowedNetworks), cfg.SecretCacheTTL),
 		publisher: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Balancer: &kafka.Hash{},
 			RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond, AllowAutoTopicCreation: true},
-		metrics: metrics, log: log, tracing: cfg.Tracing, traceParents: newTraceParents(cfg.Tracing),
+		metrics: metrics, log: log, tracing: cfg.Tracing,
 		jobs:    make(chan store.Delivery, cfg.Workers*2),
 		results: make(chan result, cfg.Workers*2),
 		rejoin:  make(chan struct{}, 1),

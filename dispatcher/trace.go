@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/uuid"
-	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -22,12 +20,11 @@ import (
 // the structured-mode attribute) is the parent of the event's consume
 // span; its persist span follows, and every delivery attempt and connector
 // call is a child of that, whose context the webhook request carries on
-// as traceparent. Between persist and the attempts the context is kept in
-// memory by delivery id (bounded), so attempts on this replica, retries
-// included, join the event's trace; an attempt another replica makes, or
-// one after a restart, starts a trace of its own (the context is not
-// persisted). Spans carry ids, types, counts and outcomes, never a
-// payload, a URL or an error text. All of it is skipped when tracing is off.
+// as traceparent. The persist span's context is written with each
+// delivery row (trace_parent, trace_state), so an attempt joins the
+// event's trace whichever replica makes it, retries and restarts included.
+// Spans carry ids, types, counts and outcomes, never a payload, a URL or
+// an error text. All of it is skipped when tracing is off.
 
 // Span attribute keys of our own.
 const (
@@ -42,22 +39,6 @@ const (
 	attrConnectorID    = attribute.Key("ss3.connector.id")
 	attrDeliveries     = attribute.Key("ss3.deliveries")
 )
-
-// traceParentsKept bounds the delivery ids whose trace context is kept
-// for their attempts.
-const traceParentsKept = 1 << 16
-
-// traceParents maps delivery ids (webhook and connector) to the context
-// their attempts continue; nil when tracing is off.
-type traceParents = lru.Cache[uuid.UUID, trace.SpanContext]
-
-func newTraceParents(t *tracing.Tracing) *traceParents {
-	if !t.Enabled() {
-		return nil
-	}
-	c, _ := lru.New[uuid.UUID, trace.SpanContext](traceParentsKept)
-	return c
-}
 
 // messageCarrier reads a message's trace context: a Kafka header, the
 // CloudEvents binary-mode header, or the structured-mode attribute.
@@ -85,11 +66,12 @@ func (c messageCarrier) Get(key string) string {
 func (messageCarrier) Set(string, string) {}
 func (messageCarrier) Keys() []string     { return []string{"traceparent", "tracestate"} }
 
-// batchSpans are the consume spans of one batch's messages.
+// batchSpans are the consume and persist spans of one batch's messages.
 type batchSpans struct {
-	d     *Dispatcher
-	spans []trace.Span
-	ctxs  []context.Context
+	d        *Dispatcher
+	spans    []trace.Span
+	ctxs     []context.Context
+	persists []trace.Span
 }
 
 // traceConsumed starts a consume span per message, each a child of the
@@ -123,31 +105,51 @@ func (d *Dispatcher) traceConsumed(ctx context.Context, msgs []routed) *batchSpa
 	return b
 }
 
-// persisted records each message's share of the batch's persist (one
-// statement for all, so each span has its times) and keeps the persist
-// span's context for the attempts of the deliveries it inserted.
-func (b *batchSpans) persisted(msgs []routed, start, end time.Time, inserted map[uuid.UUID]bool) {
+// persisting starts each message's persist span (the batch is one
+// statement, so each span has its times) and stamps its context on the
+// message's deliveries, to be stored with them.
+func (b *batchSpans) persisting(msgs []routed) {
 	if b == nil {
 		return
 	}
+	b.persists = make([]trace.Span, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
 		if m.poison != nil {
 			continue
 		}
-		_, span := b.d.tracing.Tracer().Start(b.ctxs[i], "dispatcher.persist", trace.WithTimestamp(start),
-			trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attribute.String("db.system.name", "postgresql"),
+		ctx, span := b.d.tracing.Tracer().Start(b.ctxs[i], "dispatcher.persist", trace.WithSpanKind(trace.SpanKindInternal),
+			trace.WithAttributes(attribute.String("db.system.name", "postgresql"),
 				attrEventID.String(m.event.ID.String()), attrDeliveries.Int(len(m.deliveries)+len(m.connectors))))
-		sc := span.SpanContext()
-		for _, nd := range m.deliveries {
-			if inserted[nd.ID] {
-				b.d.traceParents.Add(nd.ID, sc)
-			}
+		b.persists[i] = span
+		carrier := propagation.MapCarrier{}
+		tracing.Propagator.Inject(ctx, carrier)
+		tc := store.TraceContext{Parent: carrier.Get("traceparent"), State: carrier.Get("tracestate")}
+		for j := range m.deliveries {
+			m.deliveries[j].Trace = tc
 		}
-		for _, nc := range m.connectors {
-			b.d.traceParents.Add(nc.ID, sc)
+		for j := range m.jobs {
+			m.jobs[j].Trace = tc
 		}
-		span.End(trace.WithTimestamp(end))
+		for j := range m.connectors {
+			m.connectors[j].Trace = tc
+		}
+	}
+}
+
+// persisted ends the persist spans; err is why the batch must be retried.
+func (b *batchSpans) persisted(err error) {
+	if b == nil {
+		return
+	}
+	for _, s := range b.persists {
+		if s == nil {
+			continue
+		}
+		if err != nil {
+			s.SetStatus(codes.Error, "the batch could not be persisted; retried")
+		}
+		s.End()
 	}
 }
 
@@ -164,23 +166,29 @@ func (b *batchSpans) end(err error) {
 	}
 }
 
+// withPersisted is ctx with a delivery's persisted trace context as the
+// remote parent (unchanged when it has none).
+func withPersisted(ctx context.Context, tc store.TraceContext) context.Context {
+	if tc.Parent == "" {
+		return ctx
+	}
+	return tracing.Propagator.Extract(ctx, propagation.MapCarrier{"traceparent": tc.Parent, "tracestate": tc.State})
+}
+
 // startAttempt starts the span of one delivery attempt, a child of the
-// event's persist span when this replica still knows it.
+// event's persist span.
 func (d *Dispatcher) startAttempt(ctx context.Context, del store.Delivery) (context.Context, trace.Span) {
 	if !d.tracing.Enabled() {
 		return ctx, nil
 	}
-	if sc, ok := d.traceParents.Get(del.ID); ok {
-		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
-	}
+	ctx = withPersisted(ctx, del.Trace)
 	return d.tracing.Tracer().Start(ctx, "dispatcher.deliver", trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
 		attrDeliveryID.String(del.ID.String()), attrSubscriptionID.String(del.SubscriptionID.String()),
 		attrEventID.String(del.EventID.String()), attrEventType.String(del.EventType), attrStoreID.String(del.StoreID),
 		attrAttempt.Int(del.Attempts+1), attribute.String("http.request.method", "POST")))
 }
 
-// endAttempt ends an attempt's span with what became of it; a delivery
-// that has ended no longer needs its trace context kept.
+// endAttempt ends an attempt's span with what became of it.
 func (d *Dispatcher) endAttempt(span trace.Span, del store.Delivery, r attemptResult, o store.Outcome) {
 	if span == nil {
 		return
@@ -198,9 +206,6 @@ func (d *Dispatcher) endAttempt(span trace.Span, del store.Delivery, r attemptRe
 		span.SetStatus(codes.Error, "the endpoint did not take the delivery")
 	}
 	span.End()
-	if o.Status == store.DeliveryDelivered || o.Status == store.DeliveryDeadLettered {
-		d.traceParents.Remove(del.ID)
-	}
 }
 
 // traceConnectorCall records one adapter call as a span per event it
@@ -210,11 +215,7 @@ func (d *Dispatcher) traceConnectorCall(batch []store.ConnectorDelivery, outcome
 		return
 	}
 	for i, del := range batch {
-		ctx := context.Background()
-		if sc, ok := d.traceParents.Get(del.ID); ok {
-			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
-		}
-		_, span := d.tracing.Tracer().Start(ctx, "dispatcher.connector", trace.WithTimestamp(start), trace.WithSpanKind(trace.SpanKindClient),
+		_, span := d.tracing.Tracer().Start(withPersisted(context.Background(), del.Trace), "dispatcher.connector", trace.WithTimestamp(start), trace.WithSpanKind(trace.SpanKindClient),
 			trace.WithAttributes(attrConnectorType.String(del.ConnectorType), attrConnectorID.String(del.ConfigID.String()),
 				attrDeliveryID.String(del.ID.String()), attrEventID.String(del.EventID.String()), attrEventType.String(del.EventType),
 				attrStoreID.String(del.StoreID), attrAttempt.Int(del.Attempts+1), attrOutcome.String(outcomes[i].Status),
@@ -225,9 +226,6 @@ func (d *Dispatcher) traceConnectorCall(batch []store.ConnectorDelivery, outcome
 			span.SetStatus(codes.Error, "the marketplace did not take the event")
 		}
 		span.End(trace.WithTimestamp(end))
-		if outcomes[i].Status == store.DeliveryDelivered || outcomes[i].Status == store.DeliveryDeadLettered {
-			d.traceParents.Remove(del.ID)
-		}
 	}
 }
 

@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -191,5 +192,86 @@ func TestNoTraceparentWhenTracingIsOff(t *testing.T) {
 	})
 	if h := recv.requests()[0].header.Get("traceparent"); h != "" {
 		t.Errorf("tracing is off, yet the request carries traceparent %q", h)
+	}
+}
+
+// An attempt made by another replica (or after a restart) joins the
+// event's trace: the persist span's context is stored with the delivery,
+// not kept in the memory of the replica that persisted it.
+func TestARetryOnAnotherReplicaJoinsTheEventsTrace(t *testing.T) {
+	e := startEnv(t)
+	otlp := testbed.StartCollector(t)
+	startTracing := func(service string) *tracing.Tracing {
+		tr, err := tracing.Start(context.Background(), tracing.Resolve(tracing.Settings{Endpoint: otlp.Endpoint(), ServiceName: service},
+			func(string) (string, bool) { return "", false }, nil), "dispatcher")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+		return tr
+	}
+	recv := newReceiver(t)
+	e.subscribe(t, "store-handover", recv.URL, []string{"order.*"}, nil)
+	recv.set(http.StatusInternalServerError, 0)
+	schedule := []time.Duration{0, time.Second}
+
+	first := startTracing("replica-a")
+	_, stopFirst := e.start(t, Config{Tracing: first, BreakerTrips: 1000, RetrySchedule: schedule}, []string{eventsTopic})
+	const traceID, producerSpan = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+	m, _ := envelopeMessage(t, "store-handover", "order.placed", map[string]any{"orderId": "o-1"})
+	m.Headers = []kafka.Header{{Key: "traceparent", Value: []byte("00-" + traceID + "-" + producerSpan + "-01")}}
+	e.produce(t, m)
+	eventually(t, 20*time.Second, "the first attempt fails on replica a", func() error {
+		if n := len(recv.requests()); n != 1 {
+			return fmt.Errorf("%d requests", n)
+		}
+		return nil
+	})
+	stopFirst()
+	recv.set(http.StatusOK, 0)
+
+	second := startTracing("replica-b")
+	e.run(t, Config{Tracing: second, BreakerTrips: 1000, RetrySchedule: schedule})
+	eventually(t, 20*time.Second, "the retry delivered by replica b", func() error {
+		if n := len(recv.requests()); n != 2 {
+			return fmt.Errorf("%d requests", n)
+		}
+		return nil
+	})
+	for i, r := range recv.requests() {
+		if parts := strings.Split(r.header.Get("traceparent"), "-"); len(parts) != 4 || parts[1] != traceID {
+			t.Errorf("request %d carries traceparent %q, not of the producer's trace %s", i+1, r.header.Get("traceparent"), traceID)
+		}
+	}
+
+	var persist, retry testbed.Span
+	eventually(t, 30*time.Second, "both replicas' spans exported", func() error {
+		if err := errors.Join(first.ForceFlush(context.Background()), second.ForceFlush(context.Background())); err != nil {
+			return err
+		}
+		spans, err := otlp.Spans()
+		if err != nil {
+			return err
+		}
+		persist, retry = testbed.Span{}, testbed.Span{}
+		for _, s := range spans {
+			switch {
+			case s.TraceID != traceID:
+			case s.Name == "dispatcher.persist" && s.Service == "replica-a":
+				persist = s
+			case s.Name == "dispatcher.deliver" && s.Service == "replica-b" && s.Attributes["ss3.delivery.attempt"] == "2":
+				retry = s
+			}
+		}
+		if persist.SpanID == "" || retry.SpanID == "" {
+			return fmt.Errorf("persist span on replica a %q, retry span on replica b %q", persist.SpanID, retry.SpanID)
+		}
+		return nil
+	})
+	if retry.ParentSpanID != persist.SpanID || retry.Attributes["ss3.delivery.outcome"] != "DELIVERED" {
+		t.Errorf("replica b's attempt %+v, want a delivered child of replica a's persist span %s", retry, persist.SpanID)
+	}
+	if !strings.Contains(recv.requests()[1].header.Get("traceparent"), retry.SpanID) {
+		t.Errorf("the partner saw %q, not replica b's attempt %s", recv.requests()[1].header.Get("traceparent"), retry.SpanID)
 	}
 }

@@ -101,12 +101,20 @@ func (b *replicaBed) subscriber(name string, delay time.Duration) uuid.UUID {
 
 // start runs a dispatcher replica; its log is shown when the test fails.
 func (b *replicaBed) start(name string, args ...string) *exec.Cmd {
+	b.t.Helper()
+	return b.run(name, []string{"VAULT_TOKEN=" + b.bed.Vault.Token()}, append([]string{"dispatcher", "--database-url", b.bed.DatabaseURL,
+		"--kafka-brokers", b.bed.Kafka.Brokers()[0], "--kafka-topics", "platform.events", "--allow-networks", "127.0.0.0/8",
+		"--metrics-bind-address", "127.0.0.1:0", "--inbound-bind-address", "127.0.0.1:0", "--vault-addr", b.bed.Vault.Addr(),
+		"--poll-interval", "100ms", "--kafka-session-timeout", "6s", "--kafka-stall-timeout", "10s"}, args...)...)
+}
+
+// run runs the binary with args and env added to this process's; its log
+// is shown when the test fails.
+func (b *replicaBed) run(name string, env []string, args ...string) *exec.Cmd {
 	t := b.t
 	t.Helper()
-	cmd := exec.Command(b.bin, append([]string{"dispatcher", "--database-url", b.bed.DatabaseURL, "--kafka-brokers", b.bed.Kafka.Brokers()[0],
-		"--kafka-topics", "platform.events", "--allow-networks", "127.0.0.0/8", "--metrics-bind-address", "127.0.0.1:0", "--inbound-bind-address", "127.0.0.1:0",
-		"--vault-addr", b.bed.Vault.Addr(), "--poll-interval", "100ms", "--kafka-session-timeout", "6s", "--kafka-stall-timeout", "10s"}, args...)...)
-	cmd.Env = append(os.Environ(), "VAULT_TOKEN="+b.bed.Vault.Token())
+	cmd := exec.Command(b.bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	logPath := filepath.Join(b.logDir, name+".log")
 	logf, _ := os.Create(logPath)
 	t.Cleanup(func() {

@@ -20,11 +20,14 @@ import (
 	"github.com/ss3dev/integration-operator/internal/testbed"
 )
 
-// A real Prometheus (Debian's) scrapes a running dispatcher with the
+// A real Prometheus (Debian's) scrapes the three running components (the
+// manager against a real kube-apiserver, the dispatcher, the credentials
+// API), labelled as the chart's ServiceMonitor labels them, with the
 // chart's alert rules loaded; an endpoint that fails every attempt of a
 // compressed retry schedule dead-letters its deliveries, and the
-// dead-letter alert fires while the component-down alert stays quiet.
-func TestPrometheusScrapesTheDispatcherAndTheDeadLetterAlertFires(t *testing.T) {
+// dead-letter alert fires while the component-down and -absent alerts
+// stay quiet.
+func TestPrometheusScrapesTheComponentsAndTheDeadLetterAlertFires(t *testing.T) {
 	promBin, err := exec.LookPath("prometheus")
 	if err != nil {
 		t.Fatal("prometheus not found: run hack/install-system-deps.sh (Debian's prometheus package)")
@@ -46,6 +49,20 @@ func TestPrometheusScrapesTheDispatcherAndTheDeadLetterAlertFires(t *testing.T) 
 	}
 	metricsAddr := freeAddr(t)
 	b.start("dispatcher", "--metrics-bind-address", metricsAddr, "--retry-schedule", "0s,1s")
+	kube, err := testbed.StartKube()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kube.Close)
+	kubeconfig, err := kube.Kubeconfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	managerMetrics := freeAddr(t)
+	b.run("manager", []string{"KUBECONFIG=" + kubeconfig, "DATABASE_URL=" + b.bed.DatabaseURL, "VAULT_ADDR=" + b.bed.Vault.Addr(),
+		"VAULT_TOKEN=" + b.bed.Vault.Token()}, "manager", "--metrics-bind-address", managerMetrics, "--health-probe-bind-address", freeAddr(t))
+	_, credentialsMetrics, stopCredentials, _ := startCredentialsAPI(t, b.bed.DatabaseURL)
+	t.Cleanup(stopCredentials)
 
 	root, err := testbed.RepoRoot()
 	if err != nil {
@@ -56,8 +73,13 @@ func TestPrometheusScrapesTheDispatcherAndTheDeadLetterAlertFires(t *testing.T) 
 rule_files: [%q]
 scrape_configs:
 - job_name: integration-operator-metrics
-  static_configs: [{targets: [%q]}]
-`, filepath.Join(root, "charts", "integration-operator", "files", "prometheus-rules.yaml"), metricsAddr)
+  static_configs:
+  - {targets: [%q], labels: {endpoint: manager-metrics}}
+  - {targets: [%q], labels: {endpoint: dispatcher-metrics}}
+- job_name: integration-operator-credentials-api
+  static_configs:
+  - {targets: [%q], labels: {endpoint: metrics}}
+`, filepath.Join(root, "charts", "integration-operator", "files", "prometheus-rules.yaml"), managerMetrics, metricsAddr, credentialsMetrics)
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -107,13 +129,21 @@ scrape_configs:
 		_, err := fmt.Sscan(r.Data.Result[0].Value[1].(string), &v)
 		return v, err
 	}
-	testbed.Eventually(t, time.Minute, 200*time.Millisecond, "Prometheus scrapes the dispatcher", func() error {
-		up, err := query(`up{job="integration-operator-metrics"}`)
-		if err == nil && up != 1 {
-			err = fmt.Errorf("up = %v", up)
+	testbed.Eventually(t, time.Minute, 200*time.Millisecond, "Prometheus scrapes every component", func() error {
+		up, err := query(`sum(up{job=~"integration-operator-.*"})`)
+		if err == nil && up != 3 {
+			err = fmt.Errorf("%v of 3 targets up", up)
 		}
 		return err
 	})
+	// Each target is the component it is labelled as: its own metrics.
+	for endpoint, metric := range map[string]string{"manager-metrics": "integration_operator_status_pass_seconds_count",
+		"dispatcher-metrics": "dispatcher_batch_retries_total", "metrics": "credentials_change_feed_up"} {
+		testbed.Eventually(t, 30*time.Second, 200*time.Millisecond, endpoint+" serves "+metric, func() error {
+			_, err := query(`count(` + metric + `{endpoint="` + endpoint + `"}) > 0`)
+			return err
+		})
+	}
 
 	b.produce(0, 3)
 	alerts := func() (map[string]string, error) {

@@ -36,6 +36,8 @@ type NewConnectorDelivery struct {
 	EntityKey string
 	// EventTime is the event's time, the partition key (see PartitionTime).
 	EventTime time.Time
+	// Trace is the context its calls continue (empty: tracing off).
+	Trace TraceContext
 }
 
 // InsertConnectorDeliveries queues events for connectors in one statement,
@@ -49,10 +51,12 @@ func (s *Store) InsertConnectorDeliveries(ctx context.Context, ds []NewConnector
 	ids, configs, events := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
 	stores, types, entities := make([]string, n), make([]string, n), make([]*string, n)
 	times, digests := make([]time.Time, n), make([][]byte, n)
+	parents, states := make([]*string, n), make([]*string, n)
 	set := payloadSet{}
 	for i, d := range ds {
 		ids[i], configs[i], events[i], stores[i], types[i] = d.ID, d.ConfigID, d.EventID, text(d.StoreID), text(d.EventType)
 		entities[i], times[i] = textPtr(d.EntityKey), PartitionTime(d.EventTime)
+		parents[i], states[i] = textPtr(d.Trace.Parent), textPtr(d.Trace.State)
 		digests[i] = set.add(d.Payload, times[i])
 	}
 	docs := set.rows()
@@ -61,13 +65,14 @@ func (s *Store) InsertConnectorDeliveries(ctx context.Context, ds []NewConnector
 		_, err := s.pool.Exec(ctx, `
 			WITH `+insertPayloadsSQL(10, "$9")+`
 			INSERT INTO connector_deliveries (delivery_id, config_id, event_id, store_id, event_type, event_time, payload_digest,
-				status, next_retry_at, entity_key)
-			SELECT d.id, d.config, d.event, d.store, d.type, d.at, d.digest, 'PENDING', now(), d.entity
-			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[], $8::text[])
-				WITH ORDINALITY AS d(id, config, event, store, type, at, digest, entity, n)
+				status, next_retry_at, entity_key, trace_parent, trace_state)
+			SELECT d.id, d.config, d.event, d.store, d.type, d.at, d.digest, 'PENDING', now(), d.entity, d.parent, d.state
+			FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::bytea[], $8::text[],
+				$14::text[], $15::text[])
+				WITH ORDINALITY AS d(id, config, event, store, type, at, digest, entity, parent, state, n)
 			ORDER BY d.n
 			ON CONFLICT (config_id, event_id, event_time) DO NOTHING`, ids, configs, events, stores, types, times, digests, entities, careful,
-			docs.digests, docs.times, docs.raw, docs.copies)
+			docs.digests, docs.times, docs.raw, docs.copies, parents, states)
 		return err
 	})
 	if err != nil {
@@ -94,6 +99,8 @@ type ConnectorDelivery struct {
 	// Seq is the order of arrival; ClaimToken fences the outcome.
 	Seq        int64
 	ClaimToken uuid.UUID
+	// Trace is the trace context its calls continue, as persisted.
+	Trace TraceContext
 }
 
 // ClaimConnectorDeliveries claims up to limit due deliveries of active
@@ -120,7 +127,8 @@ func (s *Store) ClaimConnectorDeliveries(ctx context.Context, limit int, lease t
 		FROM due, connector_configs c
 		WHERE d.delivery_id = due.delivery_id AND d.event_time = due.event_time AND c.config_id = d.config_id
 		RETURNING d.delivery_id, d.event_time, d.config_id, d.event_id, d.store_id, d.event_type, `+rawPayloadSQL("d")+`, d.created_at,
-			d.attempt_number, c.connector_type, c.settings::text, c.is_active, d.seq`, limit, claim.Lease.Milliseconds(), claim.Token)
+			d.attempt_number, c.connector_type, c.settings::text, c.is_active, d.seq,
+			COALESCE(d.trace_parent, ''), COALESCE(d.trace_state, '')`, limit, claim.Lease.Milliseconds(), claim.Token)
 	if err != nil {
 		return nil, fmt.Errorf("claim connector deliveries: %w", err)
 	}
@@ -128,7 +136,7 @@ func (s *Store) ClaimConnectorDeliveries(ctx context.Context, limit int, lease t
 		var d ConnectorDelivery
 		var settings string
 		err := row.Scan(&d.ID, &d.EventTime, &d.ConfigID, &d.EventID, &d.StoreID, &d.EventType, &d.Payload, &d.CreatedAt, &d.Attempts,
-			&d.ConnectorType, &settings, &d.ConfigActive, &d.Seq)
+			&d.ConnectorType, &settings, &d.ConfigActive, &d.Seq, &d.Trace.Parent, &d.Trace.State)
 		d.Settings, d.ClaimToken = json.RawMessage(settings), claim.Token
 		return d, err
 	})

@@ -29,6 +29,13 @@ type NewDelivery struct {
 	Payload        []byte
 	// EventTime is the event's time, the partition key (see PartitionTime).
 	EventTime time.Time
+	// Trace is the context its attempts continue (empty: tracing off).
+	Trace TraceContext
+}
+
+// TraceContext is a W3C trace context as its headers carry it.
+type TraceContext struct {
+	Parent, State string
 }
 
 // Delivery is a claimed delivery with what an attempt needs of its subscription.
@@ -46,6 +53,8 @@ type Delivery struct {
 	Attempts int
 	// ClaimToken fences what is recorded of this claim (see Claim).
 	ClaimToken uuid.UUID
+	// Trace is the trace context its attempts continue, as persisted.
+	Trace TraceContext
 
 	TargetURL          string
 	Timeout            time.Duration
@@ -105,10 +114,11 @@ func (s *Store) InsertDeliveries(ctx context.Context, ds []NewDelivery, claim Cl
 	ids, subs, events := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
 	stores, types := make([]string, n), make([]string, n)
 	times, digests := make([]time.Time, n), make([][]byte, n)
+	parents, states := make([]*string, n), make([]*string, n)
 	set := payloadSet{}
 	for i, d := range ds {
 		ids[i], subs[i], events[i], stores[i], types[i] = d.ID, d.SubscriptionID, d.EventID, text(d.StoreID), text(d.EventType)
-		times[i] = PartitionTime(d.EventTime)
+		times[i], parents[i], states[i] = PartitionTime(d.EventTime), textPtr(d.Trace.Parent), textPtr(d.Trace.State)
 		digests[i] = set.add(d.Payload, times[i])
 	}
 	docs := set.rows()
@@ -117,15 +127,15 @@ func (s *Store) InsertDeliveries(ctx context.Context, ds []NewDelivery, claim Cl
 		rows, err := s.pool.Query(ctx, `
 			WITH `+insertPayloadsSQL(10, "$9")+`
 			INSERT INTO webhook_deliveries (delivery_id, subscription_id, store_id, event_type, event_id, event_time, payload_digest,
-				status, attempt_number, next_retry_at, claimed_until, claim_token)
+				status, attempt_number, next_retry_at, claimed_until, claim_token, trace_parent, trace_state)
 			SELECT d.id, d.sub, d.store, d.type, d.event, d.at, d.digest,
-				'PENDING', 0, now(), now() + $1 * interval '1 millisecond', $2
-			FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::timestamptz[], $14::bytea[])
-				AS d(id, sub, store, type, event, at, digest)
+				'PENDING', 0, now(), now() + $1 * interval '1 millisecond', $2, d.parent, d.state
+			FROM unnest($3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::uuid[], $8::timestamptz[], $14::bytea[], $15::text[], $16::text[])
+				AS d(id, sub, store, type, event, at, digest, parent, state)
 			ON CONFLICT (subscription_id, event_id, event_time) DO NOTHING
 			RETURNING delivery_id`,
 			claim.Lease.Milliseconds(), claim.Token, ids, subs, stores, types, events, times, careful,
-			docs.digests, docs.times, docs.raw, docs.copies, digests)
+			docs.digests, docs.times, docs.raw, docs.copies, digests, parents, states)
 		if err != nil {
 			return err
 		}
@@ -158,7 +168,8 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 		WHERE d.delivery_id = due.delivery_id AND d.event_time = due.event_time AND s.subscription_id = d.subscription_id
 		RETURNING d.delivery_id, d.event_time, d.subscription_id, d.event_id, d.store_id, d.event_type, `+rawPayloadSQL("d")+`,
 			d.attempt_number, s.target_url, s.delivery_timeout_ms, s.signature_scheme, s.is_active,
-			s.max_concurrency, COALESCE(s.rate_limit_per_second, 0), COALESCE(s.rate_limit_burst, 0)`,
+			s.max_concurrency, COALESCE(s.rate_limit_per_second, 0), COALESCE(s.rate_limit_burst, 0),
+			COALESCE(d.trace_parent, ''), COALESCE(d.trace_state, '')`,
 		limit, claim.Lease.Milliseconds(), claim.Token)
 	if err != nil {
 		return nil, fmt.Errorf("claim due deliveries: %w", err)
@@ -170,7 +181,7 @@ func (s *Store) ClaimDue(ctx context.Context, limit int, lease time.Duration) ([
 		var timeoutMS int64
 		if err := rows.Scan(&d.ID, &d.EventTime, &d.SubscriptionID, &d.EventID, &d.StoreID, &d.EventType, &d.Payload,
 			&d.Attempts, &d.TargetURL, &timeoutMS, &d.SignatureScheme, &d.SubscriptionActive,
-			&d.MaxConcurrency, &d.RateLimit, &d.RateBurst); err != nil {
+			&d.MaxConcurrency, &d.RateLimit, &d.RateBurst, &d.Trace.Parent, &d.Trace.State); err != nil {
 			return nil, fmt.Errorf("claim due deliveries: %w", err)
 		}
 		d.Timeout = time.Duration(timeoutMS) * time.Millisecond
