@@ -29,6 +29,10 @@ case "$tool" in
   *) echo "unknown tool: $tool" >&2; exit 2 ;;
 esac
 moddir="${moddir:-$tool}"
+# otelcol is our own source, not only a version: a change to it is a new build.
+if [[ "$tool" == otelcol ]]; then
+  version="$version-$(cat "$here/tools/otelcol/go.mod" "$here/tools/otelcol/main.go" | sha256sum | cut -c1-12)"
+fi
 
 out="$cache/bin/$tool-$version/$tool"
 mkdir -p "$(dirname "$out")"

@@ -10,13 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/ss3dev/integration-operator/internal/signing"
-	"github.com/ss3dev/integration-operator/internal/store"
+	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
 	"github.com/ss3dev/integration-operator/internal/testbed"
 )
 
@@ -37,16 +38,6 @@ func TestPrometheusScrapesTheComponentsAndTheDeadLetterAlertFires(t *testing.T) 
 		w.WriteHeader(http.StatusInternalServerError)
 	}))
 	t.Cleanup(failing.Close)
-	ctx := context.Background()
-	secret, _ := signing.GenerateSecret()
-	subID := uuid.New()
-	if _, err := b.vc.Put(ctx, "webhook/"+subID.String()+"/secret", map[string]string{"secret": secret}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.st.UpsertSubscription(ctx, store.Subscription{ID: subID, StoreID: "store-a", Name: "always-failing",
-		TargetURL: failing.URL, Events: []string{"order.*"}, IsActive: true, DeliveryTimeout: 5 * time.Second}); err != nil {
-		t.Fatal(err)
-	}
 	metricsAddr := freeAddr(t)
 	b.start("dispatcher", "--metrics-bind-address", metricsAddr, "--retry-schedule", "0s,1s")
 	kube, err := testbed.StartKube()
@@ -60,9 +51,27 @@ func TestPrometheusScrapesTheComponentsAndTheDeadLetterAlertFires(t *testing.T) 
 	}
 	managerMetrics := freeAddr(t)
 	b.run("manager", []string{"KUBECONFIG=" + kubeconfig, "DATABASE_URL=" + b.bed.DatabaseURL, "VAULT_ADDR=" + b.bed.Vault.Addr(),
-		"VAULT_TOKEN=" + b.bed.Vault.Token()}, "manager", "--metrics-bind-address", managerMetrics, "--health-probe-bind-address", freeAddr(t))
+		"VAULT_TOKEN=" + b.bed.Vault.Token()}, "manager", "--metrics-bind-address", managerMetrics, "--health-probe-bind-address", freeAddr(t),
+		"--delivery-status-interval", "1s")
 	_, credentialsMetrics, stopCredentials, _ := startCredentialsAPI(t, b.bed.DatabaseURL)
 	t.Cleanup(stopCredentials)
+
+	// The subscription is made as a user makes it: the manager writes its
+	// row and signing secret (and would sweep a row with no object).
+	ctx := context.Background()
+	sub := &integrationsv1.WebhookSubscription{ObjectMeta: metav1.ObjectMeta{Name: "always-failing", Namespace: "default"},
+		Spec: integrationsv1.WebhookSubscriptionSpec{StoreID: "store-a", DisplayName: "Always failing", TargetURL: failing.URL,
+			AllowInsecureHTTP: true, Events: []integrationsv1.EventType{"order.*"}}}
+	if err := kube.Client.Create(ctx, sub); err != nil {
+		t.Fatal(err)
+	}
+	testbed.Eventually(t, time.Minute, 200*time.Millisecond, "the manager stores the subscription", func() error {
+		ids, err := b.st.ActiveSubscriptionIDsUpdatedBefore(ctx, time.Now())
+		if err == nil && !slices.Contains(ids, uuid.MustParse(string(sub.UID))) {
+			err = fmt.Errorf("active subscriptions %v, not %s", ids, sub.UID)
+		}
+		return err
+	})
 
 	root, err := testbed.RepoRoot()
 	if err != nil {
