@@ -119,6 +119,7 @@ func (r *ApiCredentialReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if expired.Status == metav1.ConditionTrue {
 		setCondition(&cred.Status.Conditions, cred.Generation, falseCondition(integrationsv1.ConditionReady, ReasonExpired, expired.Message))
 	}
+	setStalled(&cred.Status.Conditions, cred.Generation, readyFrom...)
 	cred.Status.ObservedGeneration = cred.Generation
 	if perr := patchStatusIfChanged(ctx, r.Client, original, &cred, original.Status, cred.Status); perr != nil {
 		if err == nil {

@@ -22,6 +22,44 @@ const (
 	ReasonNotReady            = "NotReady"
 )
 
+// stalledReasons are failures no retry heals: until the spec, or a Secret
+// or endpoint it names, changes, the resource will not become Ready.
+var stalledReasons = map[string]bool{
+	ReasonSecretRefNotFound:              true,
+	ReasonSecretRefKeyMissing:            true,
+	ReasonSecretRefInvalid:               true,
+	ReasonSecretNameConflict:             true,
+	ReasonCredentialsInTargetURL:         true,
+	ReasonEndpointGone:                   true,
+	ReasonDestinationCredentialsRejected: true,
+	ReasonSettingsRejected:               true,
+	ReasonUnknownConnectorType:           true,
+	ReasonCredentialsNotFound:            true,
+	ReasonCredentialsKeyMissing:          true,
+	ReasonExpired:                        true,
+}
+
+// setStalled keeps the kstatus Stalled condition: True, with the reason and
+// message of the first of Ready and the given types that is False for a
+// stalled reason, when there is one (Ready is then held False with it);
+// removed otherwise. Call it after Ready is summarised.
+func setStalled(conditions *[]metav1.Condition, generation int64, types ...string) {
+	for _, t := range append([]string{integrationsv1.ConditionReady}, types...) {
+		c := meta.FindStatusCondition(*conditions, t)
+		if c == nil || c.Status != metav1.ConditionFalse || !stalledReasons[c.Reason] {
+			continue
+		}
+		stalled := *c
+		if t != integrationsv1.ConditionReady {
+			setCondition(conditions, generation, falseCondition(integrationsv1.ConditionReady, stalled.Reason, stalled.Message))
+		}
+		setCondition(conditions, generation, metav1.Condition{Type: integrationsv1.ConditionStalled, Status: metav1.ConditionTrue,
+			Reason: stalled.Reason, Message: stalled.Message})
+		return
+	}
+	meta.RemoveStatusCondition(conditions, integrationsv1.ConditionStalled)
+}
+
 // setCondition records c at generation; lastTransitionTime moves only when
 // the status flips (meta.SetStatusCondition keeps it otherwise).
 func setCondition(conditions *[]metav1.Condition, generation int64, c metav1.Condition) {

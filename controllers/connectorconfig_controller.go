@@ -90,6 +90,7 @@ func (r *ConnectorConfigReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 		msg := fmt.Sprintf("this operator has no adapter for connector type %q; it knows %s",
 			cc.Spec.ConnectorType, strings.Join(registry.Types(), ", "))
 		setCondition(&cc.Status.Conditions, cc.Generation, falseCondition(integrationsv1.ConditionReady, ReasonUnknownConnectorType, msg))
+		setStalled(&cc.Status.Conditions, cc.Generation)
 		cc.Status.ObservedGeneration = cc.Generation
 		if err := patchStatusIfChanged(ctx, r.Client, original, &cc, original.Status, cc.Status); err != nil {
 			return conflictRetry(err)
@@ -115,6 +116,7 @@ func (r *ConnectorConfigReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 			})
 	}
 	setReady(&cc.Status.Conditions, cc.Generation, ConditionDatabaseSynced, ConditionCredentialsSynced)
+	setStalled(&cc.Status.Conditions, cc.Generation, ConditionDatabaseSynced, ConditionCredentialsSynced)
 	cc.Status.ObservedGeneration = cc.Generation
 	if err := patchStatusIfChanged(ctx, r.Client, original, &cc, original.Status, cc.Status); err != nil {
 		return conflictRetry(err)

@@ -239,14 +239,15 @@ func TestPaymentConnectorAndSyncStatus(t *testing.T) {
 		return nil
 	})
 
-	// The re-queued event shows as pending; then, nothing having changed, the next report writes nothing.
+	// The re-queued event shows as pending and no longer dead (the total keeps
+	// it); then, nothing having changed, the next report writes nothing.
 	if err := reporter.ReportConnectors(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.client.Get(ctx, client.ObjectKeyFromObject(cc), cc); err != nil {
 		t.Fatal(err)
 	}
-	if o := cc.Status.Outbound; o == nil || o.Pending != 1 || o.DeadLettered != 1 {
+	if o := cc.Status.Outbound; o == nil || o.Pending != 1 || o.DeadLettered != 0 || o.DeadLetteredTotal != 1 {
 		t.Errorf("status.outbound: %+v", o)
 	}
 	rv := cc.ResourceVersion

@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -75,44 +76,52 @@ func (r *StatusReporter) connectorWrites(ctx context.Context) ([]statusWrite, er
 			patch: func(ctx context.Context) error {
 				return patchStatusIfChanged(ctx, r.Client, original, cc, original.Status, cc.Status)
 			},
-			after: func() { r.announce(cc, original.Status, h) }})
+			after: func() { r.announce(cc, original.Status, synced, h) }})
 	}
 	r.budget.forget("ConnectorConfig", listed)
 	return writes, nil
 }
 
 // connectorHealthMoved: a condition, the newest sync's outcome, or new
-// rejections or dead letters, which raise Events; not only counters.
+// rejections or dead letters (or dead letters re-triggered), which raise
+// Events; not only counters.
 func connectorHealthMoved(before, after *integrationsv1.ConnectorConfigStatus) bool {
 	if conditionsMoved(before.Conditions, after.Conditions) {
 		return true
 	}
-	var rejected, dead [2]int64
+	var rejected, dead, deadTotal [2]int64
 	var sync [2]string
 	for i, st := range []*integrationsv1.ConnectorConfigStatus{before, after} {
 		if st.Inbound != nil {
 			rejected[i] = st.Inbound.Rejected
 		}
 		if st.Outbound != nil {
-			dead[i] = st.Outbound.DeadLettered
+			dead[i], deadTotal[i] = st.Outbound.DeadLettered, st.Outbound.DeadLetteredTotal
 		}
 		if st.LastSync != nil {
 			sync[i] = st.LastSync.Status
 		}
 	}
-	return rejected[0] != rejected[1] || dead[0] != dead[1] || sync[0] != sync[1]
+	return rejected[0] != rejected[1] || dead[0] != dead[1] || deadTotal[0] != deadTotal[1] || sync[0] != sync[1]
 }
 
-func (r *StatusReporter) announce(cc *integrationsv1.ConnectorConfig, before integrationsv1.ConnectorConfigStatus, h store.ConnectorHealth) {
+// syncFailing are the Synced reasons of a connector whose syncs fail.
+var syncFailing = map[string]bool{ReasonSyncFailed: true, ReasonSyncPartial: true}
+
+func (r *StatusReporter) announce(cc *integrationsv1.ConnectorConfig, before integrationsv1.ConnectorConfigStatus, synced metav1.Condition,
+	h store.ConnectorHealth) {
 	if r.Recorder == nil {
 		return
 	}
+	r.announceHealth(cc, meta.FindStatusCondition(before.Conditions, ConditionSynced), synced, syncFailing,
+		"SyncFailing", "syncs started failing", "SyncRecovered", "syncs succeed again")
 	var rejectedBefore, deadBefore int64
 	if before.Inbound != nil {
 		rejectedBefore = before.Inbound.Rejected
 	}
-	if before.Outbound != nil {
-		deadBefore = before.Outbound.DeadLettered
+	if o := before.Outbound; o != nil {
+		// A status written before deadLetteredTotal existed kept the total in deadLettered.
+		deadBefore = max(o.DeadLetteredTotal, o.DeadLettered)
 	}
 	if n := h.InboundRejected - rejectedBefore; n > 0 {
 		r.Recorder.Eventf(cc, nil, corev1.EventTypeWarning, "WebhooksRejected", "Verify",
@@ -136,7 +145,7 @@ func applyHealth(st *integrationsv1.ConnectorConfigStatus, h store.ConnectorHeal
 	}
 	if h.Pending+h.Delivered+h.FailedAttempts+h.DeadLettered > 0 {
 		st.Outbound = &integrationsv1.ConnectorOutboundStatus{Pending: h.Pending, Delivered: h.Delivered, Failed: h.FailedAttempts,
-			DeadLettered: h.DeadLettered}
+			DeadLettered: h.DeadLetteredNow, DeadLetteredTotal: h.DeadLettered}
 	}
 	if h.InboundAccepted+h.InboundDuplicates+h.InboundRejected > 0 {
 		in := &integrationsv1.ConnectorInboundStatus{Accepted: h.InboundAccepted, Duplicates: h.InboundDuplicates,

@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -92,18 +93,15 @@ func (r *WebhookSubscriptionReconciler) Reconcile(ctx context.Context, req ctrl.
 	secretCond, expiresAt, secretErr := r.syncSigningSecret(ctx, &sub, id)
 	setCondition(&sub.Status.Conditions, sub.Generation, secretCond)
 	destCond, destErr := r.syncDestination(ctx, &sub, id)
-	readyFrom := []string{ConditionSigningSecretSynced, ConditionDatabaseSynced}
 	if destCond != nil {
 		setCondition(&sub.Status.Conditions, sub.Generation, *destCond)
-		readyFrom = append(readyFrom, ConditionDestinationCredentialsSynced)
 	}
 	dbCond, dbErr := r.syncRow(ctx, &sub, id)
 	setCondition(&sub.Status.Conditions, sub.Generation, dbCond)
 	if dbErr == nil {
 		dbErr = r.retrigger(ctx, &sub, id)
 	}
-	setReady(&sub.Status.Conditions, sub.Generation, readyFrom...)
-	markCredentialsInURL(&sub)
+	subscriptionReadiness(&sub, sub.Generation)
 	sub.Status.ObservedGeneration = sub.Generation
 
 	if err := r.patchStatus(ctx, original, &sub); err != nil {
@@ -435,6 +433,20 @@ func (r *WebhookSubscriptionReconciler) subscriptionsImporting(ctx context.Conte
 	return reqs
 }
 
+// subscriptionReadiness summarises a subscription's conditions into Ready
+// and Stalled. The reconciler and the status reporter both call it, so that
+// neither undoes the other: a Healthy that no retry heals (410 Gone,
+// rejected credentials) stalls the subscription too.
+func subscriptionReadiness(sub *integrationsv1.WebhookSubscription, generation int64) {
+	readyFrom := []string{ConditionSigningSecretSynced, ConditionDatabaseSynced}
+	if meta.FindStatusCondition(sub.Status.Conditions, ConditionDestinationCredentialsSynced) != nil {
+		readyFrom = append(readyFrom, ConditionDestinationCredentialsSynced)
+	}
+	setReady(&sub.Status.Conditions, generation, readyFrom...)
+	markCredentialsInURL(sub, generation)
+	setStalled(&sub.Status.Conditions, generation, append(readyFrom, ConditionHealthy)...)
+}
+
 // ReasonCredentialsInTargetURL marks a subscription stored before the CRD
 // refused user info in targetURL.
 const ReasonCredentialsInTargetURL = "CredentialsInTargetURL"
@@ -443,7 +455,7 @@ const ReasonCredentialsInTargetURL = "CredentialsInTargetURL"
 // info, and marks a subscription whose targetURL has some not Ready. Its
 // deliveries go on (the receiver may rely on that basic auth) until the
 // spec is fixed; the CRD refuses such URLs for new objects and changes.
-func markCredentialsInURL(sub *integrationsv1.WebhookSubscription) {
+func markCredentialsInURL(sub *integrationsv1.WebhookSubscription, generation int64) {
 	if sub.Spec.Kind() != integrationsv1.DestinationWebhook {
 		// A queue's display form never holds credentials (they are in a Secret).
 		_, sub.Status.TargetURL = storedDestination(&sub.Spec)
@@ -460,7 +472,7 @@ func markCredentialsInURL(sub *integrationsv1.WebhookSubscription) {
 	}
 	u.User = nil
 	sub.Status.TargetURL = u.String()
-	setCondition(&sub.Status.Conditions, sub.Generation, falseCondition(integrationsv1.ConditionReady, ReasonCredentialsInTargetURL,
+	setCondition(&sub.Status.Conditions, generation, falseCondition(integrationsv1.ConditionReady, ReasonCredentialsInTargetURL,
 		"targetURL contains credentials (user info), which anyone who can read this subscription sees; deliveries go on, "+
 			"but remove them from targetURL and have the receiver verify the signature header (X-SS3-Signature, "+
 			"or webhook-signature with signatureScheme: StandardWebhooks) instead"))

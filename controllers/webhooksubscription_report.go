@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	integrationsv1 "github.com/ss3dev/integration-operator/api/v1"
+	"github.com/ss3dev/integration-operator/internal/connectors"
 	"github.com/ss3dev/integration-operator/internal/destinations"
 	"github.com/ss3dev/integration-operator/internal/store"
 )
@@ -157,6 +158,11 @@ func (r *StatusReporter) deliveryWrites(ctx context.Context) ([]statusWrite, err
 		}
 		setCondition(&sub.Status.Conditions, sub.Generation, healthy)
 		missing := r.secretMissing(sub, st)
+		if sub.Status.ObservedGeneration > 0 {
+			// At the generation the reconciler last saw: the reporter does
+			// not read the spec's Secrets, only holds Ready to what Healthy says.
+			subscriptionReadiness(sub, sub.Status.ObservedGeneration)
+		}
 		if equality.Semantic.DeepEqual(original.Status, sub.Status) {
 			continue
 		}
@@ -165,7 +171,7 @@ func (r *StatusReporter) deliveryWrites(ctx context.Context) ([]statusWrite, err
 			patch: func(ctx context.Context) error {
 				return patchStatusIfChanged(ctx, r.Client, original, sub, original.Status, sub.Status)
 			},
-			after: func() { r.announceDelivery(sub, original, st, missing) }})
+			after: func() { r.announceDelivery(sub, original, healthy, st, missing) }})
 	}
 	r.budget.forget("WebhookSubscription", listed)
 	return writes, nil
@@ -183,17 +189,31 @@ func deliveryHealthMoved(before, after *integrationsv1.WebhookSubscriptionStatus
 	if after.Delivery != nil {
 		is = *after.Delivery
 	}
-	return was.CircuitState != is.CircuitState || was.DeadLettered != is.DeadLettered
+	return was.CircuitState != is.CircuitState || was.DeadLettered != is.DeadLettered || was.DeadLetteredTotal != is.DeadLetteredTotal
 }
 
-// announceDelivery raises the Events of a written transition.
-func (r *StatusReporter) announceDelivery(sub, original *integrationsv1.WebhookSubscription, st store.SubscriptionStats, missing bool) {
+// deliveriesFailing are the Healthy reasons of deliveries that fail or
+// wait on their destination.
+var deliveriesFailing = map[string]bool{
+	ReasonDeliveriesFailing: true, ReasonEndpointGone: true, ReasonDestinationCredentialsRejected: true,
+	ReasonDestinationUnreachable: true, ReasonDestinationCredentialsMissing: true,
+}
+
+// announceDelivery raises the Events of a written transition: deliveries
+// starting to fail or recovering (once each, at the first failed attempt
+// rather than at the first dead letter hours later), new dead letters, a
+// signing secret to restore.
+func (r *StatusReporter) announceDelivery(sub, original *integrationsv1.WebhookSubscription, healthy metav1.Condition,
+	st store.SubscriptionStats, missing bool) {
 	if missing {
 		r.restoreSecret(sub)
 	}
+	r.announceHealth(sub, meta.FindStatusCondition(original.Status.Conditions, ConditionHealthy), healthy, deliveriesFailing,
+		"DeliveriesFailing", "deliveries started failing", "DeliveriesRecovered", "deliveries succeed again")
 	before := int64(0)
-	if original.Status.Delivery != nil {
-		before = original.Status.Delivery.DeadLettered
+	if d := original.Status.Delivery; d != nil {
+		// A status written before deadLetteredTotal existed kept the total in deadLettered.
+		before = max(d.DeadLetteredTotal, d.DeadLettered)
 	}
 	if n := st.DeadLettered - before; n > 0 && r.Recorder != nil {
 		r.Recorder.Eventf(sub, nil, corev1.EventTypeWarning, "DeliveriesDeadLettered", "DeadLetter",
@@ -233,8 +253,30 @@ func (r *StatusReporter) secretMissing(sub *integrationsv1.WebhookSubscription, 
 	setCondition(&sub.Status.Conditions, sub.Generation, metav1.Condition{Type: ConditionSigningSecretSynced, Status: metav1.ConditionFalse,
 		Reason: ReasonSecretMissingFromVault, Message: fmt.Sprintf("the dispatcher has found no signing secret in Vault since %s; "+
 			"deliveries wait (no attempt spent) while the manager puts it back", st.SecretMissingSince.UTC().Format(time.RFC3339))})
-	setReady(&sub.Status.Conditions, sub.Generation, ConditionSigningSecretSynced, ConditionDatabaseSynced)
 	return true
+}
+
+// maxNote keeps an Event's note within the API's 1 kB: an error's text
+// can be longer.
+const maxNote = 900
+
+// announceHealth raises an Event when a health condition (Healthy,
+// Synced) turns False for one of the failing reasons, and another when it
+// turns True again after one. A write happens once per transition, so
+// these do; the condition's message says the why (it holds no secret).
+func (r *StatusReporter) announceHealth(obj client.Object, before *metav1.Condition, after metav1.Condition, failing map[string]bool,
+	failReason, failNote, okReason, okNote string) {
+	if r.Recorder == nil {
+		return
+	}
+	was := before != nil && before.Status == metav1.ConditionFalse && failing[before.Reason]
+	is := after.Status == metav1.ConditionFalse && failing[after.Reason]
+	switch {
+	case is && !was:
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, failReason, "Observe", "%s: %s", failNote, connectors.Clip(after.Message, maxNote))
+	case was && after.Status == metav1.ConditionTrue:
+		r.Recorder.Eventf(obj, nil, corev1.EventTypeNormal, okReason, "Observe", "%s: %s", okNote, connectors.Clip(after.Message, maxNote))
+	}
 }
 
 // restoreSecret says so with an Event and wakes the reconciler.
@@ -282,7 +324,7 @@ func isStalled(conditions []metav1.Condition) bool {
 }
 
 func deliveryStatus(st store.SubscriptionStats) *integrationsv1.DeliveryStatus {
-	d := &integrationsv1.DeliveryStatus{Delivered: st.Delivered, Failed: st.FailedAttempts, DeadLettered: st.DeadLettered,
+	d := &integrationsv1.DeliveryStatus{Delivered: st.Delivered, Failed: st.FailedAttempts, DeadLettered: st.DeadLetteredNow, DeadLetteredTotal: st.DeadLettered,
 		Pending: st.Pending, ConsecutiveFailures: st.ConsecutiveFailures, LastError: st.LastError,
 		LastDeadLetterReason: st.LastDeadLetterReason, CircuitState: st.CircuitState}
 	if st.LastAttemptAt != nil {

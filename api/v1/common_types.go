@@ -24,6 +24,11 @@ const (
 	// ConditionReady is True when everything the resource declares exists
 	// outside the cluster and matches the spec.
 	ConditionReady = "Ready"
+	// ConditionStalled (kstatus) is True, with Ready False, while the
+	// resource cannot become Ready without a change to its spec or to what
+	// it references (a missing Secret, rejected settings); it is absent
+	// otherwise. Flux and Argo CD report such a resource as failed at once.
+	ConditionStalled = "Stalled"
 )
 
 // SecretKeyReference points at one key of a Secret in the resource's own namespace.

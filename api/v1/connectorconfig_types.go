@@ -163,8 +163,13 @@ type ConnectorOutboundStatus struct {
 	Delivered int64 `json:"delivered"`
 	// failed counts failed attempts that will be retried.
 	Failed int64 `json:"failed"`
-	// deadLettered events were given up on.
+	// deadLettered counts events dead-lettered now (given up on): a
+	// re-trigger that re-queues them lowers it, as does retention removing
+	// them.
 	DeadLettered int64 `json:"deadLettered"`
+	// deadLetteredTotal counts every event ever given up on; it only grows.
+	// +optional
+	DeadLetteredTotal int64 `json:"deadLetteredTotal,omitempty"`
 }
 
 // ConnectorInboundStatus counts provider webhooks.
@@ -196,6 +201,7 @@ type ConnectorInboundStatus struct {
 // +kubebuilder:printcolumn:name="Last Sync",type=string,JSONPath=`.status.lastSync.status`
 // +kubebuilder:printcolumn:name="Synced",type=date,JSONPath=`.status.lastSync.time`
 // +kubebuilder:printcolumn:name="Pending",type=integer,JSONPath=`.status.outbound.pending`,priority=1
+// +kubebuilder:printcolumn:name="Dead",type=integer,JSONPath=`.status.outbound.deadLettered`,priority=1
 // +kubebuilder:printcolumn:name="Rejected",type=integer,JSONPath=`.status.inbound.rejected`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ConnectorConfig struct {

@@ -191,8 +191,14 @@ type DeliveryStatus struct {
 	Delivered int64 `json:"delivered"`
 	// failed counts failed attempts (each retry counts).
 	Failed int64 `json:"failed"`
-	// deadLettered counts deliveries given up after the last retry.
+	// deadLettered counts deliveries dead-lettered now (given up after the
+	// last retry): a re-trigger that re-queues them lowers it, as does
+	// retention removing them. The Dead column shows it.
 	DeadLettered int64 `json:"deadLettered"`
+	// deadLetteredTotal counts every delivery ever dead-lettered, re-triggered
+	// or not; it only grows.
+	// +optional
+	DeadLetteredTotal int64 `json:"deadLetteredTotal,omitempty"`
 	// pending counts deliveries still to be made or retried.
 	Pending int64 `json:"pending"`
 	// consecutiveFailures counts failed attempts since the last success.

@@ -254,10 +254,10 @@ const maxEcho = 100
 
 // QuoteSetting quotes a setting's value for a SettingsError, cut to a
 // bounded length.
-func QuoteSetting(value string) string { return strconv.Quote(clip(value, maxEcho)) }
+func QuoteSetting(value string) string { return strconv.Quote(Clip(value, maxEcho)) }
 
-// clip cuts s to at most n bytes, on a character boundary, marking the cut.
-func clip(s string, n int) string {
+// Clip cuts s to at most n bytes, on a character boundary, marking the cut.
+func Clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

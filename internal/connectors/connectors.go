@@ -140,7 +140,7 @@ type SettingsError struct{ Setting, Problem string }
 
 // Error cuts Setting short: for an unknown key it is whatever the user wrote.
 func (e *SettingsError) Error() string {
-	return fmt.Sprintf("settings.%s: %s", clip(e.Setting, maxEcho), e.Problem)
+	return fmt.Sprintf("settings.%s: %s", Clip(e.Setting, maxEcho), e.Problem)
 }
 
 // Rejection is an inbound webhook that failed verification; Reason is safe

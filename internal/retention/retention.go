@@ -46,6 +46,10 @@ type Table struct {
 	// DEFAULT partition, a row is kept while a row of those tables refers
 	// to it (same payload_digest and key).
 	While []string
+	// Forget, when set, is an UPDATE run in the same transaction as the
+	// drop or delete of rows, with %[1]s naming a relation of those rows:
+	// it takes them off the counts kept of them elsewhere.
+	Forget string
 }
 
 // Retentions are the periods set per table.
@@ -65,8 +69,10 @@ var DefaultRetentions = Retentions{
 func (r Retentions) Tables() []Table {
 	open := `status IN ('PENDING', 'FAILED')`
 	return []Table{
-		{Name: "webhook_deliveries", Key: "event_time", Retention: r.Deliveries, Unfinished: open},
-		{Name: "connector_deliveries", Key: "event_time", Retention: r.ConnectorDeliveries, Unfinished: open},
+		{Name: "webhook_deliveries", Key: "event_time", Retention: r.Deliveries, Unfinished: open,
+			Forget: forgetDeadLetters("webhook_subscription_stats", "subscription_id", "dead_lettered_now")},
+		{Name: "connector_deliveries", Key: "event_time", Retention: r.ConnectorDeliveries, Unfinished: open,
+			Forget: forgetDeadLetters("connector_stats", "config_id", "outbound_dead_lettered_now")},
 		{Name: "event_payloads", Key: "event_time", Retention: max(r.Deliveries, r.ConnectorDeliveries),
 			While: []string{"webhook_deliveries", "connector_deliveries"}},
 		{Name: "connector_sync_log", Key: "started_at", Retention: r.SyncLog, Unfinished: `status = 'RUNNING'`},
@@ -74,6 +80,15 @@ func (r Retentions) Tables() []Table {
 		// An attempt is done once made: its own period alone decides.
 		{Name: "webhook_delivery_attempts", Key: "event_time", Retention: r.DeliveryAttempts},
 	}
+}
+
+// forgetDeadLetters: a dead letter retention removes can no longer be
+// re-triggered, so it leaves the count of those dead-lettered now (the
+// DEAD column, migration 00020).
+func forgetDeadLetters(stats, key, column string) string {
+	return fmt.Sprintf(`UPDATE %[1]s s SET %[3]s = greatest(0, s.%[3]s - g.n)
+		FROM (SELECT %[2]s, count(*) AS n FROM %%[1]s WHERE status = 'DEAD_LETTERED' GROUP BY %[2]s) g
+		WHERE s.%[2]s = g.%[2]s`, stats, key, column)
 }
 
 // Config says what the job keeps and how often it runs.
@@ -254,7 +269,7 @@ func (j *Job) drop(ctx context.Context, conn *pgx.Conn, t Table, today time.Time
 		return err
 	}
 	// Tables detached by a pass that stopped before dropping them.
-	if err := dropDetached(ctx, conn, t.Name); err != nil {
+	if err := dropDetached(ctx, conn, t); err != nil {
 		return err
 	}
 	for _, p := range parts {
@@ -297,7 +312,7 @@ func (j *Job) drop(ctx context.Context, conn *pgx.Conn, t Table, today time.Time
 			return fmt.Errorf("detach %s: %w", p.Name, err)
 		}
 		// Detached, it is no one's: dropping it waits on nothing.
-		if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS `+ident(p.Name)); err != nil {
+		if err := dropTable(ctx, conn, t, p.Name); err != nil {
 			return fmt.Errorf("drop %s: %w", p.Name, err)
 		}
 		j.metrics.Dropped.WithLabelValues(t.Name).Inc()
@@ -326,21 +341,27 @@ func (j *Job) purgeDefault(ctx context.Context, conn *pgx.Conn, t Table, rep *Re
 		where += fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s o WHERE o.payload_digest = d.payload_digest AND o.%s = d.%s)`,
 			ident(other), ident(t.Key), ident(t.Key))
 	}
+	// One statement deletes a batch and takes it off the counts (Forget).
+	forget := ""
+	if t.Forget != "" {
+		forget = fmt.Sprintf(`, forgotten AS (%s)`, fmt.Sprintf(t.Forget, "gone"))
+	}
 	cutoff := utcDay(j.cfg.Now().Add(-t.Retention))
 	for range purgeBatches {
-		tag, err := conn.Exec(ctx, fmt.Sprintf(`DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s d WHERE %s LIMIT %d))`,
-			def, def, where, purgeBatch), cutoff)
+		var n int64
+		err := conn.QueryRow(ctx, fmt.Sprintf(`WITH gone AS (DELETE FROM %s WHERE ctid = ANY (ARRAY(SELECT ctid FROM %s d WHERE %s LIMIT %d)) RETURNING *)%s
+			SELECT count(*) FROM gone`, def, def, where, purgeBatch, forget), cutoff).Scan(&n)
 		if err != nil {
 			return fmt.Errorf("purge %s_default: %w", t.Name, err)
 		}
-		if n := tag.RowsAffected(); n > 0 {
+		if n > 0 {
 			if rep.Purged == nil {
 				rep.Purged = map[string]int64{}
 			}
 			rep.Purged[t.Name] += n
 			j.metrics.Purged.WithLabelValues(t.Name).Add(float64(n))
 		}
-		if tag.RowsAffected() < purgeBatch {
+		if n < purgeBatch {
 			return nil
 		}
 	}
@@ -428,7 +449,8 @@ func Partitions(ctx context.Context, conn interface {
 
 // dropDetached drops tables named as table's daily partitions that are no
 // partition: detached by a pass that stopped before dropping them.
-func dropDetached(ctx context.Context, conn *pgx.Conn, table string) error {
+func dropDetached(ctx context.Context, conn *pgx.Conn, t Table) error {
+	table := t.Name
 	rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname ~ ('^' || $1 || '_p[0-9]{8}$') AND NOT c.relispartition`, table)
 	if err != nil {
@@ -439,11 +461,25 @@ func dropDetached(ctx context.Context, conn *pgx.Conn, table string) error {
 		return err
 	}
 	for _, n := range names {
-		if _, err := conn.Exec(ctx, `DROP TABLE IF EXISTS `+ident(n)); err != nil {
+		if err := dropTable(ctx, conn, t, n); err != nil {
 			return fmt.Errorf("drop detached %s: %w", n, err)
 		}
 	}
 	return nil
+}
+
+// dropTable drops a detached partition of t, with t.Forget in the same
+// transaction: a pass that stops between them leaves both undone.
+func dropTable(ctx context.Context, conn *pgx.Conn, t Table, name string) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if t.Forget != "" {
+			if _, err := tx.Exec(ctx, fmt.Sprintf(t.Forget, ident(name))); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+ident(name))
+		return err
+	})
 }
 
 // PartitionName is table's partition for the UTC day of at.

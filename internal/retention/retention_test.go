@@ -196,6 +196,56 @@ func TestTheDefaultPartitionLosesFinishedRowsPastRetention(t *testing.T) {
 	}
 }
 
+// Dead letters retention removes, whether with their day's partition or
+// from the DEFAULT one, are no longer dead-lettered now: the count the
+// DEAD column shows loses them, the total keeps them.
+func TestRetentionTakesTheDeadLettersItRemovesOffTheCount(t *testing.T) {
+	ctx := context.Background()
+	st, sub := storeWithSubscription(t)
+	pool := st.Pool()
+	now := time.Now().UTC()
+	old, long, within := now.AddDate(0, 0, -40), now.AddDate(0, 0, -100), now.AddDate(0, 0, -20)
+	if _, err := pool.Exec(ctx, `SELECT io_create_day_partition('webhook_deliveries', 'event_time', $1::date)`, old.Format(time.DateOnly)); err != nil {
+		t.Fatal(err)
+	}
+	var news []store.NewDelivery
+	for _, at := range []time.Time{old, old, long, within} {
+		news = append(news, store.NewDelivery{ID: store.NewID(), SubscriptionID: sub.ID, EventID: uuid.New(), StoreID: "store-1",
+			EventType: "order.placed", Payload: []byte(`{}`), EventTime: at})
+	}
+	if _, err := st.InsertDeliveries(ctx, news, store.NewClaim(0)); err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []store.Outcome
+	for _, d := range news {
+		outcomes = append(outcomes, store.Outcome{DeliveryID: d.ID, EventTime: store.PartitionTime(d.EventTime), Status: store.DeliveryDeadLettered,
+			Attempts: 5, Error: "5 attempts failed"})
+	}
+	if err := st.RecordOutcomesAndStats(ctx, outcomes, []store.StatsDelta{{SubscriptionID: sub.ID, FailedAttempts: 4, DeadLettered: 4,
+		TrailingFailures: 4, LastAttemptAt: now, LastError: "5 attempts failed"}}); err != nil {
+		t.Fatal(err)
+	}
+	dead := func() (now, total int64) {
+		t.Helper()
+		stats, err := st.SubscriptionStatsAll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return stats[sub.ID].DeadLetteredNow, stats[sub.ID].DeadLettered
+	}
+	if n, total := dead(); n != 4 || total != 4 {
+		t.Fatalf("dead letters now %d, in total %d; want 4 and 4", n, total)
+	}
+	m, _ := retention.NewMetrics(prometheus.NewRegistry())
+	rep, err := retention.New(pool, retention.Config{Tables: retention.DefaultRetentions.Tables()}, m, testr.New(t)).Pass(ctx)
+	if err != nil || !slices.Contains(rep.Dropped, retention.PartitionName("webhook_deliveries", old)) || rep.Purged["webhook_deliveries"] != 1 {
+		t.Fatalf("pass: %+v, %v; want the old day dropped and the long-ago row purged", rep, err)
+	}
+	if n, total := dead(); n != 1 || total != 4 {
+		t.Fatalf("after the pass: dead letters now %d, in total %d; want 1 (the one within retention) and 4", n, total)
+	}
+}
+
 // storeWithSubscription starts Postgres and stores one subscription.
 func storeWithSubscription(t *testing.T) (*store.Store, store.Subscription) {
 	t.Helper()

@@ -157,12 +157,15 @@ func (s *Store) InboundEventCounts(ctx context.Context, configID uuid.UUID) (sto
 
 // ConnectorHealth is what the manager reports on a ConnectorConfig's status.
 type ConnectorHealth struct {
-	ConfigID          uuid.UUID
-	LastSync          *SyncRun
-	Pending           int64
-	Delivered         int64
-	FailedAttempts    int64
+	ConfigID       uuid.UUID
+	LastSync       *SyncRun
+	Pending        int64
+	Delivered      int64
+	FailedAttempts int64
+	// DeadLettered counts every event ever given up on; DeadLetteredNow
+	// those still dead-lettered (not re-triggered, not past retention).
 	DeadLettered      int64
+	DeadLetteredNow   int64
 	InboundAccepted   int64
 	InboundDuplicates int64
 	InboundRejected   int64
@@ -178,6 +181,7 @@ func (s *Store) ConnectorHealths(ctx context.Context) (map[uuid.UUID]ConnectorHe
 			l.direction, l.entity_type, l.record_count, l.status, COALESCE(l.error_summary, ''), l.started_at, COALESCE(l.finished_at, l.started_at),
 			(SELECT count(*) FROM connector_deliveries d WHERE d.config_id = c.config_id AND d.status IN ('PENDING', 'FAILED')),
 			COALESCE(s.outbound_delivered, 0), COALESCE(s.outbound_failed, 0), COALESCE(s.outbound_dead_lettered, 0),
+			COALESCE(s.outbound_dead_lettered_now, 0),
 			COALESCE(s.inbound_accepted, 0), COALESCE(s.inbound_duplicates, 0), COALESCE(s.inbound_rejected, 0),
 			s.last_rejected_at, COALESCE(s.last_reject_reason, '')
 		FROM connector_configs c
@@ -196,7 +200,7 @@ func (s *Store) ConnectorHealths(ctx context.Context) (map[uuid.UUID]ConnectorHe
 		var count *int32
 		var started, finished *time.Time
 		if err := rows.Scan(&h.ConfigID, &dir, &entity, &count, &status, &summary, &started, &finished, &h.Pending,
-			&h.Delivered, &h.FailedAttempts, &h.DeadLettered, &h.InboundAccepted, &h.InboundDuplicates, &h.InboundRejected,
+			&h.Delivered, &h.FailedAttempts, &h.DeadLettered, &h.DeadLetteredNow, &h.InboundAccepted, &h.InboundDuplicates, &h.InboundRejected,
 			&h.LastRejectedAt, &h.LastRejectReason); err != nil {
 			return nil, fmt.Errorf("read connector health: %w", err)
 		}

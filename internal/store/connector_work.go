@@ -210,9 +210,10 @@ func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []Connecto
 						last_error = u.err, claimed_until = NULL, claim_token = NULL, updated_at = now()
 					FROM u WHERE d.delivery_id = u.id AND d.event_time = u.at AND `+fenceSQL+`
 					RETURNING d.delivery_id)
-				INSERT INTO connector_stats AS s (config_id, outbound_delivered, outbound_failed, outbound_dead_lettered, updated_at)
+				INSERT INTO connector_stats AS s (config_id, outbound_delivered, outbound_failed, outbound_dead_lettered,
+					outbound_dead_lettered_now, updated_at)
 				SELECT u.config, count(*) FILTER (WHERE u.status = 'DELIVERED'), count(*) FILTER (WHERE u.status = 'FAILED'),
-					count(*) FILTER (WHERE u.status = 'DEAD_LETTERED'), now()
+					count(*) FILTER (WHERE u.status = 'DEAD_LETTERED'), count(*) FILTER (WHERE u.status = 'DEAD_LETTERED'), now()
 				FROM u JOIN applied ON applied.delivery_id = u.id
 				WHERE u.attempted
 				GROUP BY u.config
@@ -220,6 +221,7 @@ func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []Connecto
 					outbound_delivered = s.outbound_delivered + EXCLUDED.outbound_delivered,
 					outbound_failed = s.outbound_failed + EXCLUDED.outbound_failed,
 					outbound_dead_lettered = s.outbound_dead_lettered + EXCLUDED.outbound_dead_lettered,
+					outbound_dead_lettered_now = s.outbound_dead_lettered_now + EXCLUDED.outbound_dead_lettered_now,
 					updated_at = now()`, ids, statuses, attempts, retryMS, errs, tokens, configs, attempted, times); err != nil {
 				return fmt.Errorf("record connector outcomes: %w", err)
 			}
@@ -366,15 +368,25 @@ func scanSyncRun(row pgx.CollectableRow) (SyncRun, error) {
 
 // RequeueDeadLetteredConnector puts a connector's dead-lettered events
 // (those updated at or after since, when given) back to PENDING with a
-// fresh attempt budget. It returns how many.
+// fresh attempt budget, and lowers its count of dead letters by as many in
+// the same statement. It returns how many.
 func (s *Store) RequeueDeadLetteredConnector(ctx context.Context, configID uuid.UUID, since *time.Time) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE connector_deliveries
-		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, claim_token = NULL, last_error = NULL, updated_at = now()
-		WHERE config_id = $1 AND status = 'DEAD_LETTERED' AND ($2::timestamptz IS NULL OR updated_at >= $2)`, configID, since)
+	var n int64
+	err := s.pool.QueryRow(ctx, `
+		WITH requeued AS (
+			UPDATE connector_deliveries
+			SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, claim_token = NULL, last_error = NULL, updated_at = now()
+			WHERE config_id = $1 AND status = 'DEAD_LETTERED' AND ($2::timestamptz IS NULL OR updated_at >= $2)
+			RETURNING config_id),
+		lowered AS (
+			UPDATE connector_stats s SET outbound_dead_lettered_now = greatest(0, s.outbound_dead_lettered_now - r.n)
+			FROM (SELECT count(*) AS n FROM requeued) r
+			WHERE s.config_id = $1 AND r.n > 0)
+		SELECT count(*) FROM requeued`, configID, since).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("requeue dead-lettered connector events: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // ConnectorDeliveryStatus reads one connector delivery's state.

@@ -394,28 +394,43 @@ func (s *Store) GetDelivery(ctx context.Context, id uuid.UUID) (status string, a
 
 // RequeueDeadLettered puts a subscription's dead-lettered deliveries (those
 // updated at or after since, when given) back to PENDING with a fresh
-// attempt budget, keeping their delivery ids. It returns how many.
+// attempt budget, keeping their delivery ids, and lowers its count of dead
+// letters by as many. It returns how many.
 func (s *Store) RequeueDeadLettered(ctx context.Context, subscriptionID uuid.UUID, since *time.Time) (int64, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries
-		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, claim_token = NULL, last_error = NULL, updated_at = now()
-		WHERE subscription_id = $1 AND status = 'DEAD_LETTERED' AND ($2::timestamptz IS NULL OR updated_at >= $2)`,
-		subscriptionID, since)
+	n, err := s.requeueDeadLettered(ctx, `subscription_id = $1 AND ($2::timestamptz IS NULL OR updated_at >= $2)`, subscriptionID, since)
 	if err != nil {
 		return 0, fmt.Errorf("requeue dead-lettered deliveries: %w", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // RequeueDelivery puts one dead-lettered delivery back to PENDING, keeping
 // its id. Rare (an operator's re-trigger): every partition is looked in.
 func (s *Store) RequeueDelivery(ctx context.Context, id uuid.UUID) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `UPDATE webhook_deliveries
-		SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, claim_token = NULL, last_error = NULL, updated_at = now()
-		WHERE delivery_id = $1 AND status = 'DEAD_LETTERED'`, id)
+	n, err := s.requeueDeadLettered(ctx, `delivery_id = $1`, id)
 	if err != nil {
 		return false, fmt.Errorf("requeue delivery %s: %w", id, err)
 	}
-	return tag.RowsAffected() == 1, nil
+	return n == 1, nil
+}
+
+// requeueDeadLettered re-queues the dead letters where says and, in the
+// same statement, takes them off their subscriptions' dead_lettered_now:
+// the count cannot disagree with the rows.
+func (s *Store) requeueDeadLettered(ctx context.Context, where string, args ...any) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `
+		WITH requeued AS (
+			UPDATE webhook_deliveries
+			SET status = 'PENDING', attempt_number = 0, next_retry_at = now(), claimed_until = NULL, claim_token = NULL, last_error = NULL, updated_at = now()
+			WHERE status = 'DEAD_LETTERED' AND `+where+`
+			RETURNING subscription_id),
+		lowered AS (
+			UPDATE webhook_subscription_stats s SET dead_lettered_now = greatest(0, s.dead_lettered_now - r.n)
+			FROM (SELECT subscription_id, count(*) AS n FROM requeued GROUP BY subscription_id) r
+			WHERE s.subscription_id = r.subscription_id)
+		SELECT count(*) FROM requeued`, args...).Scan(&n)
+	return n, err
 }
 
 // DueCount counts deliveries whose next attempt is due, for the queue-depth

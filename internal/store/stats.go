@@ -37,10 +37,13 @@ const (
 
 // SubscriptionStats is a subscription's delivery health.
 type SubscriptionStats struct {
-	SubscriptionID       uuid.UUID
-	Delivered            int64
-	FailedAttempts       int64
+	SubscriptionID uuid.UUID
+	Delivered      int64
+	FailedAttempts int64
+	// DeadLettered counts every delivery ever dead-lettered; DeadLetteredNow
+	// those still dead-lettered (not re-triggered, not past retention).
 	DeadLettered         int64
+	DeadLetteredNow      int64
 	Pending              int64
 	ConsecutiveFailures  int
 	LastAttemptAt        *time.Time
@@ -61,9 +64,9 @@ type SubscriptionStats struct {
 // attempt succeeded when it left no error: that resets consecutive failures.
 const recordStatsSQL = `
 		INSERT INTO webhook_subscription_stats AS s (subscription_id, delivered_total, failed_attempts_total, dead_lettered_total,
-			consecutive_failures, last_attempt_at, last_http_status, last_error, last_dead_letter_reason, secret_missing_since,
+			dead_lettered_now, consecutive_failures, last_attempt_at, last_http_status, last_error, last_dead_letter_reason, secret_missing_since,
 			destination_down_since, destination_down_reason, updated_at)
-		SELECT u.id, u.delivered, u.failed, u.dead, u.trail, u.at, u.http_status, NULLIF(u.err, ''), NULLIF(u.reason, ''),
+		SELECT u.id, u.delivered, u.failed, u.dead, u.dead, u.trail, u.at, u.http_status, NULLIF(u.err, ''), NULLIF(u.reason, ''),
 			CASE WHEN u.missing THEN now() END, CASE WHEN u.down <> '' THEN now() END, NULLIF(u.down, ''), now()
 		FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::int[], $6::timestamptz[], $7::int[], $8::text[], $9::text[],
 			$10::bool[], $11::text[]) AS u(id, delivered, failed, dead, trail, at, http_status, err, reason, missing, down)
@@ -71,6 +74,7 @@ const recordStatsSQL = `
 			delivered_total = s.delivered_total + EXCLUDED.delivered_total,
 			failed_attempts_total = s.failed_attempts_total + EXCLUDED.failed_attempts_total,
 			dead_lettered_total = s.dead_lettered_total + EXCLUDED.dead_lettered_total,
+			dead_lettered_now = s.dead_lettered_now + EXCLUDED.dead_lettered_now,
 			consecutive_failures = CASE
 				WHEN EXCLUDED.last_error IS NULL THEN 0
 				WHEN EXCLUDED.delivered_total > 0 THEN EXCLUDED.consecutive_failures
@@ -164,7 +168,7 @@ func (s *Store) SubscriptionStatsAll(ctx context.Context) (map[uuid.UUID]Subscri
 			SELECT subscription_id, count(*) AS pending FROM webhook_deliveries
 			WHERE status IN ('PENDING', 'FAILED') GROUP BY subscription_id)
 		SELECT COALESCE(s.subscription_id, o.subscription_id), COALESCE(s.delivered_total, 0), COALESCE(s.failed_attempts_total, 0),
-			COALESCE(s.dead_lettered_total, 0), COALESCE(o.pending, 0), COALESCE(s.consecutive_failures, 0),
+			COALESCE(s.dead_lettered_total, 0), COALESCE(s.dead_lettered_now, 0), COALESCE(o.pending, 0), COALESCE(s.consecutive_failures, 0),
 			s.last_attempt_at, s.last_http_status, COALESCE(s.last_error, ''), COALESCE(s.last_dead_letter_reason, ''),
 			COALESCE(s.circuit_state, 'closed'), s.secret_missing_since,
 			s.destination_down_since, COALESCE(s.destination_down_reason, '')
@@ -177,7 +181,7 @@ func (s *Store) SubscriptionStatsAll(ctx context.Context) (map[uuid.UUID]Subscri
 	for rows.Next() {
 		var st SubscriptionStats
 		var hs *int32
-		if err := rows.Scan(&st.SubscriptionID, &st.Delivered, &st.FailedAttempts, &st.DeadLettered, &st.Pending,
+		if err := rows.Scan(&st.SubscriptionID, &st.Delivered, &st.FailedAttempts, &st.DeadLettered, &st.DeadLetteredNow, &st.Pending,
 			&st.ConsecutiveFailures, &st.LastAttemptAt, &hs, &st.LastError, &st.LastDeadLetterReason, &st.CircuitState, &st.SecretMissingSince,
 			&st.DestinationDownSince, &st.DestinationDownReason); err != nil {
 			return nil, fmt.Errorf("read delivery stats: %w", err)

@@ -312,10 +312,11 @@ spec:
 		t.Fatalf("fix the receiver: %v %s", err, out)
 	}
 	w.kubectl("annotate", "whsub", "erp-orders", "integrations.ss3.dev/retrigger-dead-letters=first-fix")
-	w.eventually(60*time.Second, "re-triggered delivery accepted", func() error {
-		out := w.kubectl("get", "whsub", "erp-orders", "-o", "jsonpath={.status.delivery.delivered}/{.status.conditions[?(@.type==\"Healthy\")].status}")
-		if out != "6/True" {
-			return fmt.Errorf("delivered/healthy = %q", out)
+	w.eventually(60*time.Second, "re-triggered delivery accepted, DEAD back to 0", func() error {
+		out := w.kubectl("get", "whsub", "erp-orders", "-o",
+			"jsonpath={.status.delivery.delivered}/{.status.delivery.deadLettered}/{.status.conditions[?(@.type==\"Healthy\")].status}")
+		if out != "6/0/True" {
+			return fmt.Errorf("delivered/deadLettered/healthy = %q", out)
 		}
 		return nil
 	})
