@@ -3,6 +3,7 @@ package dispatcher
 import (
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"net/netip"
@@ -56,6 +57,11 @@ type Config struct {
 	// AllowedNetworks may be delivered to even though they are loopback,
 	// private or link-local (trusted receivers inside the cluster).
 	AllowedNetworks []netip.Prefix
+	// DestinationRootCAs verify the TLS certificates of queue destinations
+	// (STOMP brokers, SQS endpoints): the system's CAs plus a private one
+	// (--destination-ca-file); nil is the system's alone. Webhook
+	// endpoints are verified against the system's CAs whatever this is.
+	DestinationRootCAs *x509.CertPool
 	// SecretCacheTTL bounds how long signing secrets are reused from memory.
 	SecretCacheTTL time.Duration
 	// Replica names this replica in the attempts it records; empty is the

@@ -3,6 +3,8 @@ package dispatcher
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -64,7 +66,9 @@ func newDialer(allowed []netip.Prefix) *net.Dialer {
 	}
 }
 
-func newHTTPClient(allowed []netip.Prefix) *http.Client {
+// newHTTPClient verifies servers' certificates against roots (nil: the
+// system's CAs).
+func newHTTPClient(allowed []netip.Prefix, roots *x509.CertPool) *http.Client {
 	dialer := newDialer(allowed)
 	transport := &http.Transport{
 		DialContext:         dialer.DialContext,
@@ -72,6 +76,9 @@ func newHTTPClient(allowed []netip.Prefix) *http.Client {
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
 		ForceAttemptHTTP2:   true,
+	}
+	if roots != nil {
+		transport.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
 	return &http.Client{
 		Transport: transport,

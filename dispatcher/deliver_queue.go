@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -22,10 +23,11 @@ import (
 // Stage 4, deliver, to a queue: a subscription whose destination is an
 // SQS queue or a STOMP broker gets the same payload and signature as a
 // webhook, as a message with the event id, type, delivery id and
-// signature beside it. A broker that cannot be reached, or credentials
-// missing from Vault, are our outage (no attempt spent, and the stats say
-// since when, which bounds the wait); refused credentials are a failed attempt, recorded with
-// destinations.CredentialsRejectedPrefix for the status report.
+// signature beside it. A broker that cannot be reached (a certificate
+// that does not verify included), or credentials missing from Vault, are
+// our outage (no attempt spent, and the stats say since when, which
+// bounds the wait); refused credentials are a failed attempt, recorded
+// with destinations.CredentialsRejectedPrefix for the status report.
 
 // sqsLinger is how long an SQS send waits for others to the same queue
 // to share its SendMessageBatch.
@@ -39,9 +41,11 @@ type queueSenders struct {
 	stomp *stomp.Sender
 }
 
-func newQueueSenders(v *vault.Client, client *http.Client, dialer *net.Dialer, ttl time.Duration) *queueSenders {
+// newQueueSenders: brokers' and SQS endpoints' certificates are verified
+// against roots (nil: the system's CAs), which client is built with.
+func newQueueSenders(v *vault.Client, client *http.Client, dialer *net.Dialer, roots *x509.CertPool, ttl time.Duration) *queueSenders {
 	return &queueSenders{vault: v, creds: expirable.NewLRU[uuid.UUID, map[string]string](maxCachedSecrets, nil, ttl),
-		sqs: sqs.New(client, sqsLinger), stomp: stomp.New(dialer)}
+		sqs: sqs.New(client, sqsLinger), stomp: stomp.New(dialer, roots)}
 }
 
 func (q *queueSenders) close() { q.stomp.Close() }

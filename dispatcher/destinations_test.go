@@ -35,11 +35,14 @@ func (e *env) sqsSubscription(t testing.TB, storeID, queueURL, keyID string) (st
 	return sub, secret
 }
 
-func (e *env) stompSubscription(t testing.TB, storeID, addr, destination string) (store.Subscription, string) {
+func (e *env) stompSubscription(t testing.TB, storeID, addr, destination string, opts ...func(*store.STOMPDestination)) (store.Subscription, string) {
 	t.Helper()
 	sub, secret := e.subscribe(t, storeID, "stomp://"+addr+destination, []string{"order.*"}, func(s *store.Subscription) {
 		s.Destination = &store.Destination{Kind: store.DestinationSTOMP, STOMP: &store.STOMPDestination{
 			Address: addr, Login: true, Destination: destination, Headers: map[string]string{"x-source": "ss3"}}}
+		for _, o := range opts {
+			o(s.Destination.STOMP)
+		}
 	})
 	e.destinationCredentials(t, sub.ID, map[string]string{destinations.FieldLogin: testbed.ActiveMQLogin, destinations.FieldPasscode: testbed.ActiveMQPasscode})
 	return sub, secret
@@ -293,6 +296,43 @@ func TestEventsReachAnActiveMQQueueAndSurviveItsOutage(t *testing.T) {
 	consumer = amq.Consume(t, "/queue/orders")
 	for range 10 {
 		check(consumer.Next(t))
+	}
+}
+
+// Brokers behind TLS: one whose private CA the dispatcher is given
+// (DestinationRootCAs, --destination-ca-file) is delivered to; one whose
+// CA it does not know is waited on as unreachable, no attempt spent, the
+// stats saying why.
+func TestStompBrokersBehindAPrivateCA(t *testing.T) {
+	e := startEnv(t)
+	amq := testbed.Start(t, testbed.Needs{ActiveMQ: true}).ActiveMQ
+	trusted, unknown := testbed.NewCA(t), testbed.NewCA(t)
+	useTLS := func(d *store.STOMPDestination) { d.TLS = true }
+	good, secret := e.stompSubscription(t, "store-t", testbed.StartTLSProxy(t, trusted, amq.Addr(), "localhost").Addr("localhost"), "/queue/tls", useTLS)
+	bad, _ := e.stompSubscription(t, "store-v", testbed.StartTLSProxy(t, unknown, amq.Addr(), "localhost").Addr("localhost"), "/queue/tls-unknown", useTLS)
+	consumer := amq.Consume(t, "/queue/tls")
+	e.run(t, Config{DestinationRootCAs: trusted.Pool})
+
+	msgs, bodies := orderEvents(t, "store-t", 5)
+	others, _ := orderEvents(t, "store-v", 3)
+	e.produce(t, append(msgs, others...)...)
+	e.deliveredOnce(t, good.ID, 5)
+	for range 5 {
+		m := consumer.Next(t)
+		if !bodies[string(m.Body)] || !signing.VerifySS3(secret, m.Body, m.Headers[destinations.AttrSignature]) || m.Headers["x-source"] != "ss3" {
+			t.Errorf("unexpected message %q %v", m.Body, m.Headers)
+		}
+		delete(bodies, string(m.Body))
+	}
+
+	e.waitingOnBroker(t, bad.ID, 3)
+	st := e.statsOf(t, bad.ID)
+	if st.DestinationDownSince == nil || st.DestinationDownReason != store.DestinationUnreachable || st.FailedAttempts != 0 ||
+		!strings.Contains(st.LastError, "TLS verification of the destination's certificate failed") {
+		t.Errorf("the stats should say the broker's certificate does not verify, no attempt spent: %+v", st)
+	}
+	if strings.Contains(st.LastError, testbed.ActiveMQPasscode) {
+		t.Errorf("the error shows the passcode: %s", st.LastError)
 	}
 }
 

@@ -74,13 +74,18 @@ func New(cfg Config, st *store.Store, v *vault.Client, metrics *Metrics, log log
 	if err != nil {
 		return nil, err
 	}
-	client := newHTTPClient(cfg.AllowedNetworks)
+	client := newHTTPClient(cfg.AllowedNetworks, nil)
+	queueClient := client
+	if cfg.DestinationRootCAs != nil {
+		// SQS endpoints trust the extra CAs too; webhook endpoints do not.
+		queueClient = newHTTPClient(cfg.AllowedNetworks, cfg.DestinationRootCAs)
+	}
 	// Marketplace calls have their own timeout; webhook attempts set theirs per request.
 	connectorClient := &http.Client{Transport: client.Transport, CheckRedirect: client.CheckRedirect, Timeout: cfg.Connectors.Timeout}
 	op := opener.New(v, connectorClient, cfg.Connectors.CredentialTTL)
 	d := &Dispatcher{
 		cfg: cfg, store: st, transport: transport, secrets: newSecretCache(v, cfg.SecretCacheTTL), router: newRouter(st, op, log.WithName("route")),
-		opener: op, client: client, queues: newQueueSenders(v, client, newDialer(cfg.AllowedNetworks), cfg.SecretCacheTTL),
+		opener: op, client: client, queues: newQueueSenders(v, queueClient, newDialer(cfg.AllowedNetworks), cfg.DestinationRootCAs, cfg.SecretCacheTTL),
 		publisher: &kafka.Writer{Addr: kafka.TCP(cfg.Kafka.Brokers...), Transport: transport, Balancer: &kafka.Hash{},
 			RequiredAcks: kafka.RequireAll, BatchTimeout: 2 * time.Millisecond, AllowAutoTopicCreation: true},
 		metrics: metrics, log: log, tracing: cfg.Tracing,

@@ -79,7 +79,8 @@ type STOMPDestination struct {
 	// +required
 	Address string `json:"address"`
 
-	// tls connects with TLS (verified against the system's CAs).
+	// tls connects with TLS, the broker's certificate verified against the
+	// system's CAs and those of the dispatcher's --destination-ca-file.
 	// +optional
 	TLS bool `json:"tls,omitempty"`
 

@@ -33,7 +33,7 @@ func TestTheChartPassesOnlyFlagsTheBinaryKnows(t *testing.T) {
 		"--set", "credentialsApi.stream.enabled=true", "--set", "credentialsApi.tokenSigningSecret=signing",
 		"--set", "kafka.tls.enabled=true", "--set", "kafka.tls.caConfigMap=kafka-ca",
 		"--set", "kafka.sasl.mechanism=SCRAM-SHA-512", "--set", "kafka.sasl.existingSecret=kafka-user",
-		"--set", "dispatcher.allowNetworks={10.0.0.0/8}", "--set", "dispatcher.inbound.enabled=true",
+		"--set", "dispatcher.allowNetworks={10.0.0.0/8}", "--set", "dispatcher.destinationCA.secretName=broker-ca", "--set", "dispatcher.inbound.enabled=true",
 		"--set", "tracing.otlpEndpoint=http://otel-collector:4317")
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {

@@ -31,6 +31,7 @@ type dispatcherOptions struct {
 	topics          string
 	topicPattern    string
 	allowNetworks   []string
+	destinationCA   string
 	retrySchedule   []time.Duration
 	kafkaSecurity   kafkaSecurity
 	metricsAddr     string
@@ -71,6 +72,8 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.DurationVar(&o.cfg.PausedMaxAge, "paused-delivery-max-age", 72*time.Hour, "how long a paused subscription's deliveries wait before they are dead-lettered")
 	f.DurationVar(&o.cfg.SecretMissingMaxAge, "secret-missing-max-age", 24*time.Hour, "how long deliveries wait for a signing secret missing from Vault before they are dead-lettered")
 	f.DurationVar(&o.cfg.DestinationDownMaxAge, "destination-unreachable-max-age", 24*time.Hour, "how long deliveries wait for a queue broker that cannot be reached, or destination credentials missing from Vault, before they are dead-lettered (no attempt is spent meanwhile)")
+	f.StringVar(&o.destinationCA, "destination-ca-file", envDefault("DESTINATION_CA_FILE", ""),
+		"PEM bundle of CAs trusted, besides the system's, for queue destinations' TLS: STOMP brokers (tls: true) and SQS endpoints, e.g. a private CA of an in-cluster broker [DESTINATION_CA_FILE]")
 	f.DurationSliceVar(&o.retrySchedule, "retry-schedule", dispatcher.DefaultRetrySchedule, "wait before each attempt; its length is the attempts before dead-lettering")
 	f.StringSliceVar(&o.allowNetworks, "allow-networks", nil, "CIDRs that may be delivered to although private or loopback (trusted in-cluster receivers)")
 	f.IntVar(&o.cfg.Connectors.Workers, "connector-workers", 4, "connector batches and polls handled concurrently (apart from webhook workers)")
@@ -97,6 +100,12 @@ KAFKA_SASL_PASSWORD, never flags.`,
 func runDispatcher(ctx context.Context, o dispatcherOptions) error {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(o.developmentLogs)))
 	log := ctrl.Log.WithName("dispatcher")
+	// Read before anything is contacted: a bad file stops start-up at once.
+	roots, err := destinationRoots(o.destinationCA)
+	if err != nil {
+		return err
+	}
+	o.cfg.DestinationRootCAs = roots
 	vc, err := vault.New(ctx, o.vault)
 	if err != nil {
 		return err

@@ -3,8 +3,6 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
-	"fmt"
 	"os"
 
 	"github.com/spf13/pflag"
@@ -39,13 +37,9 @@ func (o kafkaSecurity) apply(k *dispatcher.KafkaConfig, prefix string) error {
 	}
 	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if o.caFile != "" {
-		pem, err := os.ReadFile(o.caFile)
-		if err != nil {
-			return fmt.Errorf("--%skafka-ca-file: %w", prefix, err)
-		}
 		tlsCfg.RootCAs = x509.NewCertPool()
-		if !tlsCfg.RootCAs.AppendCertsFromPEM(pem) {
-			return errors.New("--" + prefix + "kafka-ca-file holds no PEM certificate")
+		if err := appendCAFile(tlsCfg.RootCAs, prefix+"kafka-ca-file", o.caFile); err != nil {
+			return err
 		}
 	}
 	k.TLS = tlsCfg

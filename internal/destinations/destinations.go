@@ -6,7 +6,10 @@
 package destinations
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -43,6 +46,31 @@ type Message struct {
 // ErrUnreachable wraps a failure to reach the broker at all: our outage,
 // retried without spending an attempt.
 var ErrUnreachable = errors.New("the broker could not be reached")
+
+// ErrTLSVerification wraps a certificate the destination presented that
+// does not verify (a CA neither the system nor the dispatcher's
+// --destination-ca-file trusts, another name, expired). It comes wrapped
+// in ErrUnreachable: no attempt would fare better until the certificate
+// or the CA bundle is fixed, so it is waited out like a broker that is
+// down, and shows on the subscription's status, instead of spending the
+// attempts of deliveries that are not at fault.
+var ErrTLSVerification = errors.New("TLS verification of the destination's certificate failed")
+
+// TLSUnverified returns err, a failed TLS handshake or a request that
+// made one, as ErrUnreachable and ErrTLSVerification if the destination's
+// certificate did not verify; nil if that is not why err failed. The
+// message is the verifier's (names and CAs, never credentials).
+func TLSUnverified(err error) error {
+	var v *tls.CertificateVerificationError
+	if !errors.As(err, &v) {
+		return nil
+	}
+	var unknownCA x509.UnknownAuthorityError
+	if errors.As(v.Err, &unknownCA) {
+		return fmt.Errorf("%w: %w: %v (a private CA is trusted with the dispatcher's --destination-ca-file)", ErrUnreachable, ErrTLSVerification, v.Err)
+	}
+	return fmt.Errorf("%w: %w: %v", ErrUnreachable, ErrTLSVerification, v.Err)
+}
 
 // ErrCredentialsRejected wraps the broker's refusal of our credentials:
 // an attempt that failed, reported on the subscription's status.

@@ -104,7 +104,7 @@ func TestRenderedChartIsAcceptedByTheAPIServer(t *testing.T) {
 			"--set", "kafka.tls.enabled=true",
 			"--set", "kafka.tls.caConfigMap=kafka-ca", "--set", "kafka.sasl.mechanism=SCRAM-SHA-512",
 			"--set", "kafka.sasl.existingSecret=kafka-user", "--set", "credentialsApi.tokenSigningSecret=signing", "--set", "credentialsApi.stream.enabled=true",
-			"--set", "dispatcher.allowNetworks={10.0.0.0/8,192.168.0.0/16}", "--set", "vault.authMethod=token",
+			"--set", "dispatcher.allowNetworks={10.0.0.0/8,192.168.0.0/16}", "--set", "dispatcher.destinationCA.secretName=broker-ca", "--set", "vault.authMethod=token",
 			"--set", "vault.tokenSecret.name=vault-token", "--set", "dispatcher.inbound.ingress.enabled=true",
 			"--set", "dispatcher.inbound.ingress.tlsSecretName=webhooks-tls", "--set", "dispatcher.inbound.ingress.className=nginx",
 			"--set", "grafanaDashboard.enabled=true", "--set", "grafanaDashboard.folder=Integrations",

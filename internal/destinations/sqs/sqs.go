@@ -256,6 +256,9 @@ func classify(err error) error {
 		// A name that does not exist is the queue URL's fault, not an outage.
 		return fmt.Errorf("the queue URL's host does not resolve: %s", dnsErr.Name)
 	}
+	if unverified := destinations.TLSUnverified(err); unverified != nil {
+		return unverified
+	}
 	var netErr net.Error
 	if errors.As(err, &netErr) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %v", destinations.ErrUnreachable, rootCause(err))

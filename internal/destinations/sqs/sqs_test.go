@@ -2,6 +2,7 @@ package sqs_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -140,5 +141,33 @@ func TestRefusedAccessKeyAndUnreachableServer(t *testing.T) {
 	}
 	if got := receiveAll(t, srv, srv.QueueURL("orders"), 1); got[0].Body != string(m.Body) {
 		t.Errorf("after the restart got %q", got[0].Body)
+	}
+}
+
+// An SQS-compatible endpoint behind a private CA (goaws behind a TLS
+// proxy): reached with a client trusting the CA; without it, the
+// certificate's failure is told as such, and as our outage.
+func TestSendOverTLSToAPrivateCA(t *testing.T) {
+	srv := testbed.Start(t, testbed.Needs{SQSQueues: []string{"tls-orders"}}).SQS
+	ca := testbed.NewCA(t)
+	proxy := testbed.StartTLSProxy(t, ca, strings.TrimPrefix(srv.Endpoint(), "http://"), "localhost")
+	q := sqs.Queue{Region: "us-east-1", QueueURL: "https://" + proxy.Addr("localhost") + "/100010001000/tls-orders",
+		AccessKeyID: keyID, SecretAccessKey: secretKey}
+
+	trusting := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12}}}
+	m := message("store-1042")
+	if err := sqs.New(trusting, time.Millisecond).Send(context.Background(), q, m); err != nil {
+		t.Fatal(err)
+	}
+	if got := receiveAll(t, srv, srv.QueueURL("tls-orders"), 1)[0]; got.Body != string(m.Body) {
+		t.Errorf("body %q, want %q", got.Body, m.Body)
+	}
+
+	err := sqs.New(http.DefaultClient, time.Millisecond).Send(context.Background(), q, message("store-1042"))
+	if !errors.Is(err, destinations.ErrTLSVerification) || !errors.Is(err, destinations.ErrUnreachable) {
+		t.Fatalf("got %v, want ErrTLSVerification as ErrUnreachable", err)
+	}
+	if strings.Contains(err.Error(), secretKey) {
+		t.Errorf("the error shows the secret key: %v", err)
 	}
 }

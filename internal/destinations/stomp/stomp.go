@@ -16,6 +16,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -46,23 +47,30 @@ type Broker struct {
 // Sender sends to any number of brokers; safe for concurrent use.
 type Sender struct {
 	dialer *net.Dialer
-	next   atomic.Uint64
-	mu     sync.Mutex
-	conns  map[string]*conn // by connKey and slot
+	// roots verify brokers' certificates (nil: the system's).
+	roots *x509.CertPool
+	next  atomic.Uint64
+	mu    sync.Mutex
+	conns map[string]*conn // by connKey and slot
 }
 
 // poolSize is how many connections a broker gets at most.
 const poolSize = 4
 
 // New returns a Sender dialling with dialer (the dispatcher's, which
-// refuses addresses that are not globally reachable unless allowed).
-func New(dialer *net.Dialer) *Sender {
-	return &Sender{dialer: dialer, conns: map[string]*conn{}}
+// refuses addresses that are not globally reachable unless allowed) and
+// verifying TLS brokers' certificates against roots (nil: the system's
+// CAs). roots are the Sender's for its life, the same for every broker,
+// so the connections are keyed without them.
+func New(dialer *net.Dialer, roots *x509.CertPool) *Sender {
+	return &Sender{dialer: dialer, roots: roots, conns: map[string]*conn{}}
 }
 
 // Send delivers m to b and returns once the broker has acknowledged it
 // with a receipt. An error wrapping destinations.ErrUnreachable is our
-// outage (no connection, or it broke before the receipt); one wrapping
+// outage (no connection, no TLS handshake, or it broke before the
+// receipt), and wraps destinations.ErrTLSVerification too if the broker's
+// certificate did not verify; one wrapping
 // destinations.ErrCredentialsRejected means the login was refused.
 func (s *Sender) Send(ctx context.Context, b Broker, m destinations.Message) error {
 	c, key, err := s.conn(ctx, b)
@@ -144,10 +152,15 @@ func (s *Sender) dial(ctx context.Context, b Broker) (*conn, error) {
 	nc := raw
 	host, _, _ := net.SplitHostPort(b.Address)
 	if b.TLS {
-		tc := tls.Client(raw, &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12})
+		tc := tls.Client(raw, &tls.Config{ServerName: host, RootCAs: s.roots, MinVersion: tls.VersionTLS12})
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
-			return nil, fmt.Errorf("TLS with the broker failed: %v", err)
+			if unverified := destinations.TLSUnverified(err); unverified != nil {
+				return nil, unverified
+			}
+			// Cut off, timed out, or not TLS there: the broker as reached is
+			// not one that can take a message, whatever the message.
+			return nil, fmt.Errorf("%w: TLS with the broker failed: %v", destinations.ErrUnreachable, err)
 		}
 		nc = tc
 	}

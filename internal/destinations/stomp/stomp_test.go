@@ -28,7 +28,7 @@ func message() destinations.Message {
 func TestSendIsReceiptedAndCarriesHeaders(t *testing.T) {
 	amq := testbed.Start(t, testbed.Needs{ActiveMQ: true}).ActiveMQ
 	consumer := amq.Consume(t, "/queue/orders")
-	s := stomp.New(&net.Dialer{})
+	s := stomp.New(&net.Dialer{}, nil)
 	t.Cleanup(s.Close)
 	b := stomp.Broker{Address: amq.Addr(), Login: testbed.ActiveMQLogin, Passcode: testbed.ActiveMQPasscode,
 		Destination: "/queue/orders", Headers: map[string]string{"x-team": "erp"}}
@@ -61,7 +61,7 @@ func TestSendIsReceiptedAndCarriesHeaders(t *testing.T) {
 
 func TestRefusedLoginAndBrokerDown(t *testing.T) {
 	amq := testbed.Start(t, testbed.Needs{ActiveMQ: true}).ActiveMQ
-	s := stomp.New(&net.Dialer{})
+	s := stomp.New(&net.Dialer{}, nil)
 	t.Cleanup(s.Close)
 	bad := stomp.Broker{Address: amq.Addr(), Login: testbed.ActiveMQLogin, Passcode: "wrong-passcode-9999", Destination: "/queue/x"}
 	err := s.Send(context.Background(), bad, message())
