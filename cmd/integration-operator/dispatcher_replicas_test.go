@@ -124,7 +124,7 @@ func (b *replicaBed) run(name string, env []string, args ...string) *exec.Cmd {
 		}
 		if t.Failed() {
 			lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-			t.Logf("--- %s: last lines ---\n%s", name, strings.Join(lines[max(0, len(lines)-15):], "\n"))
+			t.Logf("--- %s: last lines ---\n%s", name, strings.Join(lines[max(0, len(lines)-60):], "\n"))
 		}
 	})
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -195,6 +195,14 @@ func (b *replicaBed) dumpState() {
 		kafka.LastOffsetOf(0), kafka.LastOffsetOf(1), kafka.LastOffsetOf(2), kafka.LastOffsetOf(3)}}})
 	if committed != nil && ends != nil {
 		b.t.Logf("committed %+v; ends %+v", committed.Topics, ends.Topics)
+	}
+	if groups, err := client.DescribeGroups(ctx, &kafka.DescribeGroupsRequest{GroupIDs: []string{"integration-dispatcher"}}); err == nil {
+		for _, g := range groups.Groups {
+			b.t.Logf("group %s state %s", g.GroupID, g.GroupState)
+			for _, m := range g.Members {
+				b.t.Logf("member %s client %s assigned %+v", m.MemberID, m.ClientID, m.MemberAssignments.Topics)
+			}
+		}
 	}
 }
 
