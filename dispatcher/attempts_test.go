@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/ss3dev/integration-operator/internal/connectors/marketplacetest"
 	"github.com/ss3dev/integration-operator/internal/store"
 )
 
@@ -86,5 +87,54 @@ func TestReplicaDefaultsToTheHostname(t *testing.T) {
 	c.defaults()
 	if c.Replica != host {
 		t.Fatalf("replica %q, want the hostname %q", c.Replica, host)
+	}
+}
+
+// So is every attempt at a marketplace: a connector delivery failing twice
+// and then delivered has three attempts, in order, each with its outcome
+// and the marketplace's answer, made storable.
+func TestEveryConnectorAttemptIsRecorded(t *testing.T) {
+	e := startEnv(t)
+	ebay := marketplacetest.NewEbay("ebay-app", "ebay-cert", "v^1.1#refresh")
+	t.Cleanup(ebay.Close)
+	configID := e.connector(t, "ebay", "store-b", []string{"inventory.updated"}, map[string]any{"endpoint": ebay.URL},
+		map[string]string{"api-key": "ebay-app", "api-secret": "ebay-cert", "refresh-token": "v^1.1#refresh"}, time.Hour)
+	e.run(t, Config{Connectors: fastConnectors, Replica: "dispatcher-7f9c-fghij"})
+	ebay.FailNextWith(2, http.StatusServiceUnavailable, []byte("busy \x00\xff"))
+	msg, eventID := envelopeMessage(t, "store-b", "inventory.updated", map[string]any{"sku": "SKU-1", "quantity": 3})
+	e.produce(t, msg)
+
+	ctx := context.Background()
+	var id uuid.UUID
+	var eventTime time.Time
+	eventually(t, 20*time.Second, "delivered on the third attempt", func() error {
+		return e.store.Pool().QueryRow(ctx, `SELECT delivery_id, event_time FROM connector_deliveries
+			WHERE config_id = $1 AND event_id = $2 AND status = 'DELIVERED'`, configID, eventID).Scan(&id, &eventTime)
+	})
+	attempts, err := e.store.ConnectorDeliveryAttempts(ctx, id, eventTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(attempts) != 3 {
+		t.Fatalf("%d attempts recorded, want 3: %+v", len(attempts), attempts)
+	}
+	for i, want := range []string{store.DeliveryFailed, store.DeliveryFailed, store.DeliveryDelivered} {
+		a := attempts[i]
+		if a.Number != i+1 || a.Status != want || a.Replica != "dispatcher-7f9c-fghij" || a.StartedAt.IsZero() {
+			t.Errorf("attempt %d: %+v, want number %d, %s, the replica's name", i+1, a, i+1, want)
+		}
+		if i > 0 && !a.StartedAt.After(attempts[i-1].StartedAt) {
+			t.Errorf("attempt %d started %v, not after the one before (%v)", i+1, a.StartedAt, attempts[i-1].StartedAt)
+		}
+	}
+	for _, a := range attempts[:2] {
+		if a.HTTPStatus == nil || *a.HTTPStatus != 503 || a.ResponseExcerpt == nil || !strings.HasPrefix(*a.ResponseExcerpt, "busy ") ||
+			strings.Contains(*a.ResponseExcerpt, "\x00") || !strings.Contains(a.Error, "503") {
+			t.Errorf("failed attempt %d: status %v, excerpt %v, error %q; want the 503, its answer storable, the error", a.Number,
+				a.HTTPStatus, a.ResponseExcerpt, a.Error)
+		}
+	}
+	if last := attempts[2]; last.Error != "" || last.HTTPStatus != nil || last.ResponseExcerpt != nil {
+		t.Errorf("the delivered attempt: %+v", last)
 	}
 }
