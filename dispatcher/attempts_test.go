@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/ss3dev/integration-operator/internal/connectors/marketplacetest"
 	"github.com/ss3dev/integration-operator/internal/store"
 )
 
@@ -42,12 +41,7 @@ func TestEveryAttemptIsRecorded(t *testing.T) {
 	e.produce(t, msg)
 
 	ctx := context.Background()
-	var id uuid.UUID
-	var eventTime time.Time
-	eventually(t, 20*time.Second, "delivered on the third attempt", func() error {
-		return e.store.Pool().QueryRow(ctx, `SELECT delivery_id, event_time FROM webhook_deliveries
-			WHERE subscription_id = $1 AND event_id = $2 AND status = 'DELIVERED'`, sub.ID, eventID).Scan(&id, &eventTime)
-	})
+	id, eventTime := e.delivered(t, "webhook_deliveries", "subscription_id", sub.ID, eventID)
 	attempts, err := e.store.DeliveryAttempts(ctx, id, eventTime)
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +71,18 @@ func TestEveryAttemptIsRecorded(t *testing.T) {
 	}
 }
 
+// delivered waits for the delivery of eventID to owner (a subscription, a
+// connector: the table's column ownerColumn) to be DELIVERED, and returns
+// its id and event time.
+func (e *env) delivered(t *testing.T, table, ownerColumn string, owner, eventID uuid.UUID) (id uuid.UUID, eventTime time.Time) {
+	t.Helper()
+	eventually(t, 20*time.Second, "delivered on the third attempt", func() error {
+		return e.store.Pool().QueryRow(context.Background(), `SELECT delivery_id, event_time FROM `+table+`
+			WHERE `+ownerColumn+` = $1 AND event_id = $2 AND status = 'DELIVERED'`, owner, eventID).Scan(&id, &eventTime)
+	})
+	return id, eventTime
+}
+
 // A replica names itself by its hostname (its pod's name) unless told.
 func TestReplicaDefaultsToTheHostname(t *testing.T) {
 	host, err := os.Hostname()
@@ -95,22 +101,14 @@ func TestReplicaDefaultsToTheHostname(t *testing.T) {
 // and the marketplace's answer, made storable.
 func TestEveryConnectorAttemptIsRecorded(t *testing.T) {
 	e := startEnv(t)
-	ebay := marketplacetest.NewEbay("ebay-app", "ebay-cert", "v^1.1#refresh")
-	t.Cleanup(ebay.Close)
-	configID := e.connector(t, "ebay", "store-b", []string{"inventory.updated"}, map[string]any{"endpoint": ebay.URL},
-		map[string]string{"api-key": "ebay-app", "api-secret": "ebay-cert", "refresh-token": "v^1.1#refresh"}, time.Hour)
+	ebay, configID := e.ebayConnector(t, "store-b", []string{"inventory.updated"})
 	e.run(t, Config{Connectors: fastConnectors, Replica: "dispatcher-7f9c-fghij"})
 	ebay.FailNextWith(2, http.StatusServiceUnavailable, []byte("busy \x00\xff"))
 	msg, eventID := envelopeMessage(t, "store-b", "inventory.updated", map[string]any{"sku": "SKU-1", "quantity": 3})
 	e.produce(t, msg)
 
 	ctx := context.Background()
-	var id uuid.UUID
-	var eventTime time.Time
-	eventually(t, 20*time.Second, "delivered on the third attempt", func() error {
-		return e.store.Pool().QueryRow(ctx, `SELECT delivery_id, event_time FROM connector_deliveries
-			WHERE config_id = $1 AND event_id = $2 AND status = 'DELIVERED'`, configID, eventID).Scan(&id, &eventTime)
-	})
+	id, eventTime := e.delivered(t, "connector_deliveries", "config_id", configID, eventID)
 	attempts, err := e.store.ConnectorDeliveryAttempts(ctx, id, eventTime)
 	if err != nil {
 		t.Fatal(err)

@@ -50,6 +50,15 @@ func (e *env) connector(t *testing.T, typ, storeID string, events []string, sett
 	return id
 }
 
+// ebayConnector stores an active eBay connector for storeID's events,
+// against a stand-in for eBay that it returns.
+func (e *env) ebayConnector(t *testing.T, storeID string, events []string) (*marketplacetest.Ebay, uuid.UUID) {
+	fake := marketplacetest.NewEbay("ebay-app", "ebay-cert", "v^1.1#refresh")
+	t.Cleanup(fake.Close)
+	return fake, e.connector(t, "ebay", storeID, events, map[string]any{"endpoint": fake.URL},
+		map[string]string{"api-key": "ebay-app", "api-secret": "ebay-cert", "refresh-token": "v^1.1#refresh"}, time.Hour)
+}
+
 func newAmazon(t *testing.T) *marketplacetest.Amazon {
 	fake := marketplacetest.NewAmazon("lwa-client", "lwa-secret", "Atzr|refresh", "A1SELLER", "ATVPDKIKX0DER")
 	t.Cleanup(fake.Close)

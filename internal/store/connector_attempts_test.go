@@ -16,10 +16,7 @@ import (
 // there was one, its error bounded and storable.
 func TestEveryConnectorAttemptIsRecorded(t *testing.T) {
 	st, ctx := hostileStore(t)
-	cfg := store.ConnectorConfig{ID: uuid.New(), StoreID: "store-a", ConnectorType: "ebay", DisplayName: "a", IsActive: true}
-	if _, err := st.UpsertConnectorConfig(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := activeConnector(t, st, "store-a", "ebay")
 	// Two deliveries share every batch: one statement writes both's attempts.
 	var news []store.NewConnectorDelivery
 	for _, sku := range []string{"A", "B"} {
@@ -108,10 +105,7 @@ func TestEveryConnectorAttemptIsRecorded(t *testing.T) {
 // is recorded all the same: the marketplace saw it.
 func TestConnectorAttemptsOnlyForCallsMade(t *testing.T) {
 	st, ctx := hostileStore(t)
-	cfg := store.ConnectorConfig{ID: uuid.New(), StoreID: "store-b", ConnectorType: "ebay", DisplayName: "b", IsActive: true}
-	if _, err := st.UpsertConnectorConfig(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := activeConnector(t, st, "store-b", "ebay")
 	d := store.NewConnectorDelivery{ID: store.NewID(), ConfigID: cfg.ID, EventID: uuid.New(), StoreID: "store-b", EventType: "product.updated",
 		Payload: []byte(`{"sku":"X"}`)}
 	if err := st.InsertConnectorDeliveries(ctx, []store.NewConnectorDelivery{d}); err != nil {
