@@ -41,12 +41,7 @@ func TestEveryAttemptIsRecorded(t *testing.T) {
 	e.produce(t, msg)
 
 	ctx := context.Background()
-	var id uuid.UUID
-	var eventTime time.Time
-	eventually(t, 20*time.Second, "delivered on the third attempt", func() error {
-		return e.store.Pool().QueryRow(ctx, `SELECT delivery_id, event_time FROM webhook_deliveries
-			WHERE subscription_id = $1 AND event_id = $2 AND status = 'DELIVERED'`, sub.ID, eventID).Scan(&id, &eventTime)
-	})
+	id, eventTime := e.delivered(t, "webhook_deliveries", "subscription_id", sub.ID, eventID)
 	attempts, err := e.store.DeliveryAttempts(ctx, id, eventTime)
 	if err != nil {
 		t.Fatal(err)
@@ -76,6 +71,18 @@ func TestEveryAttemptIsRecorded(t *testing.T) {
 	}
 }
 
+// delivered waits for the delivery of eventID to owner (a subscription, a
+// connector: the table's column ownerColumn) to be DELIVERED, and returns
+// its id and event time.
+func (e *env) delivered(t *testing.T, table, ownerColumn string, owner, eventID uuid.UUID) (id uuid.UUID, eventTime time.Time) {
+	t.Helper()
+	eventually(t, 20*time.Second, "delivered on the third attempt", func() error {
+		return e.store.Pool().QueryRow(context.Background(), `SELECT delivery_id, event_time FROM `+table+`
+			WHERE `+ownerColumn+` = $1 AND event_id = $2 AND status = 'DELIVERED'`, owner, eventID).Scan(&id, &eventTime)
+	})
+	return id, eventTime
+}
+
 // A replica names itself by its hostname (its pod's name) unless told.
 func TestReplicaDefaultsToTheHostname(t *testing.T) {
 	host, err := os.Hostname()
@@ -86,5 +93,46 @@ func TestReplicaDefaultsToTheHostname(t *testing.T) {
 	c.defaults()
 	if c.Replica != host {
 		t.Fatalf("replica %q, want the hostname %q", c.Replica, host)
+	}
+}
+
+// So is every attempt at a marketplace: a connector delivery failing twice
+// and then delivered has three attempts, in order, each with its outcome
+// and the marketplace's answer, made storable.
+func TestEveryConnectorAttemptIsRecorded(t *testing.T) {
+	e := startEnv(t)
+	ebay, configID := e.ebayConnector(t, "store-b", []string{"inventory.updated"})
+	e.run(t, Config{Connectors: fastConnectors, Replica: "dispatcher-7f9c-fghij"})
+	ebay.FailNextWith(2, http.StatusServiceUnavailable, []byte("busy \x00\xff"))
+	msg, eventID := envelopeMessage(t, "store-b", "inventory.updated", map[string]any{"sku": "SKU-1", "quantity": 3})
+	e.produce(t, msg)
+
+	ctx := context.Background()
+	id, eventTime := e.delivered(t, "connector_deliveries", "config_id", configID, eventID)
+	attempts, err := e.store.ConnectorDeliveryAttempts(ctx, id, eventTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(attempts) != 3 {
+		t.Fatalf("%d attempts recorded, want 3: %+v", len(attempts), attempts)
+	}
+	for i, want := range []string{store.DeliveryFailed, store.DeliveryFailed, store.DeliveryDelivered} {
+		a := attempts[i]
+		if a.Number != i+1 || a.Status != want || a.Replica != "dispatcher-7f9c-fghij" || a.StartedAt.IsZero() {
+			t.Errorf("attempt %d: %+v, want number %d, %s, the replica's name", i+1, a, i+1, want)
+		}
+		if i > 0 && !a.StartedAt.After(attempts[i-1].StartedAt) {
+			t.Errorf("attempt %d started %v, not after the one before (%v)", i+1, a.StartedAt, attempts[i-1].StartedAt)
+		}
+	}
+	for _, a := range attempts[:2] {
+		if a.HTTPStatus == nil || *a.HTTPStatus != 503 || a.ResponseExcerpt == nil || !strings.HasPrefix(*a.ResponseExcerpt, "busy ") ||
+			strings.Contains(*a.ResponseExcerpt, "\x00") || !strings.Contains(a.Error, "503") {
+			t.Errorf("failed attempt %d: status %v, excerpt %v, error %q; want the 503, its answer storable, the error", a.Number,
+				a.HTTPStatus, a.ResponseExcerpt, a.Error)
+		}
+	}
+	if last := attempts[2]; last.Error != "" || last.HTTPStatus != nil || last.ResponseExcerpt != nil {
+		t.Errorf("the delivered attempt: %+v", last)
 	}
 }

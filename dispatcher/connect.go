@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -131,6 +132,9 @@ func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDel
 		called := time.Now()
 		errs := handleContained(callCtx, adapter, events)
 		cancel()
+		// One call hands the adapter the batch: its events' attempts share
+		// its start and duration.
+		call := store.Attempt{StartedAt: called, Duration: time.Since(called), Replica: d.cfg.Replica}
 		defer d.traceConnectorCall(batch, outcomes, called, time.Now())
 		if answered := len(errs); answered != len(batch) {
 			errs = make([]error, len(batch))
@@ -139,7 +143,7 @@ func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDel
 			}
 		}
 		for i, del := range batch {
-			outcomes[i] = d.judgeConnector(del, errs[i])
+			outcomes[i] = d.judgeConnector(del, errs[i], call)
 			d.metrics.ConnectorOutcomes.WithLabelValues(first.ConnectorType, outcomes[i].Status).Inc()
 		}
 		runs = syncRuns(batch, outcomes, errs, started)
@@ -156,6 +160,9 @@ func (d *Dispatcher) handleBatch(ctx context.Context, batch []store.ConnectorDel
 			for i := range outcomes {
 				if outcomes[i].Error != "" {
 					outcomes[i].Error = why
+				}
+				if a := outcomes[i].Attempt; a != nil {
+					a.Answer = nil
 				}
 			}
 			for i := range runs {
@@ -206,9 +213,11 @@ func handleRecovering(ctx context.Context, adapter connectors.Adapter, events []
 	return adapter.HandleEvents(ctx, events), nil
 }
 
-// judgeConnector turns an adapter's verdict on one event into its outcome.
-func (d *Dispatcher) judgeConnector(del store.ConnectorDelivery, err error) store.ConnectorOutcome {
-	o := store.ConnectorOutcome{DeliveryID: del.ID, EventTime: del.EventTime, ConfigID: del.ConfigID, Attempts: del.Attempts + 1, Attempted: true, ClaimToken: del.ClaimToken}
+// judgeConnector turns an adapter's verdict on one event, from the call
+// made as call says, into its outcome.
+func (d *Dispatcher) judgeConnector(del store.ConnectorDelivery, err error, call store.Attempt) store.ConnectorOutcome {
+	o := store.ConnectorOutcome{DeliveryID: del.ID, EventTime: del.EventTime, ConfigID: del.ConfigID, Attempts: del.Attempts + 1, Attempted: true,
+		ClaimToken: del.ClaimToken, Attempt: connectorAttempt(call, err)}
 	schedule := d.cfg.Connectors.RetrySchedule
 	switch {
 	case err == nil:
@@ -216,7 +225,7 @@ func (d *Dispatcher) judgeConnector(del store.ConnectorDelivery, err error) stor
 	case connectors.IsDeferred(err):
 		// Held back on our side (a rate limit's turn, a Vault outage): not
 		// sent, so no attempt is spent.
-		o.Status, o.Attempts, o.Attempted, o.Error = pendingOrFailed(del.Attempts), del.Attempts, false, err.Error()
+		o.Status, o.Attempts, o.Attempted, o.Error, o.Attempt = pendingOrFailed(del.Attempts), del.Attempts, false, err.Error(), nil
 		o.RetryIn = ptr(d.cfg.OutageRetry)
 	case connectors.IsPermanent(err):
 		o.Status, o.Error = store.DeliveryDeadLettered, err.Error()
@@ -227,6 +236,17 @@ func (d *Dispatcher) judgeConnector(del store.ConnectorDelivery, err error) stor
 		o.RetryIn = ptr(schedule[o.Attempts])
 	}
 	return o
+}
+
+// connectorAttempt is the attempt a call made, with the marketplace's
+// answer when the adapter's error is (or wraps) a non-2xx answer: the
+// answer its error already quotes, cut short by the adapter.
+func connectorAttempt(call store.Attempt, err error) *store.ConnectorAttempt {
+	a := &store.ConnectorAttempt{Attempt: call}
+	if se, ok := errors.AsType[*connectors.StatusError](err); ok {
+		a.HTTPStatus, a.Answer = &se.Status, &se.Body
+	}
+	return a
 }
 
 // syncRuns summarises a batch as one sync-log row per entity type, of the

@@ -50,6 +50,15 @@ func (e *env) connector(t *testing.T, typ, storeID string, events []string, sett
 	return id
 }
 
+// ebayConnector stores an active eBay connector for storeID's events,
+// against a stand-in for eBay that it returns.
+func (e *env) ebayConnector(t *testing.T, storeID string, events []string) (*marketplacetest.Ebay, uuid.UUID) {
+	fake := marketplacetest.NewEbay("ebay-app", "ebay-cert", "v^1.1#refresh")
+	t.Cleanup(fake.Close)
+	return fake, e.connector(t, "ebay", storeID, events, map[string]any{"endpoint": fake.URL},
+		map[string]string{"api-key": "ebay-app", "api-secret": "ebay-cert", "refresh-token": "v^1.1#refresh"}, time.Hour)
+}
+
 func newAmazon(t *testing.T) *marketplacetest.Amazon {
 	fake := marketplacetest.NewAmazon("lwa-client", "lwa-secret", "Atzr|refresh", "A1SELLER", "ATVPDKIKX0DER")
 	t.Cleanup(fake.Close)
@@ -465,11 +474,29 @@ func TestJudgingAndSummarisingConnectorBatches(t *testing.T) {
 	}
 	batch := []store.ConnectorDelivery{del("product.updated", 0), del("product.updated", 0), del("product.updated", 2),
 		del("inventory.updated", 0), del("inventory.updated", 1), del("order.fulfilled", 0)}
-	errs := []error{nil, fmt.Errorf("PUT answered 503"), fmt.Errorf("PUT answered 503"),
+	unavailable := &connectors.StatusError{Method: "PUT", Path: "/items/A", Status: 503, Body: "busy"}
+	errs := []error{nil, fmt.Errorf("item A: %w", unavailable), fmt.Errorf("PUT answered 503"),
 		connectors.Permanent(fmt.Errorf("payload has no sku")), connectors.Deferred(fmt.Errorf("waits for its rate")), nil}
 	outcomes := make([]store.ConnectorOutcome, len(batch))
+	call := store.Attempt{StartedAt: time.Now(), Duration: time.Second, Replica: "dispatcher-2"}
 	for i := range batch {
-		outcomes[i] = d.judgeConnector(batch[i], errs[i])
+		outcomes[i] = d.judgeConnector(batch[i], errs[i], call)
+	}
+	// Each call is an attempt, with the marketplace's answer where the
+	// error carries one; the held-back event was not sent: no attempt.
+	for i, o := range outcomes {
+		switch a := o.Attempt; {
+		case i == 4:
+			if a != nil {
+				t.Errorf("the held-back event has an attempt: %+v", a)
+			}
+		case a == nil || a.Attempt != call:
+			t.Errorf("event %d: attempt %+v, want the call's", i, a)
+		case i == 1 && (a.HTTPStatus == nil || *a.HTTPStatus != 503 || a.Answer == nil || *a.Answer != "busy"):
+			t.Errorf("event 1: status %v, answer %v; want the wrapped 503's", a.HTTPStatus, a.Answer)
+		case i != 1 && (a.HTTPStatus != nil || a.Answer != nil):
+			t.Errorf("event %d: status %v, answer %v; want none", i, a.HTTPStatus, a.Answer)
+		}
 	}
 	want := []struct {
 		status   string

@@ -17,7 +17,6 @@ import (
 
 	"github.com/ss3dev/integration-operator/internal/connectors"
 	"github.com/ss3dev/integration-operator/internal/connectors/inbound"
-	"github.com/ss3dev/integration-operator/internal/connectors/marketplacetest"
 	"github.com/ss3dev/integration-operator/internal/store"
 )
 
@@ -288,10 +287,7 @@ func TestSignedStripeEventsPostgresCannotHoldAreAccepted(t *testing.T) {
 
 func TestMarketplaceErrorsPostgresCannotHoldEndTheirEvents(t *testing.T) {
 	e := startEnv(t)
-	ebay := marketplacetest.NewEbay("ebay-app", "ebay-cert", "v^1.1#refresh")
-	t.Cleanup(ebay.Close)
-	configID := e.connector(t, "ebay", "store-m", []string{"inventory.updated"}, map[string]any{"endpoint": ebay.URL},
-		map[string]string{"api-key": "ebay-app", "api-secret": "ebay-cert", "refresh-token": "v^1.1#refresh"}, time.Hour)
+	ebay, configID := e.ebayConnector(t, "store-m", []string{"inventory.updated"})
 	recv := newReceiver(t)
 	e.subscribe(t, "store-m", recv.URL, []string{"inventory.*"}, nil)
 	e.run(t, Config{Connectors: fastConnectors})

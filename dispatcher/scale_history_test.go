@@ -55,7 +55,7 @@ func TestScaleHistory(t *testing.T) {
 			(SELECT COALESCE(sum(pg_total_relation_size(i.inhrelid)), 0) FROM pg_inherits i
 			 WHERE i.inhparent IN ('webhook_deliveries'::regclass, 'event_payloads'::regclass, 'connector_deliveries'::regclass,
 			                       'connector_sync_log'::regclass, 'connector_inbound_events'::regclass,
-			                       'webhook_delivery_attempts'::regclass))::bigint,
+			                       'webhook_delivery_attempts'::regclass, 'connector_delivery_attempts'::regclass))::bigint,
 			(SELECT count(*) FROM webhook_deliveries WHERE status = 'DELIVERED')`).Scan(&bytes, &deliveries); err != nil {
 			t.Fatal(err)
 		}

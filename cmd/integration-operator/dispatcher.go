@@ -90,6 +90,7 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.Var(retention.Period{D: &o.retentions.SyncLog}, "retention-sync-log", "how long connector sync runs are kept")
 	f.Var(retention.Period{D: &o.retentions.InboundEvents}, "retention-inbound-events", "how long provider webhooks (the inbound payment audit) are kept")
 	f.Var(retention.Period{D: &o.retentions.DeliveryAttempts}, "retention-delivery-attempts", "how long each webhook delivery attempt (time, duration, status, answer excerpt, error, replica) is kept")
+	f.Var(retention.Period{D: &o.retentions.ConnectorAttempts}, "retention-connector-attempts", "how long each connector delivery attempt (time, duration, outcome, the marketplace's status and answer excerpt, error, replica) is kept")
 	f.IntVar(&o.retention.Ahead, "partitions-ahead", 7, "days after today whose history partitions are created in advance")
 	f.DurationVar(&o.retention.Interval, "retention-interval", time.Hour, "how often one replica creates partitions ahead and drops those past retention")
 	addVaultFlags(f, &o.vault)

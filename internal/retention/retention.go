@@ -57,15 +57,18 @@ type Retentions struct {
 	Deliveries, ConnectorDeliveries, SyncLog, InboundEvents time.Duration
 	// DeliveryAttempts: every attempt of a webhook delivery (migration 00017).
 	DeliveryAttempts time.Duration
+	// ConnectorAttempts: every attempt of a connector delivery (00021).
+	ConnectorAttempts time.Duration
 }
 
 // DefaultRetentions keep 30 days of deliveries, their attempts and sync
 // runs, and 400 of the provider webhooks that are the inbound payment audit.
 var DefaultRetentions = Retentions{
 	Deliveries: 30 * day, ConnectorDeliveries: 30 * day, SyncLog: 30 * day, InboundEvents: 400 * day, DeliveryAttempts: 30 * day,
+	ConnectorAttempts: 30 * day,
 }
 
-// Tables are the history tables of migrations 00015 and 00017 under r.
+// Tables are the history tables of migrations 00015, 00017 and 00021 under r.
 func (r Retentions) Tables() []Table {
 	open := `status IN ('PENDING', 'FAILED')`
 	return []Table{
@@ -79,6 +82,7 @@ func (r Retentions) Tables() []Table {
 		{Name: "connector_inbound_events", Key: "received_at", Retention: r.InboundEvents, Unfinished: `status = 'RECEIVED'`},
 		// An attempt is done once made: its own period alone decides.
 		{Name: "webhook_delivery_attempts", Key: "event_time", Retention: r.DeliveryAttempts},
+		{Name: "connector_delivery_attempts", Key: "event_time", Retention: r.ConnectorAttempts},
 	}
 }
 

@@ -25,7 +25,8 @@ func TestPartitionsAreCreatedAheadAndDroppedAfterRetentionUnlessUnfinished(t *te
 	old, older := now.AddDate(0, 0, -40), now.AddDate(0, 0, -41)
 	// Days the migration would have made for rows that old.
 	for _, at := range []time.Time{old, older} {
-		for _, table := range []string{"webhook_deliveries", "event_payloads", "webhook_delivery_attempts"} {
+		for _, table := range []string{"webhook_deliveries", "event_payloads", "webhook_delivery_attempts", "connector_deliveries",
+			"connector_delivery_attempts"} {
 			if _, err := pool.Exec(ctx, `SELECT io_create_day_partition($1, 'event_time', $2::date)`, table, at.Format(time.DateOnly)); err != nil {
 				t.Fatal(err)
 			}
@@ -45,6 +46,7 @@ func TestPartitionsAreCreatedAheadAndDroppedAfterRetentionUnlessUnfinished(t *te
 	if attempts, err := st.DeliveryAttempts(ctx, delivered, store.PartitionTime(old)); err != nil || len(attempts) != 1 {
 		t.Fatalf("attempts recorded: %+v, %v; want one", attempts, err)
 	}
+	connectorAttempt := connectorDeliveryWithAttempt(t, st, old)
 
 	m, err := retention.NewMetrics(prometheus.NewRegistry())
 	if err != nil {
@@ -59,7 +61,7 @@ func TestPartitionsAreCreatedAheadAndDroppedAfterRetentionUnlessUnfinished(t *te
 		t.Fatalf("pass: %+v, %v", rep, err)
 	}
 	for _, table := range []string{"webhook_deliveries", "connector_deliveries", "event_payloads", "connector_sync_log", "connector_inbound_events",
-		"webhook_delivery_attempts"} {
+		"webhook_delivery_attempts", "connector_delivery_attempts"} {
 		parts, err := retention.Partitions(ctx, pool, table)
 		if err != nil {
 			t.Fatal(err)
@@ -95,12 +97,17 @@ func TestPartitionsAreCreatedAheadAndDroppedAfterRetentionUnlessUnfinished(t *te
 	// Attempts are done once made: their day goes after their own period,
 	// that of the pending delivery too.
 	for _, at := range []time.Time{old, older} {
-		if name := retention.PartitionName("webhook_delivery_attempts", at); !slices.Contains(rep.Dropped, name) {
-			t.Errorf("dropped %v, want %s", rep.Dropped, name)
+		for _, table := range []string{"webhook_delivery_attempts", "connector_delivery_attempts"} {
+			if name := retention.PartitionName(table, at); !slices.Contains(rep.Dropped, name) {
+				t.Errorf("dropped %v, want %s", rep.Dropped, name)
+			}
 		}
 	}
 	if attempts, err := st.DeliveryAttempts(ctx, delivered, store.PartitionTime(old)); err != nil || len(attempts) != 0 {
 		t.Errorf("attempts of a dropped day: %+v, %v; want none", attempts, err)
+	}
+	if attempts, err := st.ConnectorDeliveryAttempts(ctx, connectorAttempt, store.PartitionTime(old)); err != nil || len(attempts) != 0 {
+		t.Errorf("connector attempts of a dropped day: %+v, %v; want none", attempts, err)
 	}
 	claimed, err := st.ClaimDue(ctx, 10, time.Minute)
 	if err != nil || len(claimed) != 1 || claimed[0].ID != pending || string(claimed[0].Payload) != `{"a":2}` {
@@ -244,6 +251,31 @@ func TestRetentionTakesTheDeadLettersItRemovesOffTheCount(t *testing.T) {
 	if n, total := dead(); n != 1 || total != 4 {
 		t.Fatalf("after the pass: dead letters now %d, in total %d; want 1 (the one within retention) and 4", n, total)
 	}
+}
+
+// connectorDeliveryWithAttempt stores a connector delivery of the day of at,
+// delivered at its one attempt, and returns its id.
+func connectorDeliveryWithAttempt(t *testing.T, st *store.Store, at time.Time) uuid.UUID {
+	t.Helper()
+	ctx := context.Background()
+	cfg := store.ConnectorConfig{ID: uuid.New(), StoreID: "store-1", ConnectorType: "ebay", DisplayName: "e", IsActive: true}
+	if _, err := st.UpsertConnectorConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	d := store.NewConnectorDelivery{ID: store.NewID(), ConfigID: cfg.ID, EventID: uuid.New(), StoreID: "store-1", EventType: "product.updated",
+		Payload: []byte(`{"sku":"X"}`), EventTime: at}
+	if err := st.InsertConnectorDeliveries(ctx, []store.NewConnectorDelivery{d}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RecordConnectorOutcomes(ctx, []store.ConnectorOutcome{{DeliveryID: d.ID, EventTime: store.PartitionTime(at), ConfigID: cfg.ID,
+		Status: store.DeliveryDelivered, Attempts: 1, Attempted: true,
+		Attempt: &store.ConnectorAttempt{Attempt: store.Attempt{StartedAt: time.Now(), Duration: time.Millisecond, Replica: "r"}}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if attempts, err := st.ConnectorDeliveryAttempts(ctx, d.ID, store.PartitionTime(at)); err != nil || len(attempts) != 1 {
+		t.Fatalf("connector attempts recorded: %+v, %v; want one", attempts, err)
+	}
+	return d.ID
 }
 
 // storeWithSubscription starts Postgres and stores one subscription.

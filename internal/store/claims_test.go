@@ -109,10 +109,7 @@ func TestOutcomesRenewalsAndReleasesAreFencedByClaim(t *testing.T) {
 // after a newer one; other SKUs' events are not held up.
 func TestConnectorEventsForOneEntityAreClaimedInArrivalOrder(t *testing.T) {
 	st, ctx := hostileStore(t)
-	cfg := store.ConnectorConfig{ID: uuid.New(), StoreID: "store-o", ConnectorType: "ebay", DisplayName: "o", IsActive: true}
-	if _, err := st.UpsertConnectorConfig(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := activeConnector(t, st, "store-o", "ebay")
 	var events []store.NewConnectorDelivery
 	quantity := map[uuid.UUID]int{}
 	for i := range 5 {
@@ -172,10 +169,7 @@ func TestConnectorEventsForOneEntityAreClaimedInArrivalOrder(t *testing.T) {
 // A connector outcome written under a lost claim is not recorded or counted.
 func TestConnectorOutcomesAreFencedByClaim(t *testing.T) {
 	st, ctx := hostileStore(t)
-	cfg := store.ConnectorConfig{ID: uuid.New(), StoreID: "store-f", ConnectorType: "ebay", DisplayName: "f", IsActive: true}
-	if _, err := st.UpsertConnectorConfig(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := activeConnector(t, st, "store-f", "ebay")
 	d := store.NewConnectorDelivery{ID: uuid.New(), ConfigID: cfg.ID, EventID: uuid.New(), StoreID: "store-f", EventType: "product.updated",
 		Payload: []byte(`{"sku":"X"}`), EntityKey: "sku:X"}
 	if err := st.InsertConnectorDeliveries(ctx, []store.NewConnectorDelivery{d}); err != nil {

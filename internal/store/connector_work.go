@@ -163,7 +163,25 @@ type ConnectorOutcome struct {
 	Attempted bool
 	// ClaimToken fences the outcome as Outcome.ClaimToken does.
 	ClaimToken uuid.UUID
+	// Attempt, when set, is the adapter call this outcome comes of,
+	// recorded in connector_delivery_attempts (its number is Attempts, its
+	// outcome Status, its error Error). Nil: the adapter was not called
+	// for it.
+	Attempt *ConnectorAttempt
 }
+
+// ConnectorAttempt is one call of an adapter for a delivery: when and by
+// which replica, and what the marketplace answered when the adapter's
+// error carries it (a non-2xx answer's status and first bytes).
+type ConnectorAttempt struct {
+	Attempt
+	HTTPStatus *int
+	Answer     *string
+}
+
+// AttemptError bounds the error kept with each connector attempt, in
+// bytes (last_error keeps it whole).
+const AttemptError = 1024
 
 // SyncRun is one connector_sync_log row.
 type SyncRun struct {
@@ -226,8 +244,41 @@ func (s *Store) RecordConnectorOutcomes(ctx context.Context, outcomes []Connecto
 				return fmt.Errorf("record connector outcomes: %w", err)
 			}
 		}
+		if err := insertConnectorAttempts(ctx, tx, outcomes); err != nil {
+			return err
+		}
 		return insertSyncRuns(ctx, tx, runs)
 	})
+}
+
+// insertConnectorAttempts records the outcomes' attempts in one statement.
+// Those fenced off are recorded too: the marketplace saw them all the same.
+func insertConnectorAttempts(ctx context.Context, db querier, outcomes []ConnectorOutcome) error {
+	var r attemptRows
+	for _, o := range outcomes {
+		if a := o.Attempt; a != nil {
+			r.add(o.DeliveryID, o.EventTime, o.Attempts, a.Attempt, a.HTTPStatus, a.Answer, truncateUTF8(o.Error, AttemptError), o.Status)
+		}
+	}
+	if len(r.ids) == 0 {
+		return nil
+	}
+	_, err := db.Exec(ctx, `
+		INSERT INTO connector_delivery_attempts (delivery_id, event_time, attempt_number, started_at, duration_ms, status, http_status,
+			response_excerpt, response_excerpt_sanitised, error, replica)
+		SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::int[], $4::timestamptz[], $5::int[], $6::text[], $7::int[],
+			$8::text[], $9::bool[], $10::text[], $11::text[])`,
+		r.ids, r.times, r.numbers, r.starts, r.durations, r.statuses, r.httpStatuses, r.excerpts, r.sanitised, r.errs, r.replicas)
+	if err != nil {
+		return fmt.Errorf("record connector delivery attempts: %w", err)
+	}
+	return nil
+}
+
+// ConnectorDeliveryAttempts lists a connector delivery's recorded attempts,
+// oldest first.
+func (s *Store) ConnectorDeliveryAttempts(ctx context.Context, id uuid.UUID, eventTime time.Time) ([]DeliveryAttempt, error) {
+	return s.attempts(ctx, "connector_delivery_attempts", "status", id, eventTime)
 }
 
 func insertSyncRuns(ctx context.Context, tx pgx.Tx, runs []SyncRun) error {

@@ -283,38 +283,13 @@ func (s *Store) recordOutcomesTx(ctx context.Context, db querier, outcomes []Out
 // insertAttempts records the outcomes' attempts in one statement. Those
 // fenced off are recorded too: the endpoint saw them all the same.
 func insertAttempts(ctx context.Context, db querier, outcomes []Outcome) error {
-	var ids []uuid.UUID
-	var times, starts []time.Time
-	var numbers, durations []int32
-	var statuses []*int32
-	var excerpts, errs []*string
-	var sanitised []bool
-	var replicas []string
+	var r attemptRows
 	for _, o := range outcomes {
-		a := o.Attempt
-		if a == nil {
-			continue
+		if o.Attempt != nil {
+			r.add(o.DeliveryID, o.EventTime, o.Attempts, *o.Attempt, o.HTTPStatus, o.ResponseBody, o.Error, o.Status)
 		}
-		ids, times, starts = append(ids, o.DeliveryID), append(times, o.EventTime), append(starts, a.StartedAt)
-		numbers = append(numbers, int32(o.Attempts))
-		durations = append(durations, int32(min(max(a.Duration.Milliseconds(), 0), 1<<31-1)))
-		var status *int32
-		if o.HTTPStatus != nil {
-			v := int32(*o.HTTPStatus)
-			status = &v
-		}
-		statuses = append(statuses, status)
-		var excerpt *string
-		changed := false
-		if o.ResponseBody != nil {
-			var e string
-			e, changed = Text(truncateUTF8(*o.ResponseBody, AttemptExcerpt))
-			excerpt = &e
-		}
-		excerpts, sanitised = append(excerpts, excerpt), append(sanitised, changed)
-		errs, replicas = append(errs, textPtr(o.Error)), append(replicas, text(a.Replica))
 	}
-	if len(ids) == 0 {
+	if len(r.ids) == 0 {
 		return nil
 	}
 	_, err := db.Exec(ctx, `
@@ -322,11 +297,44 @@ func insertAttempts(ctx context.Context, db querier, outcomes []Outcome) error {
 			response_excerpt, response_excerpt_sanitised, error, replica)
 		SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::int[], $4::timestamptz[], $5::int[], $6::int[],
 			$7::text[], $8::bool[], $9::text[], $10::text[])`,
-		ids, times, numbers, starts, durations, statuses, excerpts, sanitised, errs, replicas)
+		r.ids, r.times, r.numbers, r.starts, r.durations, r.httpStatuses, r.excerpts, r.sanitised, r.errs, r.replicas)
 	if err != nil {
 		return fmt.Errorf("record delivery attempts: %w", err)
 	}
 	return nil
+}
+
+// attemptRows are attempts to insert, one slice per column: the answer
+// cut to AttemptExcerpt and made storable, the error made storable.
+type attemptRows struct {
+	ids                []uuid.UUID
+	times, starts      []time.Time
+	numbers, durations []int32
+	httpStatuses       []*int32
+	excerpts, errs     []*string
+	sanitised          []bool
+	replicas, statuses []string
+}
+
+func (r *attemptRows) add(id uuid.UUID, eventTime time.Time, number int, a Attempt, httpStatus *int, answer *string, errText, status string) {
+	r.ids, r.times, r.starts = append(r.ids, id), append(r.times, eventTime), append(r.starts, a.StartedAt)
+	r.numbers = append(r.numbers, int32(number))
+	r.durations = append(r.durations, int32(min(max(a.Duration.Milliseconds(), 0), 1<<31-1)))
+	var hs *int32
+	if httpStatus != nil {
+		v := int32(*httpStatus)
+		hs = &v
+	}
+	r.httpStatuses = append(r.httpStatuses, hs)
+	var excerpt *string
+	changed := false
+	if answer != nil {
+		var e string
+		e, changed = Text(truncateUTF8(*answer, AttemptExcerpt))
+		excerpt = &e
+	}
+	r.excerpts, r.sanitised = append(r.excerpts, excerpt), append(r.sanitised, changed)
+	r.errs, r.replicas, r.statuses = append(r.errs, textPtr(errText)), append(r.replicas, text(a.Replica)), append(r.statuses, status)
 }
 
 // truncateUTF8 cuts s to at most n bytes, not inside a UTF-8 sequence.
@@ -349,12 +357,21 @@ type DeliveryAttempt struct {
 	ResponseExcerpt *string
 	Error           string
 	Replica         string
+	// Status is what the attempt made of the delivery: connector attempts
+	// only (webhook attempts keep no status; it is empty for them).
+	Status string
 }
 
 // DeliveryAttempts lists a delivery's recorded attempts, oldest first.
 func (s *Store) DeliveryAttempts(ctx context.Context, id uuid.UUID, eventTime time.Time) ([]DeliveryAttempt, error) {
-	rows, err := s.pool.Query(ctx, `SELECT attempt_number, started_at, duration_ms, http_status, response_excerpt, COALESCE(error, ''), replica
-		FROM webhook_delivery_attempts WHERE delivery_id = $1 AND event_time = $2 ORDER BY started_at, attempt_number`, id, eventTime)
+	return s.attempts(ctx, "webhook_delivery_attempts", "''", id, eventTime)
+}
+
+// attempts lists one delivery's rows of an attempts table, oldest first;
+// status is the expression its Status is read from.
+func (s *Store) attempts(ctx context.Context, table, status string, id uuid.UUID, eventTime time.Time) ([]DeliveryAttempt, error) {
+	rows, err := s.pool.Query(ctx, `SELECT attempt_number, started_at, duration_ms, http_status, response_excerpt, COALESCE(error, ''), replica, `+
+		status+` FROM `+table+` WHERE delivery_id = $1 AND event_time = $2 ORDER BY started_at, attempt_number`, id, eventTime)
 	if err != nil {
 		return nil, fmt.Errorf("list attempts of delivery %s: %w", id, err)
 	}
@@ -362,7 +379,7 @@ func (s *Store) DeliveryAttempts(ctx context.Context, id uuid.UUID, eventTime ti
 		var a DeliveryAttempt
 		var ms int32
 		var status *int32
-		err := row.Scan(&a.Number, &a.StartedAt, &ms, &status, &a.ResponseExcerpt, &a.Error, &a.Replica)
+		err := row.Scan(&a.Number, &a.StartedAt, &ms, &status, &a.ResponseExcerpt, &a.Error, &a.Replica, &a.Status)
 		a.Duration = time.Duration(ms) * time.Millisecond
 		if status != nil {
 			v := int(*status)

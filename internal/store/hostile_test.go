@@ -41,6 +41,16 @@ func hostileStore(t *testing.T) (*store.Store, context.Context) {
 	return bed.Store(t), context.Background()
 }
 
+// activeConnector stores an active connector of typ for storeID.
+func activeConnector(t *testing.T, st *store.Store, storeID, typ string) store.ConnectorConfig {
+	t.Helper()
+	cfg := store.ConnectorConfig{ID: uuid.New(), StoreID: storeID, ConnectorType: typ, DisplayName: typ, IsActive: true}
+	if _, err := st.UpsertConnectorConfig(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // Every document is stored, its bytes come back unchanged for each attempt,
 // and the jsonb copy is the document itself unless flagged sanitised.
 func TestHostilePayloadsAreStoredAndSentAsProduced(t *testing.T) {
@@ -50,10 +60,7 @@ func TestHostilePayloadsAreStoredAndSentAsProduced(t *testing.T) {
 	if _, err := st.UpsertSubscription(ctx, sub); err != nil {
 		t.Fatal(err)
 	}
-	cfg := store.ConnectorConfig{ID: uuid.New(), StoreID: "store-h", ConnectorType: "ebay", DisplayName: "h", IsActive: true}
-	if _, err := st.UpsertConnectorConfig(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := activeConnector(t, st, "store-h", "ebay")
 	var deliveries []store.NewDelivery
 	var toConnectors []store.NewConnectorDelivery
 	for _, h := range hostileDocs {
@@ -121,10 +128,7 @@ func TestHostileAnswersAndErrorsAreRecorded(t *testing.T) {
 	if _, err := st.UpsertSubscription(ctx, sub); err != nil {
 		t.Fatal(err)
 	}
-	cfg := store.ConnectorConfig{ID: uuid.New(), StoreID: "store-h", ConnectorType: "stripe", DisplayName: "h", IsActive: true}
-	if _, err := st.UpsertConnectorConfig(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	cfg := activeConnector(t, st, "store-h", "stripe")
 	texts := append([]string{"receiver says hi"}, hostileTexts...)
 	var deliveries []store.NewDelivery
 	var outcomes []store.Outcome
