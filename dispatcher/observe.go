@@ -23,7 +23,12 @@ import (
 // partitions, and not while its intake is blocked by an outage: rejoining
 // cures no outage, and every replica rejoining at once is a rebalance
 // storm. A partition with lag that nobody owns is rejoined for by one
-// replica only, the member whose id sorts first.
+// replica only, the member whose id sorts first; so is one that another
+// member has held still for twice the timeout, since its owner would have
+// rejoined by then were it alive: a killed member the coordinator has not
+// evicted keeps its assignment, and only a rebalance takes it away (seen
+// after a kill -9). The first member is chosen among those owning no such
+// partition, so a dead first member does not silence the rest.
 
 func (d *Dispatcher) observe(ctx context.Context, client *kafka.Client, every time.Duration) {
 	// Checked less often than half the timeout, a stall would run well past it.
@@ -75,7 +80,7 @@ func (d *Dispatcher) observe(ctx context.Context, client *kafka.Client, every ti
 		// sees the stall also sees the rejoin it caused.
 		if v.rejoin {
 			d.log.Info("the group has stalled partitions; rejoining it", "partitions", names(v.stalled), "unowned", names(v.unowned),
-				"stallTimeout", d.cfg.Kafka.StallTimeout)
+				"abandoned", names(v.abandoned), "stallTimeout", d.cfg.Kafka.StallTimeout)
 			d.metrics.Rejoins.Inc()
 			select {
 			case d.rejoin <- struct{}{}:
@@ -173,9 +178,13 @@ type membership struct {
 	owner map[topicPartition]string
 }
 
-// first tells whether this replica is the member whose id sorts first.
-func (g membership) first() bool {
-	return len(g.members) > 0 && g.mine[slices.Min(g.members)]
+// first tells whether this replica is the member whose id sorts first,
+// leaving out the members that own any of except.
+func (g membership) first(except []topicPartition) bool {
+	left := slices.DeleteFunc(slices.Clone(g.members), func(m string) bool {
+		return slices.ContainsFunc(except, func(tp topicPartition) bool { return g.owner[tp] == m })
+	})
+	return len(left) > 0 && g.mine[slices.Min(left)]
 }
 
 // membership finds this replica in the group by its client id.
@@ -222,9 +231,10 @@ type progress struct {
 type verdict struct {
 	owned    int
 	ownedLag int64
-	// stalled are ours, unowned nobody's: with lag, unmoved for the timeout.
-	stalled, unowned []topicPartition
-	rejoin           bool
+	// stalled are ours, unowned nobody's: with lag, unmoved for the
+	// timeout; abandoned another member's, unmoved for twice the timeout.
+	stalled, unowned, abandoned []topicPartition
+	rejoin                      bool
 }
 
 // judge looks at the partitions as they stand at now; ok is false while
@@ -253,6 +263,8 @@ func (w *stallWatch) judge(now time.Time, parts map[topicPartition]offsets, g me
 			}
 		case owner == "" && stuck:
 			v.unowned = append(v.unowned, tp)
+		case owner != "" && lag > 0 && now.Sub(p.since) >= 2*timeout:
+			v.abandoned = append(v.abandoned, tp)
 		}
 	}
 	w.seen = next
@@ -264,9 +276,12 @@ func (w *stallWatch) judge(now time.Time, parts map[topicPartition]offsets, g me
 	}
 	slices.SortFunc(v.stalled, byName)
 	slices.SortFunc(v.unowned, byName)
-	// A blocked intake holds all our partitions still; a rejoin would only
-	// hand the same outage to another replica, and rebalance the group.
-	v.rejoin = len(v.stalled) > 0 && !intakeBlocked || len(v.unowned) > 0 && g.first()
+	slices.SortFunc(v.abandoned, byName)
+	// A blocked intake holds all our partitions still (and, in a shared
+	// outage, everyone's); a rejoin would only hand the same outage to
+	// another replica, and rebalance the group.
+	v.rejoin = len(v.stalled) > 0 && !intakeBlocked ||
+		(len(v.unowned) > 0 || len(v.abandoned) > 0 && !intakeBlocked) && g.first(v.abandoned)
 	if v.rejoin {
 		w.seen = nil
 	}

@@ -20,12 +20,13 @@ var (
 
 // look is one judge call: the partitions as they stand, and what it must decide.
 type look struct {
-	at      time.Duration // since the first look
-	parts   map[topicPartition]offsets
-	blocked bool
-	rejoin  bool
-	stalled []topicPartition
-	unowned []topicPartition
+	at        time.Duration // since the first look
+	parts     map[topicPartition]offsets
+	blocked   bool
+	rejoin    bool
+	stalled   []topicPartition
+	unowned   []topicPartition
+	abandoned []topicPartition
 }
 
 func judgeLooks(t *testing.T, g membership, looks []look) {
@@ -38,9 +39,9 @@ func judgeLooks(t *testing.T, g membership, looks []look) {
 		if !ok {
 			t.Fatalf("look %d: no verdict for a stable group", i)
 		}
-		if v.rejoin != l.rejoin || !slices.Equal(v.stalled, l.stalled) || !slices.Equal(v.unowned, l.unowned) {
-			t.Errorf("look %d at %v: rejoin %v, stalled %v, unowned %v; want %v, %v, %v",
-				i, l.at, v.rejoin, v.stalled, v.unowned, l.rejoin, l.stalled, l.unowned)
+		if v.rejoin != l.rejoin || !slices.Equal(v.stalled, l.stalled) || !slices.Equal(v.unowned, l.unowned) || !slices.Equal(v.abandoned, l.abandoned) {
+			t.Errorf("look %d at %v: rejoin %v, stalled %v, unowned %v, abandoned %v; want %v, %v, %v, %v",
+				i, l.at, v.rejoin, v.stalled, v.unowned, v.abandoned, l.rejoin, l.stalled, l.unowned, l.abandoned)
 		}
 	}
 }
@@ -73,20 +74,42 @@ func TestJudgeDoesNotRejoinWhileIntakeIsBlocked(t *testing.T) {
 	judgeLooks(t, g, []look{
 		{at: 0, parts: stuck, blocked: true},
 		// Stalled, and shown so, but an outage is no cause to rejoin; p2 is
-		// b's to judge.
-		{at: 2 * time.Minute, parts: stuck, blocked: true, stalled: []topicPartition{p0, p1}},
-		{at: 5 * time.Minute, parts: stuck, blocked: true, stalled: []topicPartition{p0, p1}},
+		// b's, held as still by the same outage.
+		{at: 2 * time.Minute, parts: stuck, blocked: true, stalled: []topicPartition{p0, p1}, abandoned: []topicPartition{p2}},
+		{at: 5 * time.Minute, parts: stuck, blocked: true, stalled: []topicPartition{p0, p1}, abandoned: []topicPartition{p2}},
 		// Unblocked but still not moving: now it is a stall a rejoin may cure.
-		{at: 5*time.Minute + time.Second, parts: stuck, rejoin: true, stalled: []topicPartition{p0, p1}},
+		{at: 5*time.Minute + time.Second, parts: stuck, rejoin: true, stalled: []topicPartition{p0, p1}, abandoned: []topicPartition{p2}},
 	})
 }
 
-func TestJudgeLeavesAnotherMembersPartitionsToIt(t *testing.T) {
+func TestJudgeLeavesAnotherMembersPartitionsToItForTwiceTheTimeout(t *testing.T) {
 	g := membership{stable: true, members: []string{"a-1", "b-1"}, mine: map[string]bool{"a-1": true},
 		owner: map[topicPartition]string{p0: "a-1", p1: "b-1"}}
+	parts := map[topicPartition]offsets{p0: at(1, 1), p1: at(0, 50)}
 	judgeLooks(t, g, []look{
-		{at: 0, parts: map[topicPartition]offsets{p0: at(1, 1), p1: at(0, 50)}},
-		{at: 10 * time.Minute, parts: map[topicPartition]offsets{p0: at(1, 1), p1: at(0, 50)}},
+		{at: 0, parts: parts},
+		// b had its timeout to rejoin, and its own second.
+		{at: time.Minute, parts: parts},
+		{at: 119 * time.Second, parts: parts},
+		// Still unmoved: b is gone without the coordinator knowing.
+		{at: 2 * time.Minute, parts: parts, rejoin: true, abandoned: []topicPartition{p1}},
+	})
+}
+
+// A killed member that sorts first, and that the coordinator still counts,
+// does not stop the others from rejoining for its partitions: only one of
+// them does, the first of those that own none.
+func TestJudgeRejoinsForADeadFirstMembersPartitionsOnce(t *testing.T) {
+	owner := map[topicPartition]string{p0: "a-dead", p1: "b-1", p2: "c-1"}
+	parts := map[topicPartition]offsets{p0: at(3, 40), p1: at(9, 9), p2: at(9, 9)}
+	members := []string{"c-1", "a-dead", "b-1"}
+	judgeLooks(t, membership{stable: true, members: members, mine: map[string]bool{"b-1": true}, owner: owner}, []look{
+		{at: 0, parts: parts},
+		{at: 2 * time.Minute, parts: parts, rejoin: true, abandoned: []topicPartition{p0}},
+	})
+	judgeLooks(t, membership{stable: true, members: members, mine: map[string]bool{"c-1": true}, owner: owner}, []look{
+		{at: 0, parts: parts},
+		{at: 2 * time.Minute, parts: parts, abandoned: []topicPartition{p0}},
 	})
 }
 
