@@ -35,14 +35,14 @@ var hostileDocs = []struct {
 	{"deep nesting", strings.Repeat("[", 9999) + strings.Repeat("]", 9999), false},
 }
 
-func hostileStore(t *testing.T) (*store.Store, context.Context) {
+func hostileStore(t testing.TB) (*store.Store, context.Context) {
 	t.Helper()
 	bed := testbed.Start(t, testbed.Needs{Postgres: true})
 	return bed.Store(t), context.Background()
 }
 
 // activeConnector stores an active connector of typ for storeID.
-func activeConnector(t *testing.T, st *store.Store, storeID, typ string) store.ConnectorConfig {
+func activeConnector(t testing.TB, st *store.Store, storeID, typ string) store.ConnectorConfig {
 	t.Helper()
 	cfg := store.ConnectorConfig{ID: uuid.New(), StoreID: storeID, ConnectorType: typ, DisplayName: typ, IsActive: true}
 	if _, err := st.UpsertConnectorConfig(context.Background(), cfg); err != nil {
