@@ -173,6 +173,20 @@ func (s *shared) admitBreaker(ctx context.Context, subscription uuid.UUID, openF
 	return true, nil
 }
 
+// notClosed counts the subscriptions among ids whose shared breaker is
+// open or half-open (recorded, or opened here and not yet recorded).
+func (s *shared) notClosed(ids []uuid.UUID) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		if _, ok := s.breakers[id]; ok {
+			n++
+		}
+	}
+	return n
+}
+
 // probed ends this replica's probe: a success closes the shared breaker,
 // a failure opens it again for everyone.
 func (s *shared) probed(ctx context.Context, subscription uuid.UUID, ok bool, openFor time.Duration) {
@@ -268,14 +282,12 @@ func (s *shared) sync(ctx context.Context, eps *endpoints) {
 	// Stop using the shares a fifth of the lease before Postgres can let
 	// them go: clocks run at slightly different rates.
 	s.validUntil = started.Add(s.lease - s.lease/5)
-	local := s.breakers
+	// The record is the truth (a reopen time brought forward or a breaker
+	// closed by another replica's probe shows here within a sync), but
+	// for the breakers opened here since the sync began and not yet in it.
 	s.breakers = make(map[uuid.UUID]sharedBreaker, len(breakers))
 	for id, b := range breakers {
-		sb := sharedBreaker{openUntil: now.Add(b.OpenFor), probeBy: b.ProbeBy}
-		if l, ok := local[id]; ok && l.openUntil.After(sb.openUntil) {
-			sb.openUntil = l.openUntil // opened here since
-		}
-		s.breakers[id] = sb
+		s.breakers[id] = sharedBreaker{openUntil: now.Add(b.OpenFor), probeBy: b.ProbeBy}
 	}
 	for id, d := range s.opens {
 		s.breakers[id] = sharedBreaker{openUntil: now.Add(d)}

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ss3dev/integration-operator/internal/store"
@@ -324,4 +326,76 @@ func TestADeadReplicasLeasesExpire(t *testing.T) {
 		t.Fatalf("the ghost's slots were taken after %v, before its lease of %v ended", took, lease)
 	}
 	waitDelivered(t, e, sub.ID, 40, 30*time.Second)
+}
+
+// TestTheCircuitStateIsTheSharedBreakers: replica A opens the breaker and
+// stops; B and C, which never saw a failure, are the ones polled, and the
+// stats (what the status shows) and their gauges say open, until their
+// probe succeeds.
+func TestTheCircuitStateIsTheSharedBreakers(t *testing.T) {
+	e := startEnv(t)
+	recv := newArrivals(t, http.StatusBadGateway, 0)
+	sub, _ := e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, func(s *store.Subscription) { s.MaxConcurrency = 3 })
+	ctx := context.Background()
+	state := func() (string, error) {
+		stats, err := e.store.SubscriptionStatsAll(ctx)
+		return stats[sub.ID].CircuitState, err
+	}
+	const trips = 3
+	_, stopA := e.start(t, Config{BreakerTrips: trips, BreakerOpen: time.Hour, RetrySchedule: []time.Duration{0, time.Hour}},
+		[]string{eventsTopic})
+	produceN(t, e, "store-a", trips)
+	eventually(t, 30*time.Second, "A's breaker open in the shared record and the stats", func() error {
+		if s, err := state(); s != "open" || err != nil {
+			return fmt.Errorf("%q %v", s, err)
+		}
+		return nil
+	})
+	stopA()
+	tried := len(recv.times())
+
+	// B and C re-check the breaker every third of their own BreakerOpen.
+	cfg := Config{BreakerTrips: trips, BreakerOpen: time.Second, RetrySchedule: []time.Duration{0, time.Hour}}
+	replicas := []*Dispatcher{e.run(t, cfg), e.run(t, cfg)}
+	const events = 5
+	produceN(t, e, "store-a", events)
+	// gauges is what the replicas that have met the endpoint count.
+	gauges := func(want float64) error {
+		met := 0
+		for i, d := range replicas {
+			if !slices.Contains(d.endpoints.ids(), sub.ID) {
+				continue
+			}
+			met++
+			if got := testutil.ToFloat64(d.metrics.OpenCircuits); got != want {
+				return fmt.Errorf("replica %d counts %v open circuits, want %v", i, got, want)
+			}
+		}
+		if met == 0 {
+			return fmt.Errorf("no replica has tried the endpoint yet")
+		}
+		return nil
+	}
+	eventually(t, 30*time.Second, "B and C hold back: open on the stats and their gauges", func() error {
+		if s, err := state(); s != "open" || err != nil {
+			return fmt.Errorf("%q %v", s, err)
+		}
+		return gauges(1)
+	})
+	if n := len(recv.times()); n != tried {
+		t.Fatalf("the endpoint got %d requests while A's breaker was open", n-tried)
+	}
+
+	// The endpoint heals and the reopen time comes: one probe closes it for all.
+	recv.setStatus(http.StatusOK)
+	if _, err := e.store.Pool().Exec(ctx, `UPDATE endpoint_breakers SET open_until = now() WHERE subscription_id = $1`, sub.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "closed on the stats and the gauges, B and C's events delivered", func() error {
+		stats, err := e.store.SubscriptionStatsAll(ctx)
+		if st := stats[sub.ID]; err != nil || st.CircuitState != "closed" || st.Delivered != events {
+			return fmt.Errorf("%q, %d delivered (%v)", st.CircuitState, st.Delivered, err)
+		}
+		return gauges(0)
+	})
 }

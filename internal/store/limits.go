@@ -44,6 +44,15 @@ type LimitSync struct {
 	BeforeCommit func(map[uuid.UUID]int)
 }
 
+// sharedCircuitStateSQL is a subscription's circuit state from its row b
+// of endpoint_breakers (NULL without one), by the database's clock: open
+// until its reopen time; then half-open, one replica at a time holding the
+// probe, until a probe succeeds and deletes the row (a breaker whose time
+// is up is half-open even while no replica holds the probe: the next
+// attempt, from whichever replica, is one); closed without a row.
+const sharedCircuitStateSQL = `CASE WHEN b.subscription_id IS NULL THEN 'closed'
+	WHEN b.open_until > now() THEN 'open' ELSE 'half-open' END`
+
 // SharedBreaker is a breaker some replica opened: how long it stays open
 // (from the database's clock; <= 0 once a probe may go) and who holds the
 // probe, if anyone does.
