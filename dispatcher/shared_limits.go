@@ -83,6 +83,21 @@ func (s *slots) release() { s.update(func() { s.used-- }) }
 
 func (s *slots) setLimit(n int) { s.update(func() { s.limit = n }) }
 
+// lowerTo lowers the limit to n, but not below the attempts in flight
+// (started since they were counted), and returns what the replica must
+// still hold: n, or more while those run. A higher n changes nothing (a
+// share is raised only once committed).
+func (s *slots) lowerTo(n int) (held int) {
+	held = n
+	s.update(func() {
+		if n < s.limit {
+			s.limit = max(n, s.used)
+			held = s.limit
+		}
+	})
+	return held
+}
+
 func (s *slots) update(f func()) {
 	s.mu.Lock()
 	f()
@@ -254,12 +269,23 @@ func (s *shared) sync(ctx context.Context, eps *endpoints) {
 	sctx, cancel := context.WithTimeout(ctx, s.lease/3)
 	defer cancel()
 	shares, breakers, err := s.store.SyncLimits(sctx, store.LimitSync{Replica: s.replica, Lease: s.lease, Wants: wants, Opened: opens,
-		BeforeCommit: func(shares map[uuid.UUID]int) {
-			// What is given up is given up before anyone can take it.
-			s.zero(idle)
-			for id, sh := range shares {
-				s.apply(byID[id], sh, true)
+		BeforeCommit: func(shares map[uuid.UUID]int) map[uuid.UUID]int {
+			// What is given up is given up before anyone can take it; an
+			// attempt started since used was read keeps its slot.
+			kept := map[uuid.UUID]int{}
+			for _, ep := range idle {
+				if n := ep.slots.lowerTo(0); n > 0 {
+					kept[ep.key.subscription] = n
+				}
 			}
+			for id, sh := range shares {
+				if ep := byID[id]; ep != nil {
+					if n := ep.slots.lowerTo(sh); n > sh {
+						kept[id] = n
+					}
+				}
+			}
+			return kept
 		}})
 	if err != nil {
 		s.mu.Lock()
@@ -275,7 +301,9 @@ func (s *shared) sync(ctx context.Context, eps *endpoints) {
 		return
 	}
 	for id, sh := range shares {
-		s.apply(byID[id], sh, false)
+		if ep := byID[id]; ep != nil {
+			ep.slots.setLimit(sh)
+		}
 	}
 	now := time.Now()
 	s.mu.Lock()
@@ -295,21 +323,10 @@ func (s *shared) sync(ctx context.Context, eps *endpoints) {
 	s.mu.Unlock()
 }
 
-// apply sizes ep's local slots to its share: only lowering before the
-// commit, raising after it.
-func (s *shared) apply(ep *endpoint, slots int, lowerOnly bool) {
-	if ep == nil {
-		return
-	}
-	if limit, _ := ep.slots.state(); !lowerOnly || slots < limit {
-		ep.slots.setLimit(slots)
-	}
-}
-
-// zero takes every share away from eps (the replica is stopping, or they
-// have no traffic here).
+// zero takes every share away from eps (the replica is stopping): no
+// attempt starts after it.
 func (s *shared) zero(eps []*endpoint) {
 	for _, ep := range eps {
-		s.apply(ep, 0, true)
+		ep.slots.lowerTo(0)
 	}
 }

@@ -40,8 +40,12 @@ type LimitSync struct {
 	Wants   []LimitWant
 	Opened  map[uuid.UUID]time.Duration
 	// BeforeCommit gets the new shares while the lock is held, so that the
-	// replica lowers its own before any other can take what it gave up.
-	BeforeCommit func(map[uuid.UUID]int)
+	// replica lowers its own before any other can take what it gave up. It
+	// returns the slots it could not give up (attempts started since it
+	// counted InUse, or on a subscription it had no traffic for when it
+	// looked), by subscription: those are recorded instead, so the leases
+	// never say less than what is in flight.
+	BeforeCommit func(map[uuid.UUID]int) map[uuid.UUID]int
 }
 
 // sharedCircuitStateSQL is a subscription's circuit state from its row b
@@ -117,7 +121,9 @@ func (s *Store) SyncLimits(ctx context.Context, req LimitSync) (map[uuid.UUID]in
 			return err
 		}
 		if req.BeforeCommit != nil {
-			req.BeforeCommit(shares)
+			if err := keep(ctx, tx, req.Replica, req.BeforeCommit(shares), shares); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -129,6 +135,24 @@ func (s *Store) SyncLimits(ctx context.Context, req LimitSync) (map[uuid.UUID]in
 		return nil, nil, err
 	}
 	return shares, breakers, nil
+}
+
+// keep records the slots a replica could not give up (at most what it
+// held before this sync, so within the limit) as its shares.
+func keep(ctx context.Context, tx pgx.Tx, replica string, kept, shares map[uuid.UUID]int) error {
+	if len(kept) == 0 {
+		return nil
+	}
+	ids := make([]uuid.UUID, 0, len(kept))
+	slots := make([]int32, 0, len(kept))
+	for id, n := range kept {
+		ids, slots = append(ids, id), append(slots, int32(n))
+		shares[id] = n
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO endpoint_limit_leases (subscription_id, replica, slots)
+		SELECT id, $1, n FROM unnest($2::uuid[], $3::int[]) AS w(id, n)
+		ON CONFLICT (subscription_id, replica) DO UPDATE SET slots = EXCLUDED.slots`, replica, ids, slots)
+	return err
 }
 
 // leaseRow is another live replica's share of one subscription.
