@@ -326,7 +326,7 @@ func isStalled(conditions []metav1.Condition) bool {
 func deliveryStatus(st store.SubscriptionStats) *integrationsv1.DeliveryStatus {
 	d := &integrationsv1.DeliveryStatus{Delivered: st.Delivered, Failed: st.FailedAttempts, DeadLettered: st.DeadLetteredNow, DeadLetteredTotal: st.DeadLettered,
 		Pending: st.Pending, ConsecutiveFailures: st.ConsecutiveFailures, LastError: st.LastError,
-		LastDeadLetterReason: st.LastDeadLetterReason, CircuitState: st.CircuitState}
+		LastDeadLetterReason: st.LastDeadLetterReason, CircuitState: cmp.Or(st.CircuitState, "closed")}
 	if st.LastAttemptAt != nil {
 		t := metav1.NewTime(st.LastAttemptAt.UTC().Truncate(time.Second))
 		d.LastAttemptTime = &t

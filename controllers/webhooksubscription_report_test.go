@@ -288,3 +288,45 @@ func TestAWokenReconcileDoesNotTrustAStaleCache(t *testing.T) {
 		t.Fatalf("SigningSecretSynced=%s after the woken reconcile", got)
 	}
 }
+
+// The circuit state on the status is the breaker every dispatcher replica
+// honours (endpoint_breakers), whichever replica opened it or probes it:
+// the replicas' side is played through the store, as theirs does.
+func TestTheStatusShowsTheSharedCircuitState(t *testing.T) {
+	h := startManager(t, harnessOptions{})
+	ctx := context.Background()
+	if err := h.client.Create(ctx, newSubscription(h.namespace, "shared-breaker")); err != nil {
+		t.Fatal(err)
+	}
+	subID := uuid.MustParse(string(h.waitReady(t, "shared-breaker").UID))
+	reporter := &controllers.StatusReporter{Client: h.client, Store: h.store, Recorder: h.recorder, Log: logr.Discard()}
+	circuit := func(want string) {
+		t.Helper()
+		if err := reporter.ReportDeliveries(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if d := h.get(t, "shared-breaker").Status.Delivery; d == nil || d.CircuitState != want {
+			t.Fatalf("status.delivery %+v; want circuitState %q", d, want)
+		}
+	}
+	// Replica a opens the breaker.
+	if _, _, err := h.store.SyncLimits(ctx, store.LimitSync{Replica: "a", Lease: time.Minute,
+		Opened: map[uuid.UUID]time.Duration{subID: time.Hour}}); err != nil {
+		t.Fatal(err)
+	}
+	circuit("open")
+	// Its reopen time comes: the next attempt, from any replica, is the probe.
+	if _, err := h.store.Pool().Exec(ctx, `UPDATE endpoint_breakers SET open_until = now() WHERE subscription_id = $1`, subID); err != nil {
+		t.Fatal(err)
+	}
+	circuit("half-open")
+	// Replica b holds the probe, then its probe succeeds.
+	if won, err := h.store.ClaimProbe(ctx, subID, "b", time.Minute); err != nil || !won {
+		t.Fatalf("b's probe: %v %v", won, err)
+	}
+	circuit("half-open")
+	if err := h.store.CloseBreaker(ctx, subID, "b"); err != nil {
+		t.Fatal(err)
+	}
+	circuit("closed")
+}

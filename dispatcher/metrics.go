@@ -62,7 +62,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		CircuitChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dispatcher_circuit_transitions_total", Help: "Endpoint circuit breaker transitions, by new state."}, []string{"state"}),
 		OpenCircuits: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "dispatcher_open_circuits", Help: "Endpoints whose circuit is open or half-open on this replica."}),
+			Name: "dispatcher_open_circuits", Help: "Endpoints this replica has delivered to whose shared circuit breaker (any replica's) is open or half-open; every replica counts the same breakers, so aggregate with max."}),
 		QueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "dispatcher_due_deliveries", Help: "Deliveries whose next attempt is due (queue depth), all replicas."}),
 		ConsumerLag: prometheus.NewGauge(prometheus.GaugeOpts{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -184,27 +185,18 @@ func (ep *endpoint) takeToken(ctx context.Context) (time.Duration, error) {
 	return 0, nil
 }
 
-// circuitReport is how often breaker states reach the gauge and the status.
+// circuitReport is how often the shared breakers reach the gauge.
 const circuitReport = time.Second
 
-// states reads every breaker's state now (reading moves an open breaker
-// whose time is up to half-open, as the next attempt would).
-func (e *endpoints) states() map[uuid.UUID]string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := make(map[uuid.UUID]string, len(e.byID))
-	for id, ep := range e.byID {
-		out[id] = ep.breaker.State().String()
-	}
-	return out
-}
-
-// reportCircuits sets dispatcher_open_circuits to the breakers not closed
-// and writes each subscription's state when it changed, every interval, in
-// order: a gauge counted up and down, or writes raced from each transition,
-// could be left saying "half-open" after the endpoint healed.
+// reportCircuits sets dispatcher_open_circuits, every interval, to the
+// breakers open or half-open in the shared record (endpoint_breakers, as
+// of this replica's last sync) among the subscriptions this replica has
+// delivered to or tried to: the breakers holding its deliveries back,
+// whichever replica opened them. Each replica counts the same shared
+// breakers, so aggregate with max, not sum. The status's circuitState is
+// read from the same record by the manager (store.SubscriptionStatsAll),
+// so replicas no longer write it.
 func (d *Dispatcher) reportCircuits(ctx context.Context, interval time.Duration) {
-	written := map[uuid.UUID]string{}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -213,24 +205,13 @@ func (d *Dispatcher) reportCircuits(ctx context.Context, interval time.Duration)
 			return
 		case <-t.C:
 		}
-		states := d.endpoints.states()
-		notClosed := 0
-		changed := map[uuid.UUID]string{}
-		for id, state := range states {
-			if state != gobreaker.StateClosed.String() {
-				notClosed++
-			}
-			if written[id] != state {
-				changed[id] = state
-			}
-		}
-		d.metrics.OpenCircuits.Set(float64(notClosed))
-		if err := d.store.SetCircuitStates(ctx, changed); err != nil {
-			if ctx.Err() == nil {
-				d.log.Error(err, "recording circuit states failed; will retry")
-			}
-			continue
-		}
-		maps.Copy(written, changed)
+		d.metrics.OpenCircuits.Set(float64(d.shared.notClosed(d.endpoints.ids())))
 	}
+}
+
+// ids lists the subscriptions of the endpoints this replica has met.
+func (e *endpoints) ids() []uuid.UUID {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Collect(maps.Keys(e.byID))
 }

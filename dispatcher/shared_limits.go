@@ -25,8 +25,13 @@ import (
 //
 // Concurrency: a slot cannot be taken in Postgres without a round trip per
 // attempt at its start and end, so each replica with traffic for a
-// subscription (an attempt wanted within LimitLease) leases an equal part
-// of its slots and counts them in memory. Under one lock a replica lowers
+// subscription (an attempt wanted within LimitLease) leases a part of its
+// slots and counts them in memory. The parts follow demand: at each sync a
+// replica records the most attempts it had in flight or waiting for a slot
+// since the last, and the slots are split in proportion among the
+// replicas with demand, each getting one at least while the limit allows
+// (equal parts while none has any); a replica without a share that has an
+// attempt waiting syncs at once, so the others make room at their next. Under one lock a replica lowers
 // its share before committing and grows only into what the others left
 // free, and never gives up slots in use, so the live leases never add up
 // to more than the limit. A replica syncs every LimitSync, in one
@@ -42,12 +47,19 @@ import (
 // (a lease, so a dead prober does not hold it); its success clears the
 // record, its failure reopens it for all.
 
-// slots counts attempts in flight against this replica's share.
+// slots counts attempts in flight against this replica's share, and
+// those waiting for one.
 type slots struct {
 	mu      sync.Mutex
 	used    int
-	limit   int
-	changed chan struct{}
+	waiting int
+	// peak is the most attempts in flight and waiting at once since the
+	// last sync; held, the demand last reported, holds until heldUntil.
+	peak      int
+	held      int
+	heldUntil time.Time
+	limit     int
+	changed   chan struct{}
 }
 
 func newSlots(limit int) *slots { return &slots{limit: limit, changed: make(chan struct{})} }
@@ -57,12 +69,28 @@ func newSlots(limit int) *slots { return &slots{limit: limit, changed: make(chan
 func (s *slots) acquire(ctx context.Context, wait time.Duration, sh *shared) bool {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	waiting := false
+	defer func() {
+		if waiting {
+			s.mu.Lock()
+			s.waiting--
+			s.mu.Unlock()
+		}
+	}()
 	for {
 		s.mu.Lock()
 		if s.used < s.limit {
 			s.used++
+			if waiting {
+				s.waiting, waiting = s.waiting-1, false
+			}
+			s.peak = max(s.peak, s.used+s.waiting)
 			s.mu.Unlock()
 			return true
+		}
+		if !waiting {
+			s.waiting, waiting = s.waiting+1, true
+			s.peak = max(s.peak, s.used+s.waiting)
 		}
 		none, ch := s.limit == 0, s.changed
 		s.mu.Unlock()
@@ -83,6 +111,21 @@ func (s *slots) release() { s.update(func() { s.used-- }) }
 
 func (s *slots) setLimit(n int) { s.update(func() { s.limit = n }) }
 
+// lowerTo lowers the limit to n, but not below the attempts in flight
+// (started since they were counted), and returns what the replica must
+// still hold: n, or more while those run. A higher n changes nothing (a
+// share is raised only once committed).
+func (s *slots) lowerTo(n int) (held int) {
+	held = n
+	s.update(func() {
+		if n < s.limit {
+			s.limit = max(n, s.used)
+			held = s.limit
+		}
+	})
+	return held
+}
+
 func (s *slots) update(f func()) {
 	s.mu.Lock()
 	f()
@@ -95,6 +138,27 @@ func (s *slots) state() (limit, used int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.limit, s.used
+}
+
+// demandMemory is how long a replica's demand for an endpoint is held
+// once seen: an attempt turned away for want of a slot is back after a
+// second (rescheduled), and waits for a slot again only then; its demand
+// lasts until it is, or a replica that has the work would flap between a
+// share and none at every sync.
+const demandMemory = 2 * time.Second
+
+// demand is the replica's demand for the endpoint, asked at each sync: the
+// most attempts in flight and waiting at once since the last, or what it
+// was within demandMemory if that was more.
+func (s *slots) demand(now time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.peak
+	s.peak = s.used + s.waiting
+	if d >= s.held || now.After(s.heldUntil) {
+		s.held, s.heldUntil = d, now.Add(demandMemory)
+	}
+	return max(d, s.held)
 }
 
 // sharedBreaker is a breaker some replica opened, by this replica's clock.
@@ -173,6 +237,20 @@ func (s *shared) admitBreaker(ctx context.Context, subscription uuid.UUID, openF
 	return true, nil
 }
 
+// notClosed counts the subscriptions among ids whose shared breaker is
+// open or half-open (recorded, or opened here and not yet recorded).
+func (s *shared) notClosed(ids []uuid.UUID) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		if _, ok := s.breakers[id]; ok {
+			n++
+		}
+	}
+	return n
+}
+
 // probed ends this replica's probe: a success closes the shared breaker,
 // a failure opens it again for everyone.
 func (s *shared) probed(ctx context.Context, subscription uuid.UUID, ok bool, openFor time.Duration) {
@@ -231,7 +309,8 @@ func (s *shared) sync(ctx context.Context, eps *endpoints) {
 			continue
 		}
 		byID[ep.key.subscription] = ep
-		wants = append(wants, store.LimitWant{Subscription: ep.key.subscription, Slots: ep.key.concurrency, InUse: used})
+		wants = append(wants, store.LimitWant{Subscription: ep.key.subscription, Slots: ep.key.concurrency, InUse: used,
+			Demand: ep.slots.demand(started)})
 	}
 	s.mu.Lock()
 	opens := s.opens
@@ -240,12 +319,23 @@ func (s *shared) sync(ctx context.Context, eps *endpoints) {
 	sctx, cancel := context.WithTimeout(ctx, s.lease/3)
 	defer cancel()
 	shares, breakers, err := s.store.SyncLimits(sctx, store.LimitSync{Replica: s.replica, Lease: s.lease, Wants: wants, Opened: opens,
-		BeforeCommit: func(shares map[uuid.UUID]int) {
-			// What is given up is given up before anyone can take it.
-			s.zero(idle)
-			for id, sh := range shares {
-				s.apply(byID[id], sh, true)
+		BeforeCommit: func(shares map[uuid.UUID]int) map[uuid.UUID]int {
+			// What is given up is given up before anyone can take it; an
+			// attempt started since used was read keeps its slot.
+			kept := map[uuid.UUID]int{}
+			for _, ep := range idle {
+				if n := ep.slots.lowerTo(0); n > 0 {
+					kept[ep.key.subscription] = n
+				}
 			}
+			for id, sh := range shares {
+				if ep := byID[id]; ep != nil {
+					if n := ep.slots.lowerTo(sh); n > sh {
+						kept[id] = n
+					}
+				}
+			}
+			return kept
 		}})
 	if err != nil {
 		s.mu.Lock()
@@ -261,21 +351,21 @@ func (s *shared) sync(ctx context.Context, eps *endpoints) {
 		return
 	}
 	for id, sh := range shares {
-		s.apply(byID[id], sh, false)
+		if ep := byID[id]; ep != nil {
+			ep.slots.setLimit(sh)
+		}
 	}
 	now := time.Now()
 	s.mu.Lock()
 	// Stop using the shares a fifth of the lease before Postgres can let
 	// them go: clocks run at slightly different rates.
 	s.validUntil = started.Add(s.lease - s.lease/5)
-	local := s.breakers
+	// The record is the truth (a reopen time brought forward or a breaker
+	// closed by another replica's probe shows here within a sync), but
+	// for the breakers opened here since the sync began and not yet in it.
 	s.breakers = make(map[uuid.UUID]sharedBreaker, len(breakers))
 	for id, b := range breakers {
-		sb := sharedBreaker{openUntil: now.Add(b.OpenFor), probeBy: b.ProbeBy}
-		if l, ok := local[id]; ok && l.openUntil.After(sb.openUntil) {
-			sb.openUntil = l.openUntil // opened here since
-		}
-		s.breakers[id] = sb
+		s.breakers[id] = sharedBreaker{openUntil: now.Add(b.OpenFor), probeBy: b.ProbeBy}
 	}
 	for id, d := range s.opens {
 		s.breakers[id] = sharedBreaker{openUntil: now.Add(d)}
@@ -283,21 +373,10 @@ func (s *shared) sync(ctx context.Context, eps *endpoints) {
 	s.mu.Unlock()
 }
 
-// apply sizes ep's local slots to its share: only lowering before the
-// commit, raising after it.
-func (s *shared) apply(ep *endpoint, slots int, lowerOnly bool) {
-	if ep == nil {
-		return
-	}
-	if limit, _ := ep.slots.state(); !lowerOnly || slots < limit {
-		ep.slots.setLimit(slots)
-	}
-}
-
-// zero takes every share away from eps (the replica is stopping, or they
-// have no traffic here).
+// zero takes every share away from eps (the replica is stopping): no
+// attempt starts after it.
 func (s *shared) zero(eps []*endpoint) {
 	for _, ep := range eps {
-		s.apply(ep, 0, true)
+		ep.slots.lowerTo(0)
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/ss3dev/integration-operator/internal/store"
@@ -305,7 +307,7 @@ func TestADeadReplicasLeasesExpire(t *testing.T) {
 	// which is later, so this is a lower bound on when the lease ends.
 	ghostAt := time.Now()
 	shares, _, err := e.store.SyncLimits(ctx, store.LimitSync{Replica: "ghost", Lease: lease,
-		Wants: []store.LimitWant{{Subscription: sub.ID, Slots: limit}}})
+		Wants: []store.LimitWant{{Subscription: sub.ID, Slots: limit, Demand: limit}}})
 	if err != nil || shares[sub.ID] != limit {
 		t.Fatalf("ghost's shares %+v %v", shares, err)
 	}
@@ -324,4 +326,121 @@ func TestADeadReplicasLeasesExpire(t *testing.T) {
 		t.Fatalf("the ghost's slots were taken after %v, before its lease of %v ended", took, lease)
 	}
 	waitDelivered(t, e, sub.ID, 40, 30*time.Second)
+}
+
+// TestTheCircuitStateIsTheSharedBreakers: replica A opens the breaker and
+// stops; B and C, which never saw a failure, are the ones polled, and the
+// stats (what the status shows) and their gauges say open, until their
+// probe succeeds.
+func TestTheCircuitStateIsTheSharedBreakers(t *testing.T) {
+	e := startEnv(t)
+	recv := newArrivals(t, http.StatusBadGateway, 0)
+	sub, _ := e.subscribe(t, "store-a", recv.URL, []string{"order.placed"}, func(s *store.Subscription) { s.MaxConcurrency = 3 })
+	ctx := context.Background()
+	state := func() (string, error) {
+		stats, err := e.store.SubscriptionStatsAll(ctx)
+		return stats[sub.ID].CircuitState, err
+	}
+	const trips = 3
+	_, stopA := e.start(t, Config{BreakerTrips: trips, BreakerOpen: time.Hour, RetrySchedule: []time.Duration{0, time.Hour}},
+		[]string{eventsTopic})
+	produceN(t, e, "store-a", trips)
+	eventually(t, 30*time.Second, "A's breaker open in the shared record and the stats", func() error {
+		if s, err := state(); s != "open" || err != nil {
+			return fmt.Errorf("%q %v", s, err)
+		}
+		return nil
+	})
+	stopA()
+	tried := len(recv.times())
+
+	// B and C re-check the breaker every third of their own BreakerOpen.
+	cfg := Config{BreakerTrips: trips, BreakerOpen: time.Second, RetrySchedule: []time.Duration{0, time.Hour}}
+	replicas := []*Dispatcher{e.run(t, cfg), e.run(t, cfg)}
+	const events = 5
+	produceN(t, e, "store-a", events)
+	// gauges is what the replicas that have met the endpoint count.
+	gauges := func(want float64) error {
+		met := 0
+		for i, d := range replicas {
+			if !slices.Contains(d.endpoints.ids(), sub.ID) {
+				continue
+			}
+			met++
+			if got := testutil.ToFloat64(d.metrics.OpenCircuits); got != want {
+				return fmt.Errorf("replica %d counts %v open circuits, want %v", i, got, want)
+			}
+		}
+		if met == 0 {
+			return fmt.Errorf("no replica has tried the endpoint yet")
+		}
+		return nil
+	}
+	eventually(t, 30*time.Second, "B and C hold back: open on the stats and their gauges", func() error {
+		if s, err := state(); s != "open" || err != nil {
+			return fmt.Errorf("%q %v", s, err)
+		}
+		return gauges(1)
+	})
+	if n := len(recv.times()); n != tried {
+		t.Fatalf("the endpoint got %d requests while A's breaker was open", n-tried)
+	}
+
+	// The endpoint heals and the reopen time comes: one probe closes it for all.
+	recv.setStatus(http.StatusOK)
+	if _, err := e.store.Pool().Exec(ctx, `UPDATE endpoint_breakers SET open_until = now() WHERE subscription_id = $1`, sub.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "closed on the stats and the gauges, B and C's events delivered", func() error {
+		stats, err := e.store.SubscriptionStatsAll(ctx)
+		if st := stats[sub.ID]; err != nil || st.CircuitState != "closed" || st.Delivered != events {
+			return fmt.Errorf("%q, %d delivered (%v)", st.CircuitState, st.Delivered, err)
+		}
+		return gauges(0)
+	})
+}
+
+// TestConcurrencyGoesWhereTheWorkIs: a limit of 2 across three replicas
+// that all have traffic for the endpoint, where only one has work waiting:
+// that one runs 2 at a time (equal parts would give it 1, or none).
+func TestConcurrencyGoesWhereTheWorkIs(t *testing.T) {
+	e := startEnv(t)
+	recv := newArrivals(t, http.StatusOK, 300*time.Millisecond)
+	const limit, events = 2, 40
+	sub := limited(t, e, recv.URL, 0, 0, limit)
+	watchLeases(t, e, sub.ID, limit)
+	worker := e.run(t, Config{})
+	// The other two neither consume the events nor poll for due
+	// deliveries, but have traffic for the endpoint (an attempt within the
+	// lease, as a replica that delivered one a moment ago has).
+	idle := Config{PollInterval: time.Hour, Kafka: KafkaConfig{GroupID: "idle-replicas"}}
+	for range 2 {
+		d := e.runWith(t, idle, []string{"platform.events.poison"})
+		d.endpoints.get(store.Delivery{SubscriptionID: sub.ID, MaxConcurrency: limit}).wanted.Store(time.Now().Add(time.Hour).UnixNano())
+	}
+	ctx := context.Background()
+	eventually(t, 30*time.Second, "the idle replicas sharing the limit", func() error {
+		if _, n, err := liveSlots(ctx, e, sub.ID); n != 2 || err != nil {
+			return fmt.Errorf("%d replicas with a lease, %v", n, err)
+		}
+		return nil
+	})
+	produceN(t, e, "store-a", events)
+	eventually(t, 30*time.Second, "the replica with the work holding both slots, the others none", func() error {
+		var mine, replicas int
+		if err := e.store.Pool().QueryRow(ctx, `SELECT coalesce(sum(slots) FILTER (WHERE replica = $2), 0), count(*)
+			FROM endpoint_limit_leases WHERE subscription_id = $1`, sub.ID, worker.cfg.Kafka.clientID).Scan(&mine, &replicas); err != nil {
+			return err
+		}
+		if mine != limit || replicas != 3 {
+			return fmt.Errorf("%d slots of %d replicas' leases", mine, replicas)
+		}
+		return nil
+	})
+	waitDelivered(t, e, sub.ID, events, 60*time.Second)
+	recv.mu.Lock()
+	defer recv.mu.Unlock()
+	if recv.most != limit {
+		t.Fatalf("at most %d attempts in flight at once; the replica with the work should run %d", recv.most, limit)
+	}
 }

@@ -215,9 +215,10 @@ type DeliveryStatus struct {
 	// lastDeadLetterReason says why the last dead-lettered delivery was given up.
 	// +optional
 	LastDeadLetterReason string `json:"lastDeadLetterReason,omitempty"`
-	// circuitState is the circuit breaker's state for the endpoint: closed
-	// (delivering), open (paused after repeated failures; deliveries wait)
-	// or half-open (probing).
+	// circuitState is the circuit breaker's state for the endpoint, as every
+	// dispatcher replica honours it: closed (delivering), open (paused after
+	// repeated failures; deliveries wait) or half-open (its open time is up;
+	// one probe at a time, from any replica, until one succeeds).
 	// +optional
 	CircuitState string `json:"circuitState,omitempty"`
 }

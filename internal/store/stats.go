@@ -50,7 +50,9 @@ type SubscriptionStats struct {
 	LastHTTPStatus       *int
 	LastError            string
 	LastDeadLetterReason string
-	CircuitState         string
+	// CircuitState is the endpoint's breaker as every replica honours it
+	// (endpoint_breakers, sharedCircuitStateSQL): closed, open or half-open.
+	CircuitState string
 	// SecretMissingSince: the dispatcher has found no signing secret in
 	// Vault since then (nil: it has one).
 	SecretMissingSince *time.Time
@@ -161,18 +163,21 @@ func (s *Store) RecordOutcomeBatch(ctx context.Context, outcomes []Outcome, delt
 }
 
 // SubscriptionStatsAll reads every subscription's stats with its count of
-// deliveries still to do.
+// deliveries still to do and its shared breaker's state (read here, not
+// copied by each replica, so that every reader sees the one state all
+// replicas honour).
 func (s *Store) SubscriptionStatsAll(ctx context.Context) (map[uuid.UUID]SubscriptionStats, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH open AS (
 			SELECT subscription_id, count(*) AS pending FROM webhook_deliveries
 			WHERE status IN ('PENDING', 'FAILED') GROUP BY subscription_id)
-		SELECT COALESCE(s.subscription_id, o.subscription_id), COALESCE(s.delivered_total, 0), COALESCE(s.failed_attempts_total, 0),
+		SELECT COALESCE(s.subscription_id, o.subscription_id, b.subscription_id), COALESCE(s.delivered_total, 0), COALESCE(s.failed_attempts_total, 0),
 			COALESCE(s.dead_lettered_total, 0), COALESCE(s.dead_lettered_now, 0), COALESCE(o.pending, 0), COALESCE(s.consecutive_failures, 0),
 			s.last_attempt_at, s.last_http_status, COALESCE(s.last_error, ''), COALESCE(s.last_dead_letter_reason, ''),
-			COALESCE(s.circuit_state, 'closed'), s.secret_missing_since,
+			`+sharedCircuitStateSQL+`, s.secret_missing_since,
 			s.destination_down_since, COALESCE(s.destination_down_reason, '')
-		FROM webhook_subscription_stats s FULL OUTER JOIN open o ON o.subscription_id = s.subscription_id`)
+		FROM webhook_subscription_stats s FULL OUTER JOIN open o ON o.subscription_id = s.subscription_id
+		FULL OUTER JOIN endpoint_breakers b ON b.subscription_id = COALESCE(s.subscription_id, o.subscription_id)`)
 	if err != nil {
 		return nil, fmt.Errorf("read delivery stats: %w", err)
 	}

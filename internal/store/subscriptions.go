@@ -192,24 +192,3 @@ func destText(doc []byte) *string {
 	s := string(doc)
 	return &s
 }
-
-// SetCircuitStates records circuit breakers' states, by subscription, in
-// one statement.
-func (s *Store) SetCircuitStates(ctx context.Context, states map[uuid.UUID]string) error {
-	if len(states) == 0 {
-		return nil
-	}
-	ids := make([]uuid.UUID, 0, len(states))
-	values := make([]string, 0, len(states))
-	for id, state := range states {
-		ids, values = append(ids, id), append(values, state)
-	}
-	_, err := s.pool.Exec(ctx, `INSERT INTO webhook_subscription_stats AS w (subscription_id, circuit_state)
-		SELECT * FROM unnest($1::uuid[], $2::text[])
-		ON CONFLICT (subscription_id) DO UPDATE SET circuit_state = EXCLUDED.circuit_state, updated_at = now()
-		WHERE w.circuit_state <> EXCLUDED.circuit_state`, ids, values)
-	if err != nil {
-		return fmt.Errorf("record circuit states: %w", err)
-	}
-	return nil
-}
