@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Limits shared by dispatcher replicas (migrations 00014, 00023). A
+// Limits shared by dispatcher replicas (migrations 00014, 00022). A
 // subscription's rate is one token bucket that replicas take tokens from
 // in batches. Each replica with traffic for a subscription leases a share
 // of its concurrency, in proportion to the work it has waiting for it (its
