@@ -25,13 +25,8 @@ import (
 //
 // Concurrency: a slot cannot be taken in Postgres without a round trip per
 // attempt at its start and end, so each replica with traffic for a
-// subscription (an attempt wanted within LimitLease) leases a part of its
-// slots and counts them in memory. The parts follow demand: at each sync a
-// replica records the most attempts it had in flight or waiting for a slot
-// since the last, and the slots are split in proportion among the
-// replicas with demand, each getting one at least while the limit allows
-// (equal parts while none has any); a replica without a share that has an
-// attempt waiting syncs at once, so the others make room at their next. Under one lock a replica lowers
+// subscription (an attempt wanted within LimitLease) leases an equal part
+// of its slots and counts them in memory. Under one lock a replica lowers
 // its share before committing and grows only into what the others left
 // free, and never gives up slots in use, so the live leases never add up
 // to more than the limit. A replica syncs every LimitSync, in one
@@ -47,19 +42,12 @@ import (
 // (a lease, so a dead prober does not hold it); its success clears the
 // record, its failure reopens it for all.
 
-// slots counts attempts in flight against this replica's share, and
-// those waiting for one.
+// slots counts attempts in flight against this replica's share.
 type slots struct {
 	mu      sync.Mutex
 	used    int
-	waiting int
-	// peak is the most attempts in flight and waiting at once since the
-	// last sync; held, the demand last reported, holds until heldUntil.
-	peak      int
-	held      int
-	heldUntil time.Time
-	limit     int
-	changed   chan struct{}
+	limit   int
+	changed chan struct{}
 }
 
 func newSlots(limit int) *slots { return &slots{limit: limit, changed: make(chan struct{})} }
@@ -69,28 +57,12 @@ func newSlots(limit int) *slots { return &slots{limit: limit, changed: make(chan
 func (s *slots) acquire(ctx context.Context, wait time.Duration, sh *shared) bool {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	waiting := false
-	defer func() {
-		if waiting {
-			s.mu.Lock()
-			s.waiting--
-			s.mu.Unlock()
-		}
-	}()
 	for {
 		s.mu.Lock()
 		if s.used < s.limit {
 			s.used++
-			if waiting {
-				s.waiting, waiting = s.waiting-1, false
-			}
-			s.peak = max(s.peak, s.used+s.waiting)
 			s.mu.Unlock()
 			return true
-		}
-		if !waiting {
-			s.waiting, waiting = s.waiting+1, true
-			s.peak = max(s.peak, s.used+s.waiting)
 		}
 		none, ch := s.limit == 0, s.changed
 		s.mu.Unlock()
@@ -138,27 +110,6 @@ func (s *slots) state() (limit, used int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.limit, s.used
-}
-
-// demandMemory is how long a replica's demand for an endpoint is held
-// once seen: an attempt turned away for want of a slot is back after a
-// second (rescheduled), and waits for a slot again only then; its demand
-// lasts until it is, or a replica that has the work would flap between a
-// share and none at every sync.
-const demandMemory = 2 * time.Second
-
-// demand is the replica's demand for the endpoint, asked at each sync: the
-// most attempts in flight and waiting at once since the last, or what it
-// was within demandMemory if that was more.
-func (s *slots) demand(now time.Time) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d := s.peak
-	s.peak = s.used + s.waiting
-	if d >= s.held || now.After(s.heldUntil) {
-		s.held, s.heldUntil = d, now.Add(demandMemory)
-	}
-	return max(d, s.held)
 }
 
 // sharedBreaker is a breaker some replica opened, by this replica's clock.
@@ -309,8 +260,7 @@ func (s *shared) sync(ctx context.Context, eps *endpoints) {
 			continue
 		}
 		byID[ep.key.subscription] = ep
-		wants = append(wants, store.LimitWant{Subscription: ep.key.subscription, Slots: ep.key.concurrency, InUse: used,
-			Demand: ep.slots.demand(started)})
+		wants = append(wants, store.LimitWant{Subscription: ep.key.subscription, Slots: ep.key.concurrency, InUse: used})
 	}
 	s.mu.Lock()
 	opens := s.opens

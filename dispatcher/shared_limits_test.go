@@ -307,7 +307,7 @@ func TestADeadReplicasLeasesExpire(t *testing.T) {
 	// which is later, so this is a lower bound on when the lease ends.
 	ghostAt := time.Now()
 	shares, _, err := e.store.SyncLimits(ctx, store.LimitSync{Replica: "ghost", Lease: lease,
-		Wants: []store.LimitWant{{Subscription: sub.ID, Slots: limit, Demand: limit}}})
+		Wants: []store.LimitWant{{Subscription: sub.ID, Slots: limit}}})
 	if err != nil || shares[sub.ID] != limit {
 		t.Fatalf("ghost's shares %+v %v", shares, err)
 	}
@@ -398,49 +398,4 @@ func TestTheCircuitStateIsTheSharedBreakers(t *testing.T) {
 		}
 		return gauges(0)
 	})
-}
-
-// TestConcurrencyGoesWhereTheWorkIs: a limit of 2 across three replicas
-// that all have traffic for the endpoint, where only one has work waiting:
-// that one runs 2 at a time (equal parts would give it 1, or none).
-func TestConcurrencyGoesWhereTheWorkIs(t *testing.T) {
-	e := startEnv(t)
-	recv := newArrivals(t, http.StatusOK, 300*time.Millisecond)
-	const limit, events = 2, 40
-	sub := limited(t, e, recv.URL, 0, 0, limit)
-	watchLeases(t, e, sub.ID, limit)
-	worker := e.run(t, Config{})
-	// The other two neither consume the events nor poll for due
-	// deliveries, but have traffic for the endpoint (an attempt within the
-	// lease, as a replica that delivered one a moment ago has).
-	idle := Config{PollInterval: time.Hour, Kafka: KafkaConfig{GroupID: "idle-replicas"}}
-	for range 2 {
-		d := e.runWith(t, idle, []string{"platform.events.poison"})
-		d.endpoints.get(store.Delivery{SubscriptionID: sub.ID, MaxConcurrency: limit}).wanted.Store(time.Now().Add(time.Hour).UnixNano())
-	}
-	ctx := context.Background()
-	eventually(t, 30*time.Second, "the idle replicas sharing the limit", func() error {
-		if _, n, err := liveSlots(ctx, e, sub.ID); n != 2 || err != nil {
-			return fmt.Errorf("%d replicas with a lease, %v", n, err)
-		}
-		return nil
-	})
-	produceN(t, e, "store-a", events)
-	eventually(t, 30*time.Second, "the replica with the work holding both slots, the others none", func() error {
-		var mine, replicas int
-		if err := e.store.Pool().QueryRow(ctx, `SELECT coalesce(sum(slots) FILTER (WHERE replica = $2), 0), count(*)
-			FROM endpoint_limit_leases WHERE subscription_id = $1`, sub.ID, worker.cfg.Kafka.clientID).Scan(&mine, &replicas); err != nil {
-			return err
-		}
-		if mine != limit || replicas != 3 {
-			return fmt.Errorf("%d slots of %d replicas' leases", mine, replicas)
-		}
-		return nil
-	})
-	waitDelivered(t, e, sub.ID, events, 60*time.Second)
-	recv.mu.Lock()
-	defer recv.mu.Unlock()
-	if recv.most != limit {
-		t.Fatalf("at most %d attempts in flight at once; the replica with the work should run %d", recv.most, limit)
-	}
 }

@@ -1,22 +1,19 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 )
 
-// Limits shared by dispatcher replicas (migrations 00014, 00022). A
-// subscription's rate is one token bucket that replicas take tokens from
-// in batches. Each replica with traffic for a subscription leases a share
-// of its concurrency, in proportion to the work it has waiting for it (its
-// demand); the shares of live replicas never add up to more than the
+// Limits shared by dispatcher replicas (migration 00014). A subscription's
+// rate is one token bucket that replicas take tokens from in batches. Each
+// replica with traffic for a subscription leases a share of its
+// concurrency; the shares of live replicas never add up to more than the
 // limit, because every change is made under one lock and a replica only
 // grows into what the others do not hold. A replica's leases live while
 // its heartbeat does, so a dead replica's shares return within one lease.
@@ -27,14 +24,12 @@ import (
 const limitsLock = 0x6c696d697473 // "limits"
 
 // LimitWant is one subscription this replica has traffic for: its
-// concurrency limit, the slots it has in flight (never released while in
-// use, or the others could exceed the limit) and its demand, the most
-// attempts it had in flight or waiting for a slot since its last sync.
+// concurrency limit and the slots it has in flight (never released while
+// in use, or the others could exceed the limit).
 type LimitWant struct {
 	Subscription uuid.UUID
 	Slots        int
 	InUse        int
-	Demand       int
 }
 
 // LimitSync is one replica's sync: its heartbeat, the subscriptions it has
@@ -99,22 +94,22 @@ func (s *Store) SyncLimits(ctx context.Context, req LimitSync) (map[uuid.UUID]in
 		if err != nil {
 			return err
 		}
-		var slots, demands []int32
+		var slots []int32
 		changed := ids[:0:0]
 		for _, w := range req.Wants {
 			sh := share(w, req.Replica, others[w.Subscription])
 			shares[w.Subscription] = sh
-			// Rows are written only when a share or a demand moves (the
-			// heartbeat keeps them); a replica with traffic and no share
-			// still has one, with its demand, so that the others make room.
-			if row, ok := mine[w.Subscription]; fresh || !ok || row != (leaseRow{req.Replica, sh, w.Demand}) {
-				changed, slots, demands = append(changed, w.Subscription), append(slots, int32(sh)), append(demands, int32(w.Demand))
+			// Rows are written only when a share moves (the heartbeat
+			// keeps them); a replica with traffic and no share still has
+			// one, so that the others make room.
+			if row, ok := mine[w.Subscription]; fresh || !ok || row != sh {
+				changed, slots = append(changed, w.Subscription), append(slots, int32(sh))
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO endpoint_limit_leases (subscription_id, replica, slots, demand)
-			SELECT id, $1, n, d FROM unnest($2::uuid[], $3::int[], $4::int[]) AS w(id, n, d)
-			ON CONFLICT (subscription_id, replica) DO UPDATE SET slots = EXCLUDED.slots, demand = EXCLUDED.demand`,
-			req.Replica, changed, slots, demands); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO endpoint_limit_leases (subscription_id, replica, slots)
+			SELECT id, $1, n FROM unnest($2::uuid[], $3::int[]) AS w(id, n)
+			ON CONFLICT (subscription_id, replica) DO UPDATE SET slots = EXCLUDED.slots`,
+			req.Replica, changed, slots); err != nil {
 			return err
 		}
 		// Subscriptions without traffic here give their share back.
@@ -160,27 +155,25 @@ func keep(ctx context.Context, tx pgx.Tx, replica string, kept, shares map[uuid.
 	return err
 }
 
-// leaseRow is a live replica's share of one subscription, with the
-// demand it last recorded.
+// leaseRow is another live replica's share of one subscription.
 type leaseRow struct {
 	replica string
 	slots   int
-	demand  int
 }
 
 // leases reads the live shares of ids: the other replicas' and replica's own.
-func leases(ctx context.Context, tx pgx.Tx, replica string, ids []uuid.UUID) (map[uuid.UUID][]leaseRow, map[uuid.UUID]leaseRow, error) {
-	rows, err := tx.Query(ctx, `SELECT subscription_id, replica, slots, demand FROM endpoint_limit_leases
+func leases(ctx context.Context, tx pgx.Tx, replica string, ids []uuid.UUID) (map[uuid.UUID][]leaseRow, map[uuid.UUID]int, error) {
+	rows, err := tx.Query(ctx, `SELECT subscription_id, replica, slots FROM endpoint_limit_leases
 		WHERE subscription_id = ANY($1)`, ids)
 	if err != nil {
 		return nil, nil, err
 	}
-	others, mine := map[uuid.UUID][]leaseRow{}, map[uuid.UUID]leaseRow{}
+	others, mine := map[uuid.UUID][]leaseRow{}, map[uuid.UUID]int{}
 	var id uuid.UUID
 	var l leaseRow
-	_, err = pgx.ForEachRow(rows, []any{&id, &l.replica, &l.slots, &l.demand}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &l.replica, &l.slots}, func() error {
 		if l.replica == replica {
-			mine[id] = l
+			mine[id] = l.slots
 		} else {
 			others[id] = append(others[id], l)
 		}
@@ -189,82 +182,25 @@ func leases(ctx context.Context, tx pgx.Tx, replica string, ids []uuid.UUID) (ma
 	return others, mine, err
 }
 
-// share is replica's part of the slots among the replicas with traffic
-// (part), but never more than the others leave free: a replica's share
-// grows only once the others have lowered theirs. Slots in use are never
-// given up.
+// share is an equal part of the slots among the replicas with traffic
+// (those left over from the division go to the first replicas by name),
+// but never more than the others leave free: a replica's share grows only
+// once the others have lowered theirs. Slots in use are never given up.
 func share(w LimitWant, replica string, others []leaseRow) int {
+	n := len(others) + 1
+	names := []string{replica}
 	freeSlots := w.Slots
-	all := []leaseRow{{replica: replica, demand: w.Demand}}
 	for _, o := range others {
+		names = append(names, o.replica)
 		freeSlots -= o.slots
-		all = append(all, o)
 	}
-	return max(w.InUse, min(part(w.Slots, replica, all), freeSlots))
-}
-
-// part is replica's part of limit slots among all, the replicas with
-// traffic for the endpoint. The slots go to those with demand, in
-// proportion to it (the slots a division leaves by the largest remainder),
-// each getting at least one while the limit allows (taken from the largest
-// part; the largest demands first when the limit does not allow). Ties go by demand, then by name, so that every
-// replica computes the same parts from the same rows. While none has
-// demand the parts are equal (those left over going to the first names),
-// so that a replica's first attempt after a lull finds a slot.
-func part(limit int, replica string, all []leaseRow) int {
-	slices.SortFunc(all, func(a, b leaseRow) int {
-		return cmp.Or(cmp.Compare(b.demand, a.demand), strings.Compare(a.replica, b.replica))
-	})
-	total, demanding := 0, 0
-	for _, r := range all {
-		if r.demand > 0 {
-			total, demanding = total+r.demand, demanding+1
-		}
+	slices.Sort(names)
+	rank := slices.Index(names, replica)
+	fairSlots := w.Slots / n
+	if rank < w.Slots%n {
+		fairSlots++
 	}
-	rank := slices.IndexFunc(all, func(r leaseRow) bool { return r.replica == replica })
-	if demanding == 0 {
-		// By name alone, all demands being 0.
-		parts := limit / len(all)
-		if rank < limit%len(all) {
-			parts++
-		}
-		return parts
-	}
-	if rank >= demanding {
-		return 0
-	}
-	if limit <= demanding {
-		if rank < limit {
-			return 1
-		}
-		return 0
-	}
-	parts := make([]int, demanding)
-	given := 0
-	for i := range parts {
-		parts[i] = limit * all[i].demand / total
-		given += parts[i]
-	}
-	// What the division left, by the largest remainder (stable: ties keep
-	// the order above).
-	order := make([]int, demanding)
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int {
-		return cmp.Compare(limit*all[b].demand%total, limit*all[a].demand%total)
-	})
-	for _, i := range order[:limit-given] {
-		parts[i]++
-	}
-	// One at least for each (the limit allows it here), from the largest part.
-	for i := range parts {
-		if parts[i] == 0 {
-			parts[slices.Index(parts, slices.Max(parts))]--
-			parts[i] = 1
-		}
-	}
-	return parts[rank]
+	return max(w.InUse, min(fairSlots, freeSlots))
 }
 
 // TakeTokens takes up to want tokens from the subscription's bucket
