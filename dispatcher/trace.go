@@ -106,8 +106,8 @@ func (d *Dispatcher) traceConsumed(ctx context.Context, msgs []routed) *batchSpa
 }
 
 // persisting starts each message's persist span (the batch is one
-// statement, so each span has its times) and stamps its context on the
-// message's deliveries, to be stored with them.
+// statement, so every span covers all of it) and stamps its context on
+// the message's deliveries, to be stored with them.
 func (b *batchSpans) persisting(msgs []routed) {
 	if b == nil {
 		return
@@ -139,26 +139,25 @@ func (b *batchSpans) persisting(msgs []routed) {
 
 // persisted ends the persist spans; err is why the batch must be retried.
 func (b *batchSpans) persisted(err error) {
-	if b == nil {
-		return
-	}
-	for _, s := range b.persists {
-		if s == nil {
-			continue
-		}
-		if err != nil {
-			s.SetStatus(codes.Error, "the batch could not be persisted; retried")
-		}
-		s.End()
+	if b != nil {
+		endBatch(b.persists, err)
 	}
 }
 
 // end ends the consume spans; err is why the batch must be retried.
 func (b *batchSpans) end(err error) {
-	if b == nil {
-		return
+	if b != nil {
+		endBatch(b.spans, err)
 	}
-	for _, s := range b.spans {
+}
+
+// endBatch ends one kind of the batch's spans (nil: a poison message's
+// persist span, never started), saying so when the batch failed.
+func endBatch(spans []trace.Span, err error) {
+	for _, s := range spans {
+		if s == nil {
+			continue
+		}
 		if err != nil {
 			s.SetStatus(codes.Error, "the batch could not be persisted; retried")
 		}
