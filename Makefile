@@ -7,6 +7,9 @@ export INTEGRATION_OPERATOR_CACHE := $(CACHE)
 
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN ?= $(CACHE)/bin/controller-gen-$(CONTROLLER_TOOLS_VERSION)/controller-gen
+# openapi-gen at the kube-openapi version go.mod requires.
+KUBE_OPENAPI_VERSION ?= $(shell go list -m -f '{{.Version}}' k8s.io/kube-openapi)
+OPENAPI_GEN ?= $(CACHE)/bin/openapi-gen-$(KUBE_OPENAPI_VERSION)/openapi-gen
 
 # -count=1: these tests talk to real servers; a cached pass proves nothing.
 GO_TEST_FLAGS ?= -timeout 30m -count=1
@@ -30,8 +33,14 @@ all: build
 ##@ Development
 
 .PHONY: generate
-generate: controller-gen ## Generate deepcopy code for the API types.
+generate: controller-gen openapi-gen ## Generate deepcopy code for the API types, and the delivery API's OpenAPI definitions.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+	$(OPENAPI_GEN) --go-header-file hack/boilerplate.go.txt --output-dir internal/deliveryapi/openapi \
+		--output-pkg github.com/ss3dev/integration-operator/internal/deliveryapi/openapi --output-file zz_generated.openapi.go \
+		--report-filename hack/openapi-violations.list \
+		k8s.io/apimachinery/pkg/apis/meta/v1 k8s.io/apimachinery/pkg/runtime k8s.io/apimachinery/pkg/version ./api/deliveries/v1alpha1
+	@# Lists' Items are exempt, as Kubernetes' own are.
+	@! grep 'deliveries/v1alpha1' hack/openapi-violations.list | grep -v 'List,Items$$' || { echo "fix the delivery API types' OpenAPI violations above"; exit 1; }
 
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs and RBAC from markers; copy CRDs and the tenancy policy into the chart.
@@ -122,6 +131,11 @@ verify-generated: generate manifests ## Fail when generated files are out of dat
 	@git diff --exit-code -- api config charts || (echo "run 'make generate manifests' and commit"; exit 1)
 
 ##@ Tools
+
+.PHONY: openapi-gen
+openapi-gen: $(OPENAPI_GEN)
+$(OPENAPI_GEN):
+	GOBIN=$(dir $(OPENAPI_GEN)) go install k8s.io/kube-openapi/cmd/openapi-gen@$(KUBE_OPENAPI_VERSION)
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN)

@@ -28,9 +28,9 @@ import (
 
 // Headers of the platform's contract.
 const (
-	HeaderEvent     = "X-SS3-Event"
-	HeaderDelivery  = "X-SS3-Delivery"
-	HeaderSignature = "X-SS3-Signature"
+	HeaderEvent     = signing.HeaderEvent
+	HeaderDelivery  = signing.HeaderDelivery
+	HeaderSignature = signing.HeaderSignature
 )
 
 // attemptResult is what one attempt found, before the retry policy judges it.
@@ -109,17 +109,7 @@ func (d *Dispatcher) attempt(ctx context.Context, del store.Delivery) attemptRes
 		return attemptResult{err: fmt.Errorf("build request: %w", err)}
 	}
 	h := req.Header
-	h.Set("Content-Type", "application/json")
-	h.Set("User-Agent", "ss3-integration-dispatcher/1")
-	h.Set(HeaderEvent, del.EventType)
-	h.Set(HeaderDelivery, del.ID.String())
-	h.Set(HeaderSignature, signing.SS3(del.Payload, secrets...))
-	if del.SignatureScheme == store.SignatureStandardWebhooks {
-		now := time.Now()
-		h.Set("webhook-id", del.ID.String())
-		h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-		h.Set("webhook-signature", signing.StandardWebhooks(del.ID.String(), now, del.Payload, secrets...))
-	}
+	signing.SetWebhookHeaders(h, del.ID.String(), del.EventType, del.Payload, del.SignatureScheme == store.SignatureStandardWebhooks, time.Now(), secrets...)
 	d.injectTrace(ctx, propagation.HeaderCarrier(h))
 	start := time.Now()
 	resp, err := d.client.Do(req)

@@ -20,7 +20,12 @@ import (
 )
 
 func main() {
-	if err := newRootCommand().ExecuteContext(ctrl.SetupSignalHandler()); err != nil {
+	root := newRootCommand()
+	if isPlugin() {
+		root = newPluginCommand()
+		root.Use = "kubectl ss3"
+	}
+	if err := root.ExecuteContext(ctrl.SetupSignalHandler()); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -33,7 +38,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newCredentialsAPICommand(), newMigrateCommand(), newRetriggerCommand(), newProduceCommand(), newReceiveCommand())
+	root.AddCommand(newManagerCommand(), newDispatcherCommand(), newCredentialsAPICommand(), newMigrateCommand(), newRetriggerCommand(), newDeliveryAPICommand(), newPluginCommand(), newProduceCommand(), newReceiveCommand())
 	return root
 }
 

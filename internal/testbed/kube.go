@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"testing"
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -27,7 +28,47 @@ type Kube struct {
 
 // StartKube starts kube-apiserver and etcd, built from source by
 // hack/build-tool.sh, and installs the CRDs from config/crd/bases.
-func StartKube() (*Kube, error) {
+func StartKube() (*Kube, error) { return startKube(nil) }
+
+// FrontProxyClient is the name on the front proxy's client certificate,
+// which an aggregated API server is told to trust (requestheader-allowed-names).
+const FrontProxyClient = "front-proxy-client"
+
+// StartKubeWithAggregation starts kube-apiserver as a cluster runs it for
+// aggregated APIs: with front-proxy certificates, so that it proxies an
+// APIService's requests with the user in X-Remote-* headers, which the
+// aggregated server trusts because the front-proxy CA signed the caller.
+// kube-apiserver publishes that CA in kube-system's
+// extension-apiserver-authentication ConfigMap, where the aggregated
+// server reads it. The control plane stops when the test ends.
+func StartKubeWithAggregation(t testing.TB) *Kube {
+	t.Helper()
+	dir := t.TempDir()
+	ca := NewCA(t)
+	cert, key := ca.IssueClient(t, FrontProxyClient)
+	files := map[string][]byte{"front-proxy-ca.crt": ca.PEM, "front-proxy-client.crt": cert, "front-proxy-client.key": key}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, err := startKube(map[string]string{
+		"requestheader-client-ca-file":       filepath.Join(dir, "front-proxy-ca.crt"),
+		"requestheader-allowed-names":        FrontProxyClient,
+		"requestheader-username-headers":     "X-Remote-User",
+		"requestheader-group-headers":        "X-Remote-Group",
+		"requestheader-extra-headers-prefix": "X-Remote-Extra-",
+		"proxy-client-cert-file":             filepath.Join(dir, "front-proxy-client.crt"),
+		"proxy-client-key-file":              filepath.Join(dir, "front-proxy-client.key"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Close)
+	return k
+}
+
+func startKube(args map[string]string) (*Kube, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -57,6 +98,9 @@ func StartKube() (*Kube, error) {
 	}
 	env.ControlPlane.GetAPIServer().Path = apiserver
 	env.ControlPlane.Etcd = &envtest.Etcd{Path: etcd}
+	for k, v := range args {
+		env.ControlPlane.GetAPIServer().Configure().Set(k, v)
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		// Start can fail after the control plane is up (a bad CRD); stop it.

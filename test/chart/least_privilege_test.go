@@ -110,8 +110,18 @@ func TestEachComponentHoldsOnlyItsOwnRights(t *testing.T) {
 				}
 			}
 
+			// The delivery API (chart only: its APIService's name and its
+			// kube-system binding are fixed, which config/default's prefix and
+			// namespace would rewrite) reads the owners of deliveries and
+			// delegates its users' authentication and authorization.
+			components := []string{"manager", "dispatcher", "credentials-api"}
+			if install.name != "config/default" {
+				components = append(components, "delivery-api")
+				checkDeliveryAPIRights(t, may)
+			}
+
 			pods := podsByComponent(t, objs)
-			for _, component := range []string{"manager", "dispatcher", "credentials-api"} {
+			for _, component := range components {
 				pod, ok := pods[component]
 				if !ok {
 					t.Fatalf("no %s Deployment rendered", component)
@@ -119,7 +129,7 @@ func TestEachComponentHoldsOnlyItsOwnRights(t *testing.T) {
 				if pod.ServiceAccountName != install.prefix+component {
 					t.Errorf("the %s runs as %q, want its own %q", component, pod.ServiceAccountName, install.prefix+component)
 				}
-				if component != "manager" && (pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken) {
+				if component != "manager" && component != "delivery-api" && (pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken) {
 					t.Errorf("the %s mounts an API token", component)
 				}
 				projected := 0
@@ -133,11 +143,27 @@ func TestEachComponentHoldsOnlyItsOwnRights(t *testing.T) {
 						}
 					}
 				}
-				if want := map[string]int{"manager": 1, "dispatcher": 1, "credentials-api": 0}[component]; projected != want {
+				if want := map[string]int{"manager": 1, "dispatcher": 1, "credentials-api": 0, "delivery-api": 0}[component]; projected != want {
 					t.Errorf("the %s projects %d tokens, want %d", component, projected, want)
 				}
 			}
 		})
+	}
+}
+
+func checkDeliveryAPIRights(t *testing.T, may func(component, verb, group, resource, namespace string) bool) {
+	t.Helper()
+	for _, r := range [][3]string{{"get", "integrations.ss3.dev", "webhooksubscriptions"}, {"watch", "integrations.ss3.dev", "connectorconfigs"},
+		{"create", "authorization.k8s.io", "subjectaccessreviews"}, {"create", "authentication.k8s.io", "tokenreviews"}} {
+		if !may("delivery-api", r[0], r[1], r[2], "") {
+			t.Errorf("the delivery API may not %s %s, which it needs", r[0], r[2])
+		}
+	}
+	for _, r := range [][3]string{{"get", "", "secrets"}, {"update", "integrations.ss3.dev", "webhooksubscriptions"},
+		{"patch", "integrations.ss3.dev", "webhooksubscriptions"}, {"create", "events.k8s.io", "events"}, {"list", "", "configmaps"}} {
+		if may("delivery-api", r[0], r[1], r[2], "default") {
+			t.Errorf("the delivery API may %s %s", r[0], r[2])
+		}
 	}
 }
 

@@ -105,6 +105,15 @@ func TestChartOnARealNode(t *testing.T) {
 		}
 		return nil
 	})
+	// The delivery log through the chart's APIService and delivery API pods.
+	n.kubectl("wait", "--for=condition=Available", "apiservice/v1alpha1.deliveries.integrations.ss3.dev", "--timeout=120s")
+	n.eventually(time.Minute, "kubectl get webhookdeliveries lists them", func() error {
+		out := n.kubectl("-n", shop, "get", "webhookdeliveries", "--field-selector", "spec.subscription=erp-orders,status.phase=Delivered", "-o", "name")
+		if got := len(strings.Fields(out)); got != 5 {
+			return fmt.Errorf("%d delivered deliveries listed", got)
+		}
+		return nil
+	})
 	describe := n.kubectl("-n", shop, "describe", "whsub", "erp-orders")
 	for _, want := range []string{"store-1042", "Delivered:", "Healthy"} {
 		if !strings.Contains(describe, want) {

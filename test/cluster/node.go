@@ -126,7 +126,11 @@ func startNode(t *testing.T) *node {
 		"--enable-admission-plugins", "NodeRestriction",
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", saKey, "--service-account-signing-key-file", saKey,
-		"--cert-dir", filepath.Join(n.dir, "pki", "apiserver-tmp"))
+		"--cert-dir", filepath.Join(n.dir, "pki", "apiserver-tmp"),
+		"--requestheader-client-ca-file", n.pki.CA(), "--requestheader-allowed-names", "front-proxy-client",
+		"--requestheader-username-headers", "X-Remote-User", "--requestheader-group-headers", "X-Remote-Group",
+		"--requestheader-extra-headers-prefix", "X-Remote-Extra-",
+		"--proxy-client-cert-file", p("front-proxy-client.crt"), "--proxy-client-key-file", p("front-proxy-client.key"))
 	n.eventually(2*time.Minute, "API server ready", func() error {
 		_, err := n.run("kubectl", "get", "--raw", "/readyz")
 		return err
@@ -231,6 +235,10 @@ func (n *node) setUpPKI() {
 		{"kube-controller-manager", "system:kube-controller-manager", nil, nil},
 		{"kube-scheduler", "system:kube-scheduler", nil, nil},
 		{"kube-proxy", "system:kube-proxy", nil, nil},
+		// The front proxy's identity, with which kube-apiserver calls
+		// aggregated APIs (the delivery API) on its users' behalf. A
+		// cluster often has a CA of its own for it; one CA does here.
+		{"front-proxy-client", "front-proxy-client", nil, nil},
 	}
 	for _, c := range certs {
 		if err := n.pki.issue(c.name, c.cn, c.orgs, c.hosts...); err != nil {
