@@ -20,7 +20,8 @@ import (
 // busiest subscription from webhook_deliveries filled with SCALE_LIST_ROWS
 // rows (default 100,000) over 30 days' partitions and 1,000
 // subscriptions, one of which has a tenth of the rows: unfiltered, dead
-// letters only (one row in a thousand), and the second page by cursor.
+// letters only (one row in a thousand), the second page by cursor, and
+// the newest 50 of ten subscriptions.
 //
 //	SCALE_LIST_ROWS=10000000 go test -run '^$' -bench ListNewestDeliveries -benchtime 100x ./internal/store/
 //
@@ -56,7 +57,7 @@ func BenchmarkListNewestDeliveries(b *testing.B) {
 				status, attempt_number, created_at, updated_at)
 			SELECT gen_random_uuid(), CASE WHEN g % 10 = 0 THEN $1 ELSE ($2::uuid[])[1 + g % 999 + 1] END, 'store',
 				(ARRAY['order.placed', 'order.paid', 'product.updated'])[1 + g % 3], gen_random_uuid(), at,
-				CASE WHEN g % 1000 = 7 THEN 'DEAD_LETTERED' WHEN g % 100 = 3 THEN 'FAILED' ELSE 'DELIVERED' END, 1, at, at
+				CASE WHEN g / 10 % 1000 = 7 THEN 'DEAD_LETTERED' WHEN g / 10 % 100 = 3 THEN 'FAILED' ELSE 'DELIVERED' END, 1, at, at
 			FROM generate_series(1, $3::int) AS g,
 				LATERAL (SELECT date_trunc('day', now()) - ($4::int * interval '1 day') + (g * interval '1 day') / $3::int AS at) t`,
 			busy, subs, perDay, days-1-day)
@@ -103,7 +104,7 @@ func BenchmarkListNewestDeliveries(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				got, err := st.ListWebhookDeliveries(ctx, c.f)
-				if err != nil || len(got) != 50 {
+				if err != nil || len(got) == 0 {
 					b.Fatalf("%d rows, %v", len(got), err)
 				}
 			}
