@@ -17,9 +17,6 @@ import (
 	"github.com/ss3dev/integration-operator/internal/store"
 )
 
-// TestEventType is a test event's type unless one is chosen.
-const TestEventType = "webhook.test"
-
 // Bounds on how long a test waits for its first attempt.
 const (
 	defaultTestWait = 15 * time.Second
@@ -75,7 +72,7 @@ func webhookTests(log *store.Store, dir *directory, every time.Duration) *action
 			}
 			eventType := t.Spec.EventType
 			if eventType == "" {
-				eventType = TestEventType
+				eventType = store.TestEventType
 			}
 			wait := time.Duration(t.Spec.WaitSeconds) * time.Second
 			if wait <= 0 {
