@@ -22,18 +22,18 @@ import (
 
 // deliveryKind is what differs between webhook and connector deliveries.
 type deliveryKind struct {
-	resource, singular      string
-	owners                  ownerKind
-	ownerField, ownerLabel  string
-	newObject               func() runtime.Object
-	newList                 func() runtime.Object
-	list                    func(context.Context, store.DeliveryFilter) ([]store.LoggedDelivery, error)
-	changedSince            func(ctx context.Context, owners []uuid.UUID, since time.Time, limit int) ([]store.LoggedDelivery, error)
-	summary                 func(d store.LoggedDelivery, o owner) runtime.Object
-	whole                   func(ctx context.Context, id uuid.UUID, namespace string) (runtime.Object, error)
-	setItems                func(list runtime.Object, items []runtime.Object)
-	columns                 []metav1.TableColumnDefinition
-	cells                   func(obj runtime.Object) []any
+	resource, singular     string
+	owners                 ownerKind
+	ownerField, ownerLabel string
+	newObject              func() runtime.Object
+	newList                func() runtime.Object
+	list                   func(context.Context, store.DeliveryFilter) ([]store.LoggedDelivery, error)
+	changedSince           func(ctx context.Context, owners []uuid.UUID, since time.Time, limit int) ([]store.LoggedDelivery, error)
+	summary                func(d store.LoggedDelivery, o owner) runtime.Object
+	whole                  func(ctx context.Context, id uuid.UUID, namespace string) (runtime.Object, error)
+	setItems               func(list runtime.Object, items []runtime.Object)
+	columns                []metav1.TableColumnDefinition
+	cells                  func(obj runtime.Object) []any
 }
 
 // deliveries serves one delivery kind: get, list and watch, as a table for
@@ -53,11 +53,11 @@ var (
 	_ rest.SingularNameProvider = (*deliveries)(nil)
 )
 
-func (r *deliveries) New() runtime.Object       { return r.kind.newObject() }
-func (r *deliveries) NewList() runtime.Object   { return r.kind.newList() }
-func (r *deliveries) Destroy()                  {}
-func (r *deliveries) NamespaceScoped() bool     { return true }
-func (r *deliveries) GetSingularName() string   { return r.kind.singular }
+func (r *deliveries) New() runtime.Object     { return r.kind.newObject() }
+func (r *deliveries) NewList() runtime.Object { return r.kind.newList() }
+func (r *deliveries) Destroy()                {}
+func (r *deliveries) NamespaceScoped() bool   { return true }
+func (r *deliveries) GetSingularName() string { return r.kind.singular }
 func (r *deliveries) groupResource() schema.GroupResource {
 	return deliveriesv1alpha1.SchemeGroupVersion.WithResource(r.kind.resource).GroupResource()
 }

@@ -180,7 +180,7 @@ func objectMeta(d store.LoggedDelivery, o owner, ownerLabel string) metav1.Objec
 	return metav1.ObjectMeta{
 		Name: d.ID.String(), Namespace: o.namespace, UID: "", ResourceVersion: resourceVersion(d.UpdatedAt),
 		CreationTimestamp: metav1.NewTime(d.CreatedAt),
-		Labels: map[string]string{ownerLabel: o.name, labelEventType: labelValue(d.EventType), labelPhase: phaseOf(d)},
+		Labels:            map[string]string{ownerLabel: o.name, labelEventType: labelValue(d.EventType), labelPhase: phaseOf(d)},
 	}
 }
 

@@ -215,4 +215,3 @@ func parseResourceVersion(rv string) (time.Time, bool) {
 	}
 	return time.UnixMicro(micros), true
 }
-

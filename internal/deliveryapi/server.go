@@ -11,10 +11,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
+	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	clientrest "k8s.io/client-go/rest"
-	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/component-base/compatibility"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
