@@ -9,6 +9,7 @@
 //
 // +k8s:deepcopy-gen=package
 // +k8s:openapi-gen=true
+// +kubebuilder:skip (served by the delivery API, not CRDs: no CRD is generated)
 package v1alpha1
 
 import (
