@@ -4,12 +4,15 @@
 // two create-only actions on it: a test event and a re-trigger. Kubernetes
 // RBAC decides who sees and does what, as for any resource.
 //
+// They are served by the delivery API, not as CRDs, so no CRD is
+// generated for them (kubebuilder:skip).
+//
 // The types have no internal version of their own: the server registers
 // these as both, so no conversion code exists.
 //
 // +k8s:deepcopy-gen=package
 // +k8s:openapi-gen=true
-// +kubebuilder:skip (served by the delivery API, not CRDs: no CRD is generated)
+// +kubebuilder:skip
 package v1alpha1
 
 import (
