@@ -71,7 +71,7 @@ func TestTheChartPassesOnlyFlagsTheBinaryKnows(t *testing.T) {
 			checked++
 		}
 	}
-	if checked != 3 {
-		t.Errorf("checked %d containers, want the manager's, the dispatcher's and the credentials API's", checked)
+	if checked != 4 {
+		t.Errorf("checked %d containers, want the manager's, the dispatcher's, the credentials API's and the delivery API's", checked)
 	}
 }
