@@ -71,13 +71,20 @@ func (r *deliveries) Get(ctx context.Context, name string, _ *metav1.GetOptions)
 	return r.kind.whole(ctx, id, request.NamespaceValue(ctx))
 }
 
-// List answers a page of deliveries, newest first.
-func (r *deliveries) List(ctx context.Context, opts *metainternalversion.ListOptions) (runtime.Object, error) {
+// parse reads a list or watch request at the database's clock, which
+// relative times and resource versions are measured by.
+func (r *deliveries) parse(ctx context.Context, opts *metainternalversion.ListOptions) (query, time.Time, error) {
 	now, err := r.log.Now(ctx)
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return query{}, now, apierrors.NewInternalError(err)
 	}
 	q, err := parseQuery(opts, r.kind.ownerField, r.kind.ownerLabel, now)
+	return q, now, err
+}
+
+// List answers a page of deliveries, newest first.
+func (r *deliveries) List(ctx context.Context, opts *metainternalversion.ListOptions) (runtime.Object, error) {
+	q, now, err := r.parse(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -149,11 +156,7 @@ func (r *deliveries) ConvertToTable(_ context.Context, obj runtime.Object, _ run
 // Watch polls the attempts recorded since the resource version it is
 // given (a list's) and sends each delivery that changed.
 func (r *deliveries) Watch(ctx context.Context, opts *metainternalversion.ListOptions) (watch.Interface, error) {
-	now, err := r.log.Now(ctx)
-	if err != nil {
-		return nil, apierrors.NewInternalError(err)
-	}
-	q, err := parseQuery(opts, r.kind.ownerField, r.kind.ownerLabel, now)
+	q, now, err := r.parse(ctx, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 
 	"github.com/ss3dev/integration-operator/internal/store"
 	"github.com/ss3dev/integration-operator/internal/testbed"
@@ -465,18 +464,7 @@ func TestConnectorDeliveryLog(t *testing.T) {
 func TestDeliveryLogMigrationRewritesNoAttempts(t *testing.T) {
 	bed := testbed.Start(t, testbed.Needs{Postgres: true})
 	ctx := context.Background()
-	db, err := goose.OpenDBWithDriver("pgx", bed.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, store.Migrations())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := provider.UpTo(ctx, 23); err != nil {
-		t.Fatal(err)
-	}
+	db, provider := migratedTo(t, bed, 23)
 	if _, err := db.ExecContext(ctx, `INSERT INTO webhook_delivery_attempts (delivery_id, event_time, attempt_number, started_at, duration_ms, replica)
 		VALUES ($1, now(), 1, now(), 5, 'r')`, uuid.New()); err != nil {
 		t.Fatal(err)

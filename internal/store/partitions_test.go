@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"database/sql"
 	"testing"
 	"time"
 
@@ -19,18 +20,7 @@ import (
 func TestUpgradeToPartitionedHistoryKeepsEveryRow(t *testing.T) {
 	bed := testbed.Start(t, testbed.Needs{Postgres: true})
 	ctx := context.Background()
-	db, err := goose.OpenDBWithDriver("pgx", bed.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, store.Migrations())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := provider.UpTo(ctx, 14); err != nil {
-		t.Fatal(err)
-	}
+	db, _ := migratedTo(t, bed, 14)
 	sub, cfg := uuid.New(), uuid.New()
 	exec := func(sql string, args ...any) {
 		t.Helper()
@@ -230,3 +220,22 @@ func TestInboundDedupHoldsAcrossADayBoundary(t *testing.T) {
 }
 
 var _ = stdlib.GetDefaultDriver // registers the pgx driver goose opens
+
+// migratedTo migrates the bed's database up to version, for upgrade tests;
+// the rest is migrated with the provider it returns.
+func migratedTo(t *testing.T, bed *testbed.Bed, version int64) (*sql.DB, *goose.Provider) {
+	t.Helper()
+	db, err := goose.OpenDBWithDriver("pgx", bed.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, store.Migrations())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := provider.UpTo(context.Background(), version); err != nil {
+		t.Fatal(err)
+	}
+	return db, provider
+}
