@@ -251,8 +251,26 @@ func TestOAuthClientIssuedAndExpiry(t *testing.T) {
 	if c := meta.FindStatusCondition(cred.Status.Conditions, integrationsv1.ConditionReady); c.Status != metav1.ConditionFalse || c.Reason != controllers.ReasonExpired {
 		t.Errorf("an expired credential is not Ready: %+v", c)
 	}
+	// Expiry heals only by a change to the spec: kstatus Stalled, so Flux
+	// and Argo CD report it failed rather than wait.
+	if c := meta.FindStatusCondition(cred.Status.Conditions, integrationsv1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue ||
+		c.Reason != controllers.ReasonExpired || c.ObservedGeneration != cred.Generation {
+		t.Errorf("an expired credential should be Stalled (Expired): %+v", c)
+	}
 	if _, outcome, _ := v.ValidateSecret(ctx, id, secret); outcome == credentials.OutcomeValid {
 		t.Fatal("an expired credential is accepted")
+	}
+
+	// Moving the expiry out is that change.
+	later := metav1.NewTime(time.Now().Add(time.Hour).Truncate(time.Second))
+	patch := client.MergeFrom(cred.DeepCopy())
+	cred.Spec.ExpiresAt = &later
+	if err := h.client.Patch(ctx, cred, patch); err != nil {
+		t.Fatal(err)
+	}
+	cred = h.waitCredential(t, "partner", integrationsv1.ConditionReady, metav1.ConditionTrue, controllers.ReasonSynced)
+	if c := meta.FindStatusCondition(cred.Status.Conditions, integrationsv1.ConditionStalled); c != nil {
+		t.Errorf("Stalled once the expiry was moved out: %+v", c)
 	}
 }
 
@@ -267,7 +285,11 @@ func TestCredentialSecretNameConflict(t *testing.T) {
 	if err := h.client.Create(ctx, newCredential(h.namespace, "taken", integrationsv1.CredentialTypeAPIKey)); err != nil {
 		t.Fatal(err)
 	}
-	h.waitCredential(t, "taken", integrationsv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonSecretNameConflict)
+	cred := h.waitCredential(t, "taken", integrationsv1.ConditionReady, metav1.ConditionFalse, controllers.ReasonSecretNameConflict)
+	if c := meta.FindStatusCondition(cred.Status.Conditions, integrationsv1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue ||
+		c.Reason != controllers.ReasonSecretNameConflict || !strings.Contains(c.Message, "taken-secret") {
+		t.Errorf("a Secret name taken by someone else should stall the credential, naming the Secret: %+v", c)
+	}
 	if data := h.secretData(t, "taken-secret"); len(data) != 1 || string(data["x"]) != "theirs" {
 		t.Fatal("a Secret we do not own was written")
 	}

@@ -208,6 +208,23 @@ func TestPaymentConnectorAndSyncStatus(t *testing.T) {
 		t.Fatalf("the reporter must keep the reconciler's conditions: %+v", cc.Status.Conditions)
 	}
 	h.waitEvent(t, "stripe", "WebhooksRejected", "no v1 signature matches")
+	// Syncs failing raise a Warning at once (not at the first dead letter),
+	// and syncing again a Normal Event.
+	h.waitEvent(t, "stripe", "SyncFailing", "PUT answered 400")
+	if err := h.store.RecordConnectorOutcomes(ctx, nil, []store.SyncRun{{ConfigID: id, Direction: store.SyncOutbound, EntityType: "product",
+		RecordCount: 4, Status: store.SyncSucceeded, StartedAt: time.Now(), FinishedAt: time.Now()}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := reporter.ReportConnectors(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h.waitEvent(t, "stripe", "SyncRecovered", "syncs succeed again")
+	if err := h.client.Get(ctx, client.ObjectKeyFromObject(cc), cc); err != nil {
+		t.Fatal(err)
+	}
+	if c := meta.FindStatusCondition(cc.Status.Conditions, controllers.ConditionSynced); c == nil || c.Status != metav1.ConditionTrue {
+		t.Fatalf("Synced after a successful sync: %+v", c)
+	}
 	// A dead-lettered marketplace event is re-queued by annotation.
 	eventID := uuid.New()
 	if err := h.store.InsertConnectorDeliveries(ctx, []store.NewConnectorDelivery{{ID: uuid.New(), ConfigID: id, EventID: eventID,

@@ -28,13 +28,19 @@ func TestManifestsRunTheImage(t *testing.T) {
 		t.Fatal("kubectl not found (make testbed installs it)")
 	}
 	chart := filepath.Join("charts", "integration-operator")
-	for source, stream := range map[string]string{
-		"helm template":     run(t, helm, "template", "io", chart, "--namespace", "integrations"),
-		"kubectl kustomize": run(t, kubectl, "kustomize", filepath.Join("config", "default")),
+	// The delivery API is chart-only (config/default's namePrefix would rename
+	// its APIService and kube-system binding).
+	for _, render := range []struct {
+		source, stream string
+		want           int
+	}{
+		{"helm template", run(t, helm, "template", "io", chart, "--namespace", "integrations"), 4},
+		{"kubectl kustomize", run(t, kubectl, "kustomize", filepath.Join("config", "default")), 3},
 	} {
-		deployments := deploymentsIn(t, stream)
-		if len(deployments) != 3 {
-			t.Errorf("%s: %d Deployments, want 3 (manager, dispatcher, credentials-api)", source, len(deployments))
+		source := render.source
+		deployments := deploymentsIn(t, render.stream)
+		if len(deployments) != render.want {
+			t.Errorf("%s: %d Deployments, want %d (manager, dispatcher, credentials-api, and the chart's delivery-api)", source, len(deployments), render.want)
 		}
 		for _, d := range deployments {
 			checkPodSpec(t, source+" "+d.Name, &d.Spec.Template.Spec, want)
