@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/api/resource"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -40,6 +41,7 @@ type dispatcherOptions struct {
 	tracing         tracing.Settings
 	retentions      retention.Retentions
 	retention       retention.Config
+	dropRate        resource.QuantityValue
 }
 
 func newDispatcherCommand() *cobra.Command {
@@ -85,6 +87,7 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.StringVar(&o.metricsAddr, "metrics-bind-address", envDefault("METRICS_BIND_ADDRESS", ":8082"), "address of /metrics, /healthz and /readyz")
 	f.BoolVar(&o.developmentLogs, "dev-logs", false, "human-readable logs instead of JSON")
 	o.retentions = retention.DefaultRetentions
+	o.dropRate = resource.QuantityValue{Quantity: *resource.NewQuantity(retention.DefaultDropRate, resource.BinarySI)}
 	f.Var(retention.Period{D: &o.retentions.Deliveries}, "retention-deliveries", "how long webhook deliveries (and their event payloads) are kept: days (30d) or a duration; a day's partition is dropped once past it and its work is done")
 	f.Var(retention.Period{D: &o.retentions.ConnectorDeliveries}, "retention-connector-deliveries", "how long connector deliveries are kept")
 	f.Var(retention.Period{D: &o.retentions.SyncLog}, "retention-sync-log", "how long connector sync runs are kept")
@@ -93,6 +96,7 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.Var(retention.Period{D: &o.retentions.ConnectorAttempts}, "retention-connector-attempts", "how long each connector delivery attempt (time, duration, outcome, the marketplace's status and answer excerpt, error, replica) is kept")
 	f.IntVar(&o.retention.Ahead, "partitions-ahead", 7, "days after today whose history partitions are created in advance")
 	f.DurationVar(&o.retention.Interval, "retention-interval", time.Hour, "how often one replica creates partitions ahead and drops those past retention")
+	f.Var(&o.dropRate, "retention-drop-rate", "the most bytes per second a retention drop frees, on average (a quantity: 256Mi): a dropped day's indexes and table go one at a time, each followed by a pause for its size over this rate, so that the disk keeps up with the deliveries' commits")
 	addVaultFlags(f, &o.vault)
 	addTracingFlags(f, &o.tracing, "integration-operator-dispatcher")
 	return cmd
@@ -107,6 +111,9 @@ func runDispatcher(ctx context.Context, o dispatcherOptions) error {
 		return err
 	}
 	o.cfg.DestinationRootCAs = roots
+	if o.retention.DropRate = o.dropRate.Value(); o.retention.DropRate <= 0 {
+		return fmt.Errorf("--retention-drop-rate %s: want a positive number of bytes per second", o.dropRate.String())
+	}
 	vc, err := vault.New(ctx, o.vault)
 	if err != nil {
 		return err

@@ -95,6 +95,10 @@ func forgetDeadLetters(stats, key, column string) string {
 		WHERE s.%[2]s = g.%[2]s`, stats, key, column)
 }
 
+// DefaultDropRate frees a day of 10 million deliveries (about 3 GB) in
+// about 12 s.
+const DefaultDropRate = 256 << 20
+
 // Config says what the job keeps and how often it runs.
 type Config struct {
 	Tables []Table
@@ -104,6 +108,10 @@ type Config struct {
 	Interval time.Duration
 	// LockTimeout bounds how long a DDL statement waits for its lock.
 	LockTimeout time.Duration
+	// DropRate is the bytes per second a drop frees at most, on average:
+	// after each index or table of a dropped partition, the pass pauses
+	// for its size over DropRate.
+	DropRate int64
 	// Now is the clock (tests move it); nil is time.Now.
 	Now func() time.Time
 }
@@ -165,6 +173,9 @@ func New(pool *pgxpool.Pool, cfg Config, m *Metrics, log logr.Logger) *Job {
 	}
 	if cfg.LockTimeout == 0 {
 		cfg.LockTimeout = 200 * time.Millisecond
+	}
+	if cfg.DropRate <= 0 {
+		cfg.DropRate = DefaultDropRate
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -251,7 +262,7 @@ func (j *Job) create(ctx context.Context, conn *pgx.Conn, t Table, today time.Ti
 			return tx.QueryRow(ctx, `SELECT io_create_day_partition($1, $2, $3)`, t.Name, t.Key, dayOf).Scan(&created)
 		})
 		switch {
-		case lockTimedOut(err):
+		case busy(err):
 			j.metrics.LockWaits.Inc()
 			rep.Busy = append(rep.Busy, PartitionName(t.Name, dayOf))
 			continue
@@ -273,7 +284,7 @@ func (j *Job) drop(ctx context.Context, conn *pgx.Conn, t Table, today time.Time
 		return err
 	}
 	// Tables detached by a pass that stopped before dropping them.
-	if err := dropDetached(ctx, conn, t); err != nil {
+	if err := dropDetached(ctx, j, conn, t, rep); err != nil {
 		return err
 	}
 	for _, p := range parts {
@@ -296,10 +307,15 @@ func (j *Job) drop(ctx context.Context, conn *pgx.Conn, t Table, today time.Time
 				return err
 			}
 			var err error
-			if again, err = j.unfinishedIn(ctx, tx, t, p); err != nil || again == "" {
+			if again, err = j.unfinishedIn(ctx, tx, t, p); err != nil {
 				return err
+			} else if again != "" {
+				return errKeep
 			}
-			return errKeep
+			// The detach has locked what the partition's foreign keys
+			// refer to already: let go of them here, briefly, so that the
+			// drop's long commit locks nothing the hot path reads.
+			return dropForeignKeys(ctx, tx, p.Name)
 		})
 		switch {
 		case errors.Is(err, errKeep):
@@ -307,7 +323,7 @@ func (j *Job) drop(ctx context.Context, conn *pgx.Conn, t Table, today time.Time
 			rep.Kept = append(rep.Kept, p.Name)
 			j.log.Info("partition past its retention kept: it holds unfinished work", "partition", p.Name, "why", again)
 			continue
-		case lockTimedOut(err):
+		case busy(err):
 			j.metrics.LockWaits.Inc()
 			rep.Busy = append(rep.Busy, p.Name)
 			j.log.Info("partition not detached: its table is busy; retried at the next pass", "partition", p.Name)
@@ -315,13 +331,9 @@ func (j *Job) drop(ctx context.Context, conn *pgx.Conn, t Table, today time.Time
 		case err != nil:
 			return fmt.Errorf("detach %s: %w", p.Name, err)
 		}
-		// Detached, it is no one's: dropping it waits on nothing.
-		if err := dropTable(ctx, conn, t, p.Name); err != nil {
-			return fmt.Errorf("drop %s: %w", p.Name, err)
+		if err := j.dropDetachedTable(ctx, conn, t, p.Name, rep); err != nil {
+			return err
 		}
-		j.metrics.Dropped.WithLabelValues(t.Name).Inc()
-		rep.Dropped = append(rep.Dropped, p.Name)
-		j.log.Info("partition past its retention dropped", "partition", p.Name)
 	}
 	return nil
 }
@@ -410,9 +422,11 @@ func (j *Job) ddl(ctx context.Context, conn *pgx.Conn, change func(pgx.Tx) error
 	})
 }
 
-func lockTimedOut(err error) bool {
+// busy: a DDL statement gave up its lock wait (lock_timeout), or lost a
+// deadlock to the hot path's transactions; the next pass retries.
+func busy(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "55P03" // lock_not_available
+	return errors.As(err, &pgErr) && (pgErr.Code == "55P03" || pgErr.Code == "40P01") // lock_not_available, deadlock_detected
 }
 
 // Partition is one daily partition.
@@ -451,12 +465,17 @@ func Partitions(ctx context.Context, conn interface {
 	return out, nil
 }
 
-// dropDetached drops tables named as table's daily partitions that are no
-// partition: detached by a pass that stopped before dropping them.
-func dropDetached(ctx context.Context, conn *pgx.Conn, t Table) error {
-	table := t.Name
+// forgottenSuffix marks a detached partition whose rows are off the counts
+// (Forget) and that only awaits its DROP.
+const forgottenSuffix = "_forgotten"
+
+// dropDetached finishes what a pass that stopped left: tables named as
+// table's daily partitions that are no partition (detached) or are marked
+// forgotten.
+func dropDetached(ctx context.Context, j *Job, conn *pgx.Conn, t Table, rep *Report) error {
 	rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE n.nspname = current_schema() AND c.relkind = 'r' AND c.relname ~ ('^' || $1 || '_p[0-9]{8}$') AND NOT c.relispartition`, table)
+		WHERE n.nspname = current_schema() AND c.relkind = 'r' AND NOT c.relispartition
+		  AND c.relname ~ ('^' || $1 || '_p[0-9]{8}(' || $2 || ')?$')`, t.Name, forgottenSuffix)
 	if err != nil {
 		return err
 	}
@@ -465,25 +484,146 @@ func dropDetached(ctx context.Context, conn *pgx.Conn, t Table) error {
 		return err
 	}
 	for _, n := range names {
-		if err := dropTable(ctx, conn, t, n); err != nil {
-			return fmt.Errorf("drop detached %s: %w", n, err)
+		if strings.HasSuffix(n, forgottenSuffix) {
+			if err := j.dropForgotten(ctx, conn, t, n, rep); err != nil {
+				return err
+			}
+			continue
+		}
+		// Detached by an earlier version, its foreign keys still held.
+		err := j.ddl(ctx, conn, func(tx pgx.Tx) error { return dropForeignKeys(ctx, tx, n) })
+		if busy(err) {
+			j.metrics.LockWaits.Inc()
+			rep.Busy = append(rep.Busy, n)
+			continue
+		} else if err != nil {
+			return fmt.Errorf("release the foreign keys of detached %s: %w", n, err)
+		}
+		if err := j.dropDetachedTable(ctx, conn, t, n, rep); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// dropTable drops a detached partition of t, with t.Forget in the same
-// transaction: a pass that stops between them leaves both undone.
-func dropTable(ctx context.Context, conn *pgx.Conn, t Table, name string) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if t.Forget != "" {
+// dropDetachedTable takes a detached partition's rows off the counts kept
+// of them (t.Forget) and drops it. The two are separate transactions, so
+// that the counts' rows are locked only for the Forget, not for the drop's
+// commit, which unlinks the partition's files (gigabytes, for a day of
+// deliveries); renaming the table in the Forget's transaction says that
+// it is done, should the pass stop before the drop.
+func (j *Job) dropDetachedTable(ctx context.Context, conn *pgx.Conn, t Table, name string, rep *Report) error {
+	if t.Forget != "" {
+		err := j.ddl(ctx, conn, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, fmt.Sprintf(t.Forget, ident(name))); err != nil {
 				return err
 			}
+			_, err := tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s RENAME TO %s`, ident(name), ident(name+forgottenSuffix)))
+			return err
+		})
+		switch {
+		case busy(err):
+			// Detached: the next pass finishes it.
+			j.metrics.LockWaits.Inc()
+			rep.Busy = append(rep.Busy, name)
+			return nil
+		case err != nil:
+			return fmt.Errorf("take %s off the counts: %w", name, err)
 		}
-		_, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+ident(name))
+		name += forgottenSuffix
+	}
+	return j.dropForgotten(ctx, conn, t, name, rep)
+}
+
+// dropForgotten drops a detached partition that holds no foreign key and
+// is off the counts: it locks nothing but itself. Its files are what
+// costs: a day of deliveries is gigabytes for the filesystem to free, and
+// the hot path's commits wait on the same disk. So it goes piece by
+// piece, its indexes and then its table, each followed by a pause that
+// keeps the bytes freed per second under DropRate.
+func (j *Job) dropForgotten(ctx context.Context, conn *pgx.Conn, t Table, name string, rep *Report) error {
+	pieces, err := piecesOf(ctx, conn, name)
+	if err != nil {
+		return fmt.Errorf("size up %s: %w", name, err)
+	}
+	for _, p := range pieces {
+		if _, err := conn.Exec(ctx, p.drop); err != nil {
+			return fmt.Errorf("drop %s: %w", name, err)
+		}
+		pause := time.Duration(float64(p.bytes) / float64(j.cfg.DropRate) * float64(time.Second))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pause):
+		}
+	}
+	partition := strings.TrimSuffix(name, forgottenSuffix)
+	j.metrics.Dropped.WithLabelValues(t.Name).Inc()
+	rep.Dropped = append(rep.Dropped, partition)
+	j.log.Info("partition past its retention dropped", "partition", partition)
+	return nil
+}
+
+type piece struct {
+	drop  string
+	bytes int64
+}
+
+// piecesOf is how to drop a detached table in parts: each index (through
+// its constraint, for a primary key), then the table itself.
+func piecesOf(ctx context.Context, conn *pgx.Conn, table string) ([]piece, error) {
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, ident(table)).Scan(&exists); err != nil || !exists {
+		return nil, err
+	}
+	rows, err := conn.Query(ctx, `SELECT ic.relname, COALESCE(c.conname, ''), pg_relation_size(i.indexrelid)
+		FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+		LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+		WHERE i.indrelid = $1::regclass ORDER BY 3 DESC`, ident(table))
+	if err != nil {
+		return nil, err
+	}
+	var out []piece
+	for rows.Next() {
+		var index, constraint string
+		var bytes int64
+		if err := rows.Scan(&index, &constraint, &bytes); err != nil {
+			return nil, err
+		}
+		drop := `DROP INDEX IF EXISTS ` + ident(index)
+		if constraint != "" {
+			drop = fmt.Sprintf(`ALTER TABLE %s DROP CONSTRAINT IF EXISTS %s`, ident(table), ident(constraint))
+		}
+		out = append(out, piece{drop: drop, bytes: bytes})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var bytes int64
+	if err := conn.QueryRow(ctx, `SELECT pg_table_size($1::regclass)`, ident(table)).Scan(&bytes); err != nil {
+		return nil, err
+	}
+	return append(out, piece{drop: `DROP TABLE IF EXISTS ` + ident(table), bytes: bytes}), nil
+}
+
+// dropForeignKeys drops the foreign keys of a detached partition. Dropping
+// a table that has one locks the table it refers to (subscriptions,
+// connector configs) ACCESS EXCLUSIVE until the drop commits.
+func dropForeignKeys(ctx context.Context, tx pgx.Tx, table string) error {
+	rows, err := tx.Query(ctx, `SELECT conname FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'`, ident(table))
+	if err != nil {
 		return err
-	})
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if _, err := tx.Exec(ctx, fmt.Sprintf(`ALTER TABLE %s DROP CONSTRAINT %s`, ident(table), ident(k))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // PartitionName is table's partition for the UTC day of at.

@@ -2,6 +2,7 @@ package retention_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -212,26 +213,7 @@ func TestRetentionTakesTheDeadLettersItRemovesOffTheCount(t *testing.T) {
 	pool := st.Pool()
 	now := time.Now().UTC()
 	old, long, within := now.AddDate(0, 0, -40), now.AddDate(0, 0, -100), now.AddDate(0, 0, -20)
-	if _, err := pool.Exec(ctx, `SELECT io_create_day_partition('webhook_deliveries', 'event_time', $1::date)`, old.Format(time.DateOnly)); err != nil {
-		t.Fatal(err)
-	}
-	var news []store.NewDelivery
-	for _, at := range []time.Time{old, old, long, within} {
-		news = append(news, store.NewDelivery{ID: store.NewID(), SubscriptionID: sub.ID, EventID: uuid.New(), StoreID: "store-1",
-			EventType: "order.placed", Payload: []byte(`{}`), EventTime: at})
-	}
-	if _, err := st.InsertDeliveries(ctx, news, store.NewClaim(0)); err != nil {
-		t.Fatal(err)
-	}
-	var outcomes []store.Outcome
-	for _, d := range news {
-		outcomes = append(outcomes, store.Outcome{DeliveryID: d.ID, EventTime: store.PartitionTime(d.EventTime), Status: store.DeliveryDeadLettered,
-			Attempts: 5, Error: "5 attempts failed"})
-	}
-	if err := st.RecordOutcomesAndStats(ctx, outcomes, []store.StatsDelta{{SubscriptionID: sub.ID, FailedAttempts: 4, DeadLettered: 4,
-		TrailingFailures: 4, LastAttemptAt: now, LastError: "5 attempts failed"}}); err != nil {
-		t.Fatal(err)
-	}
+	deadLettersAt(t, st, sub, []time.Time{old}, old, old, long, within)
 	dead := func() (now, total int64) {
 		t.Helper()
 		stats, err := st.SubscriptionStatsAll(ctx)
@@ -250,6 +232,116 @@ func TestRetentionTakesTheDeadLettersItRemovesOffTheCount(t *testing.T) {
 	}
 	if n, total := dead(); n != 1 || total != 4 {
 		t.Fatalf("after the pass: dead letters now %d, in total %d; want 1 (the one within retention) and 4", n, total)
+	}
+}
+
+// A pass that stopped midway is finished by the next: a partition detached
+// with its foreign key still on (as earlier versions left one) is taken off
+// the counts and dropped; one already taken off the counts is dropped
+// without taking its dead letters off a second time.
+func TestAPassThatStoppedMidwayIsFinishedCountingDeadLettersOnce(t *testing.T) {
+	ctx := context.Background()
+	st, sub := storeWithSubscription(t)
+	pool := st.Pool()
+	now := time.Now().UTC()
+	detached, forgotten, within := now.AddDate(0, 0, -40), now.AddDate(0, 0, -41), now.AddDate(0, 0, -20)
+	deadLettersAt(t, st, sub, []time.Time{detached, forgotten}, detached, detached, forgotten, within)
+	detachedPart, forgottenPart := retention.PartitionName("webhook_deliveries", detached), retention.PartitionName("webhook_deliveries", forgotten)
+	for _, stmt := range []string{
+		`ALTER TABLE webhook_deliveries DETACH PARTITION ` + detachedPart,
+		// Detached, its one dead letter taken off the count, renamed: what
+		// a pass leaves when it stops just before the drop.
+		`ALTER TABLE webhook_deliveries DETACH PARTITION ` + forgottenPart,
+		`ALTER TABLE ` + forgottenPart + ` DROP CONSTRAINT webhook_deliveries_subscription_id_fkey`,
+		`UPDATE webhook_subscription_stats SET dead_lettered_now = dead_lettered_now - 1`,
+		`ALTER TABLE ` + forgottenPart + ` RENAME TO ` + forgottenPart + `_forgotten`,
+	} {
+		if _, err := pool.Exec(ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+
+	m, _ := retention.NewMetrics(prometheus.NewRegistry())
+	rep, err := retention.New(pool, retention.Config{Tables: retention.DefaultRetentions.Tables()}, m, testr.New(t)).Pass(ctx)
+	if err != nil || !slices.Contains(rep.Dropped, detachedPart) || !slices.Contains(rep.Dropped, forgottenPart) || len(rep.Busy) != 0 {
+		t.Fatalf("pass: %+v, %v; want %s and %s dropped", rep, err, detachedPart, forgottenPart)
+	}
+	for _, name := range []string{detachedPart, forgottenPart, forgottenPart + "_forgotten", detachedPart + "_forgotten"} {
+		var exists bool
+		if err := pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil || exists {
+			t.Errorf("%s is still there (%v)", name, err)
+		}
+	}
+	stats, err := st.SubscriptionStatsAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := stats[sub.ID].DeadLetteredNow; n != 1 {
+		t.Errorf("dead letters now %d, want 1 (the one within retention; each dropped one taken off once)", n)
+	}
+}
+
+// A drop is paced by DropRate; a pass stopped in one of its pauses leaves a
+// day the next pass finishes, its dead letter taken off the count once.
+func TestAPassStoppedWhilePacingItsDropIsFinishedByTheNext(t *testing.T) {
+	ctx := context.Background()
+	st, sub := storeWithSubscription(t)
+	pool := st.Pool()
+	old := time.Now().UTC().AddDate(0, 0, -40)
+	// One dead letter in the dropped day, one within retention.
+	deadLettersAt(t, st, sub, []time.Time{old}, old, time.Now().UTC().AddDate(0, 0, -20))
+	part := retention.PartitionName("webhook_deliveries", old)
+	m, _ := retention.NewMetrics(prometheus.NewRegistry())
+	// One byte a second: the first piece's pause outlasts the pass.
+	stopped, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	rep, err := retention.New(pool, retention.Config{Tables: retention.DefaultRetentions.Tables(), DropRate: 1}, m, testr.New(t)).Pass(stopped)
+	if !errors.Is(err, context.DeadlineExceeded) || slices.Contains(rep.Dropped, part) {
+		t.Fatalf("paced pass: %+v, %v; want it stopped in a pause, %s not yet dropped", rep, err, part)
+	}
+	var left int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_class WHERE relname = $1 AND NOT relispartition`, part+"_forgotten").Scan(&left); err != nil || left != 1 {
+		t.Fatalf("want %s_forgotten left for the next pass: %d, %v", part, left, err)
+	}
+	rep, err = retention.New(pool, retention.Config{Tables: retention.DefaultRetentions.Tables()}, m, testr.New(t)).Pass(ctx)
+	if err != nil || !slices.Contains(rep.Dropped, part) {
+		t.Fatalf("next pass: %+v, %v; want %s dropped", rep, err, part)
+	}
+	stats, err := st.SubscriptionStatsAll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := stats[sub.ID].DeadLetteredNow; n != 1 {
+		t.Errorf("dead letters now %d, want 1: the dropped one taken off once", n)
+	}
+}
+
+// deadLettersAt stores a dead-lettered delivery of sub at each of times,
+// counted on its stats, in partitions made for the days of partitioned.
+func deadLettersAt(t *testing.T, st *store.Store, sub store.Subscription, partitioned []time.Time, times ...time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	for _, at := range partitioned {
+		if _, err := st.Pool().Exec(ctx, `SELECT io_create_day_partition('webhook_deliveries', 'event_time', $1::date)`, at.Format(time.DateOnly)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var news []store.NewDelivery
+	var outcomes []store.Outcome
+	for _, at := range times {
+		d := store.NewDelivery{ID: store.NewID(), SubscriptionID: sub.ID, EventID: uuid.New(), StoreID: "store-1",
+			EventType: "order.placed", Payload: []byte(`{}`), EventTime: at}
+		news = append(news, d)
+		outcomes = append(outcomes, store.Outcome{DeliveryID: d.ID, EventTime: store.PartitionTime(at), Status: store.DeliveryDeadLettered,
+			Attempts: 5, Error: "5 attempts failed"})
+	}
+	if _, err := st.InsertDeliveries(ctx, news, store.NewClaim(0)); err != nil {
+		t.Fatal(err)
+	}
+	n := len(times)
+	if err := st.RecordOutcomesAndStats(ctx, outcomes, []store.StatsDelta{{SubscriptionID: sub.ID, FailedAttempts: int64(n), DeadLettered: int64(n),
+		TrailingFailures: n, LastAttemptAt: time.Now(), LastError: "5 attempts failed"}}); err != nil {
+		t.Fatal(err)
 	}
 }
 
