@@ -263,8 +263,7 @@ func (j *Job) create(ctx context.Context, conn *pgx.Conn, t Table, today time.Ti
 		})
 		switch {
 		case busy(err):
-			j.metrics.LockWaits.Inc()
-			rep.Busy = append(rep.Busy, PartitionName(t.Name, dayOf))
+			j.gaveUp(rep, PartitionName(t.Name, dayOf))
 			continue
 		case err != nil:
 			return fmt.Errorf("create partition of %s for %s: %w", t.Name, dayOf.Format(time.DateOnly), err)
@@ -284,7 +283,7 @@ func (j *Job) drop(ctx context.Context, conn *pgx.Conn, t Table, today time.Time
 		return err
 	}
 	// Tables detached by a pass that stopped before dropping them.
-	if err := dropDetached(ctx, j, conn, t, rep); err != nil {
+	if err := j.dropDetached(ctx, conn, t, rep); err != nil {
 		return err
 	}
 	for _, p := range parts {
@@ -324,8 +323,7 @@ func (j *Job) drop(ctx context.Context, conn *pgx.Conn, t Table, today time.Time
 			j.log.Info("partition past its retention kept: it holds unfinished work", "partition", p.Name, "why", again)
 			continue
 		case busy(err):
-			j.metrics.LockWaits.Inc()
-			rep.Busy = append(rep.Busy, p.Name)
+			j.gaveUp(rep, p.Name)
 			j.log.Info("partition not detached: its table is busy; retried at the next pass", "partition", p.Name)
 			continue
 		case err != nil:
@@ -422,6 +420,12 @@ func (j *Job) ddl(ctx context.Context, conn *pgx.Conn, change func(pgx.Tx) error
 	})
 }
 
+// gaveUp records a change given up on its lock wait, retried next pass.
+func (j *Job) gaveUp(rep *Report, name string) {
+	j.metrics.LockWaits.Inc()
+	rep.Busy = append(rep.Busy, name)
+}
+
 // busy: a DDL statement gave up its lock wait (lock_timeout), or lost a
 // deadlock to the hot path's transactions; the next pass retries.
 func busy(err error) bool {
@@ -472,7 +476,7 @@ const forgottenSuffix = "_forgotten"
 // dropDetached finishes what a pass that stopped left: tables named as
 // table's daily partitions that are no partition (detached) or are marked
 // forgotten.
-func dropDetached(ctx context.Context, j *Job, conn *pgx.Conn, t Table, rep *Report) error {
+func (j *Job) dropDetached(ctx context.Context, conn *pgx.Conn, t Table, rep *Report) error {
 	rows, err := conn.Query(ctx, `SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE n.nspname = current_schema() AND c.relkind = 'r' AND NOT c.relispartition
 		  AND c.relname ~ ('^' || $1 || '_p[0-9]{8}(' || $2 || ')?$')`, t.Name, forgottenSuffix)
@@ -493,8 +497,7 @@ func dropDetached(ctx context.Context, j *Job, conn *pgx.Conn, t Table, rep *Rep
 		// Detached by an earlier version, its foreign keys still held.
 		err := j.ddl(ctx, conn, func(tx pgx.Tx) error { return dropForeignKeys(ctx, tx, n) })
 		if busy(err) {
-			j.metrics.LockWaits.Inc()
-			rep.Busy = append(rep.Busy, n)
+			j.gaveUp(rep, n)
 			continue
 		} else if err != nil {
 			return fmt.Errorf("release the foreign keys of detached %s: %w", n, err)
@@ -524,8 +527,7 @@ func (j *Job) dropDetachedTable(ctx context.Context, conn *pgx.Conn, t Table, na
 		switch {
 		case busy(err):
 			// Detached: the next pass finishes it.
-			j.metrics.LockWaits.Inc()
-			rep.Busy = append(rep.Busy, name)
+			j.gaveUp(rep, name)
 			return nil
 		case err != nil:
 			return fmt.Errorf("take %s off the counts: %w", name, err)
