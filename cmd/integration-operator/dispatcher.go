@@ -96,7 +96,7 @@ KAFKA_SASL_PASSWORD, never flags.`,
 	f.Var(retention.Period{D: &o.retentions.ConnectorAttempts}, "retention-connector-attempts", "how long each connector delivery attempt (time, duration, outcome, the marketplace's status and answer excerpt, error, replica) is kept")
 	f.IntVar(&o.retention.Ahead, "partitions-ahead", 7, "days after today whose history partitions are created in advance")
 	f.DurationVar(&o.retention.Interval, "retention-interval", time.Hour, "how often one replica creates partitions ahead and drops those past retention")
-	f.Var(&o.dropRate, "retention-drop-rate", "the most bytes per second a retention drop frees, on average (a quantity: 256Mi): a dropped day's indexes and table go one at a time, each followed by a pause for its size over this rate, so that the disk keeps up with the deliveries' commits")
+	f.Var(&o.dropRate, "retention-drop-rate", "the most bytes per second a retention drop frees, on average (a quantity: 32Mi): a dropped day's indexes and table go one at a time, each followed by a pause for its size over this rate, so that the disk keeps up with the deliveries' commits")
 	addVaultFlags(f, &o.vault)
 	addTracingFlags(f, &o.tracing, "integration-operator-dispatcher")
 	return cmd

@@ -95,9 +95,12 @@ func forgetDeadLetters(stats, key, column string) string {
 		WHERE s.%[2]s = g.%[2]s`, stats, key, column)
 }
 
-// DefaultDropRate frees a day of 10 million deliveries (about 3 GB) in
-// about 12 s.
-const DefaultDropRate = 256 << 20
+// DefaultDropRate frees a day of 10 million deliveries (about 7 GB with
+// its payloads) in under 4 minutes. On a disk that trims what is freed
+// (ext4 mounted with discard), a faster drop delays the deliveries'
+// commits (bench-scale: p99 163 ms at 256Mi/s, 59 ms at 32Mi/s); it is
+// still five times what 1,000 events/s fanned out five ways write.
+const DefaultDropRate = 32 << 20
 
 // Config says what the job keeps and how often it runs.
 type Config struct {
@@ -182,6 +185,9 @@ func New(pool *pgxpool.Pool, cfg Config, m *Metrics, log logr.Logger) *Job {
 	}
 	return &Job{pool: pool, cfg: cfg, metrics: m, log: log}
 }
+
+// DropRate is the bytes per second a drop frees at most, on average.
+func (j *Job) DropRate() int64 { return j.cfg.DropRate }
 
 // Run runs a pass at once and then every Interval until ctx ends.
 func (j *Job) Run(ctx context.Context) {
